@@ -1,0 +1,151 @@
+"""The ``defib`` command line (typer): run, rules, rule."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from defib import __version__
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Find out why a fine-tuned BERT predicts the same score for every input.")
+
+BOOT_DIR = Path(__file__).parent / "_boot"
+
+
+def fail(message: str) -> None:
+    """A one-line usage or input error: exit 2, no traceback."""
+    typer.echo(f"defib: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"defib {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+                                      help="Show the version and exit.")) -> None:
+    """defib watches a PyTorch fine-tuning run and says why it flatlines."""
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(command: list[str] = typer.Argument(..., help="The training command, after --: python train.py ARGS"),
+        json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
+        steps: int = typer.Option(0, "--steps", min=0, help="Stop the script after N optimizer steps (0: run to the end)."),
+        ignore: list[str] = typer.Option([], "--ignore", help="Rule codes to leave out of the report."),
+        quiet: bool = typer.Option(False, "--quiet", help="Print only the verdict line.")) -> None:
+    """Run a training script unchanged and diagnose it: defib run [--json PATH] -- python train.py ARGS."""
+    _check_command(command)
+    from defib.report import json as json_report
+    from defib.report.text import headline, render
+
+    with tempfile.TemporaryDirectory(prefix="defib-") as tmp:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(BOOT_DIR)] + [p for p in [env.get("PYTHONPATH")] if p])
+        env["DEFIB_REPORT_DIR"] = tmp
+        env["DEFIB_STEPS"] = str(steps)
+        try:
+            proc = subprocess.run(command, env=env)
+        except KeyboardInterrupt:
+            proc = subprocess.CompletedProcess(command, 130)
+        report = _pick_report(Path(tmp))
+    report["script_exit"] = proc.returncode
+    report["command"] = command
+    if ignore:
+        report["findings"] = [f for f in report["findings"] if f["code"] not in set(ignore)]
+    if json_path is not None:
+        json_report.write(report, json_path)
+    if quiet:
+        typer.echo(f"defib: {headline(report)}")
+    else:
+        render(report)
+    code = _exit_code(report)
+    raise typer.Exit(code if code else (proc.returncode if proc.returncode > 0 else 0))
+
+
+def _check_command(command: list[str]) -> None:
+    if not command:
+        fail("no command to run: use defib run -- python train.py ARGS")
+    exe = command[0]
+    if shutil.which(exe) is None and not Path(exe).exists():
+        fail(f"command not found: {exe}")
+    if Path(exe).name.startswith("python") and len(command) > 1 and not command[1].startswith("-"):
+        script = Path(command[1])
+        if not script.exists():
+            fail(f"script not found: {script}")
+
+
+def _pick_report(folder: Path) -> dict:
+    """The report of the process that trained (rank 0, then most steps)."""
+    best = None
+    for path in folder.glob("report.*.json"):
+        try:
+            rep = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        key = (rep.get("rank", 0) == 0, rep.get("steps_observed", 0))
+        if best is None or key > best[0]:
+            best = (key, rep)
+    if best is not None:
+        return best[1]
+    from defib import __version__ as version
+
+    return {"defib_version": version, "verdict": "inconclusive", "task": "unknown", "steps_observed": 0,
+            "flatline": None, "findings": [], "confirmed_fixes": [],
+            "observed": {"note": "the command never imported torch or never reached a model"}}
+
+
+def _exit_code(report: dict) -> int:
+    if report.get("verdict") == "flatlined" or any(f.get("severity") == "error" for f in report.get("findings", [])):
+        return 1
+    return 0
+
+
+@app.command("rules")
+def rules_cmd() -> None:
+    """List every rule: code, cause and title."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from defib.rules.base import all_rules
+
+    table = Table("code", "cause", "title", "severity")
+    for code, cls in all_rules().items():
+        table.add_row(code, cls.cause or "(symptom)", cls.title, str(cls.severity))
+    Console().print(table)
+
+
+@app.command("rule")
+def rule_cmd(code: str = typer.Argument(..., help="A rule code, e.g. L001.")) -> None:
+    """Explain one rule, from its docstring."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from defib.rules.base import all_rules
+
+    rules = all_rules()
+    cls = rules.get(code.upper())
+    if cls is None:
+        fail(f"no rule {code!r}; known: {', '.join(rules)}")
+    doc = cls.doc()
+    parts = [f"# {cls.code}: {cls.title}", f"cause: `{cls.cause or 'symptom'}`, severity: {cls.severity}",
+             doc.get("summary", "")]
+    for section in ("What it detects", "Why it flattens predictions", "Example", "Fix"):
+        if doc.get(section):
+            parts.append(f"## {section}\n{doc[section]}")
+    Console().print(Markdown("\n\n".join(parts)))
+
+
+if __name__ == "__main__":
+    app()

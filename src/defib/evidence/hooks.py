@@ -1,0 +1,322 @@
+"""Global PyTorch hooks and patch points: how defib sees a script it did not write.
+
+Two kinds of interception, both observe-only:
+
+* PyTorch's own global hooks: module forward pre/post hooks and optimizer
+  step pre/post hooks. They reach every module and optimizer, including the
+  ones the transformers ``Trainer`` or Lightning build.
+* Thin wrappers around functions that have no hook: the functional losses
+  (``nn.MSELoss`` and friends call them too), ``Tensor.backward``,
+  ``zero_grad``, the constructors of optimizers, schedulers and DataLoaders,
+  and, once transformers is imported, tokenizer calls and ``from_pretrained``.
+  Each wrapper calls the original with the same arguments and returns its
+  result untouched, so the run computes exactly what it would without defib.
+
+:func:`install` returns a handle whose ``remove()`` puts everything back.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.abc
+import importlib.util
+import inspect
+import sys
+import warnings
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules import module as module_hooks
+from torch.optim import optimizer as optimizer_hooks
+from torch.utils.data import DataLoader
+
+from defib.evidence.watch import Watcher
+
+LOSS_FUNCTIONS = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss",
+                  "binary_cross_entropy_with_logits", "binary_cross_entropy")
+
+
+class Installed:
+    """What :func:`install` changed, so that :meth:`remove` can undo it."""
+
+    def __init__(self) -> None:
+        self.handles: list[Any] = []
+        self.patches: list[tuple[Any, str, Any]] = []
+        self.finder: _PostImport | None = None
+
+    def patch(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+        original = getattr(owner, name)
+        if getattr(original, "_defib_original", None) is not None:
+            return  # already patched by another watcher: never stack wrappers
+        wrapper = make(original)
+        wrapper._defib_original = original
+        self.patches.append((owner, name, original))
+        setattr(owner, name, wrapper)
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        for owner, name, original in reversed(self.patches):
+            setattr(owner, name, original)
+        self.handles.clear()
+        self.patches.clear()
+        if self.finder is not None and self.finder in sys.meta_path:
+            sys.meta_path.remove(self.finder)
+
+
+def _loss_wrapper(w: Watcher, name: str, original: Callable) -> Callable:
+    params = list(inspect.signature(original).parameters)[2:]
+
+    @functools.wraps(original)
+    def loss(input, target, *args, **kwargs):
+        if _may_warn(input, target):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = original(input, target, *args, **kwargs)
+            _rewarn(caught, sys._getframe(1))
+        else:
+            result = original(input, target, *args, **kwargs)
+        named = dict(zip(params, args))
+        named.update(kwargs)
+        w.loss_call(name, input, target, result, named)
+        return result
+
+    return loss
+
+
+def _may_warn(input: Any, target: Any) -> bool:
+    """torch's element-wise losses warn only when input and target sizes differ."""
+    return isinstance(input, torch.Tensor) and isinstance(target, torch.Tensor) and input.shape != target.shape
+
+
+_SHOWN: set[tuple] = set()
+
+
+def _rewarn(caught: list, frame: Any) -> None:
+    """Re-issue warnings from a wrapped call as if the wrapper were not there.
+
+    torch warns with ``stacklevel=2``, which would name defib's wrapper; the
+    user must see their own line, once per line as Python's default filter
+    shows it. (Catching is confined to calls that can warn, because entering
+    ``catch_warnings`` resets every module's once-only warning registry.)
+    """
+    for w in caught:
+        key = (frame.f_code.co_filename, frame.f_lineno, w.category, str(w.message))
+        if key in _SHOWN:
+            continue
+        _SHOWN.add(key)
+        warnings.warn_explicit(w.message, w.category, frame.f_code.co_filename, frame.f_lineno,
+                               module=frame.f_globals.get("__name__"))
+
+
+def install(w: Watcher) -> Installed:
+    """Attach ``w`` to every model, optimizer and loss in this process."""
+    inst = Installed()
+    inst.handles.append(module_hooks.register_module_forward_pre_hook(lambda m, a: w.forward_pre(m, a)))
+    inst.handles.append(module_hooks.register_module_forward_hook(
+        lambda m, a, k, o: w.forward_post(m, a, k, o), with_kwargs=True, always_call=True))
+    inst.handles.append(optimizer_hooks.register_optimizer_step_pre_hook(lambda o, a, k: w.step_pre(o, a, k)))
+    inst.handles.append(optimizer_hooks.register_optimizer_step_post_hook(lambda o, a, k: w.step_post(o, a, k)))
+
+    for name in LOSS_FUNCTIONS:
+        inst.patch(F, name, functools.partial(_loss_wrapper, w, name))
+
+    def backward(original):
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            w.backward_pre(self)
+            out = original(self, *args, **kwargs)
+            w.backward_post(self)
+            return out
+        return run
+
+    inst.patch(torch.Tensor, "backward", backward)
+
+    def zero_grad(original):
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            w.zero_grad_call(self)
+            return original(self, *args, **kwargs)
+        return run
+
+    inst.patch(torch.optim.Optimizer, "zero_grad", zero_grad)
+    inst.patch(nn.Module, "zero_grad", zero_grad)
+
+    def after_init(event: Callable[[Any], None]):
+        def make(original):
+            @functools.wraps(original)
+            def run(self, *args, **kwargs):
+                original(self, *args, **kwargs)
+                event(self)
+            return run
+        return make
+
+    inst.patch(torch.optim.Optimizer, "__init__", after_init(w.optimizer_created))
+    inst.patch(DataLoader, "__init__", after_init(w.loader_created))
+
+    def loader_iter(original):
+        @functools.wraps(original)
+        def run(self):
+            w.loader_iter(self)
+            return original(self)
+        return run
+
+    inst.patch(DataLoader, "__iter__", loader_iter)
+    _patch_schedulers(inst, w)
+    inst.finder = _PostImport({
+        "transformers.tokenization_utils_base": functools.partial(_patch_tokenizers, inst, w),
+        "transformers.modeling_utils": functools.partial(_patch_from_pretrained, inst),
+        "transformers.training_args": functools.partial(_patch_training_args, inst, w),
+    })
+    inst.finder.install()
+    return inst
+
+
+def _patch_schedulers(inst: Installed, w: Watcher) -> None:
+    from torch.optim import lr_scheduler
+
+    base = getattr(lr_scheduler, "LRScheduler", None) or lr_scheduler._LRScheduler
+
+    def init(original):
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            self._defib_init = True  # LRScheduler.__init__ steps once itself: not a user step
+            try:
+                original(self, *args, **kwargs)
+            finally:
+                self._defib_init = False
+            w.scheduler_created(self)
+        return run
+
+    def step(original):
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            if not getattr(self, "_defib_init", False):
+                w.scheduler_stepped(self)
+            return original(self, *args, **kwargs)
+        return run
+
+    inst.patch(base, "__init__", init)
+    inst.patch(base, "step", step)
+    plateau = getattr(lr_scheduler, "ReduceLROnPlateau", None)
+    if plateau is not None and not issubclass(plateau, base):
+        inst.patch(plateau, "step", step)
+
+
+def _patch_tokenizers(inst: Installed, w: Watcher, module: Any) -> None:
+    cls = getattr(module, "PreTrainedTokenizerBase", None)
+    if cls is None:
+        return
+
+    def call(original):
+        @functools.wraps(original)
+        def run(self, text=None, *args, **kwargs):
+            out = original(self, text, *args, **kwargs)
+            named = dict(kwargs)
+            if args and "text_pair" not in named:
+                named["text_pair"] = args[0]
+            if w.s.data is None or w.s.data.pad_token_id is None:
+                w._data().pad_token_id = getattr(self, "pad_token_id", None)
+            w.tokenizer_called(text, named, out)
+            return out
+        return run
+
+    inst.patch(cls, "__call__", call)
+
+
+def _patch_from_pretrained(inst: Installed, module: Any) -> None:
+    cls = getattr(module, "PreTrainedModel", None)
+    if cls is None:
+        return
+    original = cls.__dict__["from_pretrained"].__func__
+
+    def make(_):
+        @functools.wraps(original)
+        def from_pretrained(klass, *args, **kwargs):
+            model = original(klass, *args, **kwargs)
+            try:
+                model._defib_pretrained = True
+            except Exception:  # a model that refuses attributes just goes unmarked
+                pass
+            return model
+        return classmethod(from_pretrained)
+
+    inst.patches.append((cls, "from_pretrained", cls.__dict__["from_pretrained"]))
+    setattr(cls, "from_pretrained", make(None))
+
+
+def _patch_training_args(inst: Installed, w: Watcher, module: Any) -> None:
+    """Remember where the user wrote ``TrainingArguments(learning_rate=...)``."""
+    from defib.evidence.callsite import where_here
+
+    cls = getattr(module, "TrainingArguments", None)
+    if cls is None:
+        return
+
+    def init(original):
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            try:
+                w.training_args_where = where_here(keyword="learning_rate", skip=2)
+            except Exception as exc:
+                w.record_internal_error("TrainingArguments", exc)
+        return run
+
+    inst.patch(cls, "__init__", init)
+
+
+class _PostImport(importlib.abc.MetaPathFinder):
+    """Run a callback on a module right after it is imported (or now, if it already is)."""
+
+    def __init__(self, callbacks: dict[str, Callable[[Any], None]]):
+        self.callbacks = callbacks
+
+    def install(self) -> None:
+        for name, cb in list(self.callbacks.items()):
+            if name in sys.modules:
+                cb(sys.modules[name])
+                del self.callbacks[name]
+        if self.callbacks:
+            sys.meta_path.insert(0, self)
+
+    def find_spec(self, fullname, path=None, target=None):
+        cb = self.callbacks.get(fullname)
+        if cb is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                loader = spec.loader
+                original_exec = loader.exec_module
+
+                def exec_module(module, _orig=original_exec, _cb=cb):
+                    _orig(module)
+                    _cb(module)
+
+                spec.loader = _Loader(loader, exec_module)
+                return spec
+        return None
+
+
+class _Loader(importlib.abc.Loader):
+    def __init__(self, inner, exec_module):
+        self.inner = inner
+        self._exec = exec_module
+
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module):
+        # hand the module its real loader back, so inspect/linecache/resources see the usual one
+        module.__loader__ = self.inner
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = self.inner
+        self._exec(module)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)

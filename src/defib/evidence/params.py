@@ -1,0 +1,83 @@
+"""Name and group a model's parameters the way a person reads a BERT.
+
+Gradient norms and update ratios are reported per module group: the
+embeddings, each encoder layer, the pooler, and the head (everything else,
+which is what a fine-tuning script adds on top of the encoder). Names follow
+the Hugging Face conventions shared by BERT, RoBERTa, DistilBERT, ELECTRA and
+friends, so grouping works for models defib never saw.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+_LAYER = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
+
+
+def group_of(name: str) -> str:
+    """Module group of a parameter name: embeddings, layer.N, pooler or head."""
+    m = _LAYER.search(name)
+    if m:
+        return f"layer.{int(m.group(1))}"
+    if "embed" in name:
+        return "embeddings"
+    if "pooler" in name:
+        return "pooler"
+    return "head"
+
+
+def group_order(group: str) -> tuple[int, int]:
+    """Sort key: embeddings, layers in order, pooler, head."""
+    if group == "embeddings":
+        return (0, 0)
+    if group.startswith("layer."):
+        return (1, int(group.split(".")[1]))
+    return (2, 0) if group == "pooler" else (3, 0)
+
+
+def named_params(roots: list[nn.Module]) -> dict[int, tuple[str, nn.Parameter]]:
+    """id(param) -> (qualified name, param) over all root modules, first name wins."""
+    out: dict[int, tuple[str, nn.Parameter]] = {}
+    for root in roots:
+        for name, p in root.named_parameters():
+            out.setdefault(id(p), (name, p))
+    return out
+
+
+def head_linears(root: nn.Module) -> list[nn.Linear]:
+    """Linear layers outside the encoder, in registration order (the head)."""
+    return [m for name, m in root.named_modules()
+            if isinstance(m, nn.Linear) and group_of(name + ".weight") == "head"]
+
+
+def encoder_layernorms(root: nn.Module) -> list[nn.LayerNorm]:
+    return [m for name, m in root.named_modules()
+            if isinstance(m, nn.LayerNorm) and group_of(name + ".weight") != "head"]
+
+
+def at_default_init(ln: nn.LayerNorm) -> bool:
+    """True when a LayerNorm is exactly as ``reset_parameters`` leaves it.
+
+    Pretrained checkpoints never have every gain exactly 1 and every bias
+    exactly 0, so an encoder full of such LayerNorms was never loaded (or was
+    re-initialised after loading).
+    """
+    with torch.no_grad():
+        w_ok = ln.weight is None or bool((ln.weight == 1).all())
+        b_ok = ln.bias is None or bool((ln.bias == 0).all())
+    return w_ok and b_ok
+
+
+def find_config(root: nn.Module):
+    """The Hugging Face config of the model or of a submodule (a wrapped encoder)."""
+    cfg = getattr(root, "config", None)
+    if cfg is not None:
+        return cfg
+    for m in root.modules():
+        cfg = getattr(m, "config", None)
+        if cfg is not None and hasattr(cfg, "vocab_size"):
+            return cfg
+    return None

@@ -1,0 +1,119 @@
+"""Bounded-memory statistics: a run of a million steps costs what a run of a thousand does."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class Series:
+    """A (step, value) series that keeps at most ``cap`` points.
+
+    When full, every second point is dropped and the keep-stride doubles, so
+    the series always spans the whole run at an even resolution (the first
+    point is never lost). Appends are O(1) amortised.
+    """
+
+    def __init__(self, cap: int = 512):
+        self.cap = cap
+        self.stride = 1
+        self.steps: list[int] = []
+        self.values: list[float] = []
+        self._count = 0
+        self.last: float | None = None
+        self.last_step: int | None = None
+
+    def add(self, step: int, value: float) -> None:
+        self.last, self.last_step = float(value), step
+        if self._count % self.stride == 0:
+            self.steps.append(step)
+            self.values.append(float(value))
+            if len(self.steps) > self.cap:
+                self.steps = self.steps[::2]
+                self.values = self.values[::2]
+                self.stride *= 2
+        self._count += 1
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def pairs(self) -> list[tuple[int, float]]:
+        out = list(zip(self.steps, self.values))
+        if self.last_step is not None and (not out or out[-1][0] != self.last_step):
+            out.append((self.last_step, self.last))
+        return out
+
+    def to_dict(self) -> dict[str, list]:
+        pts = self.pairs()
+        return {"step": [p[0] for p in pts], "value": [None if not math.isfinite(p[1]) else p[1] for p in pts]}
+
+
+@dataclass
+class Moments:
+    """Streaming mean / variance / min / max (Chan's parallel update)."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    lo: float = math.inf
+    hi: float = -math.inf
+
+    def add(self, x: np.ndarray) -> None:
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return
+        n_b, mean_b = x.size, float(x.mean())
+        m2_b = float(((x - mean_b) ** 2).sum())
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        self.mean += delta * n_b / n
+        self.m2 += m2_b + delta * delta * self.n * n_b / n
+        self.n = n
+        self.lo = min(self.lo, float(x.min()))
+        self.hi = max(self.hi, float(x.max()))
+
+    @property
+    def var(self) -> float:
+        return self.m2 / self.n if self.n else math.nan
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.var) if self.n else math.nan
+
+
+@dataclass
+class Window:
+    """The most recent ``cap`` scalars (predictions or targets), as one array."""
+
+    cap: int = 256
+    buf: deque = field(default_factory=deque)
+
+    def extend(self, x: np.ndarray) -> None:
+        for v in x.ravel()[-self.cap:].tolist():
+            self.buf.append(v)
+        while len(self.buf) > self.cap:
+            self.buf.popleft()
+
+    def array(self) -> np.ndarray:
+        return np.fromiter(self.buf, dtype=np.float64, count=len(self.buf))
+
+    def __len__(self) -> int:
+        return len(self.buf)
+
+
+def rel_spread(x: np.ndarray) -> float:
+    """How different the rows of ``x`` (N, D) are, relative to their size.
+
+    Mean over dimensions of the across-row std, divided by the RMS of ``x``.
+    0 means every row is the same vector (a collapsed representation); rows of
+    independent noise give about 1.
+    """
+    if x.ndim != 2 or x.shape[0] < 2:
+        return math.nan
+    rms = float(np.sqrt((x.astype(np.float64) ** 2).mean()))
+    if rms == 0 or not math.isfinite(rms):
+        return 0.0 if rms == 0 else math.nan
+    return float(x.std(axis=0).mean() / rms)

@@ -1,0 +1,770 @@
+"""The framework-free watch core: events in, :class:`~defib.signals.Signals` out.
+
+Hooks (``hooks.py``), the one-line ``defib.watch`` and the Trainer/Lightning
+callbacks all translate what they see into calls on one :class:`Watcher`.
+Every event handler observes detached tensors under ``no_grad``, never
+changes what it is given, and is wrapped by :func:`guarded`, so a bug in
+defib becomes an internal-error finding instead of a crash in the user's run.
+Memory stays bounded: series downsample, windows are rings, sets of
+parameter ids are bounded by the model.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import time
+import traceback
+import weakref
+from collections import Counter
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from defib.evidence import params as P
+from defib.evidence.callsite import where_here
+from defib.evidence.stats import Moments, Series, Window, rel_spread
+from defib.signals import (CLASS_LOSSES, MULTILABEL_LOSSES, REGRESSION_LOSSES, DataSignals, LossSignals,
+                           ModelSignals, OptimSignals, PredSignals, Signals)
+
+# grad_fn names that only reshape or copy: walked through to find what produced the loss input
+_PASS_THROUGH = ("View", "Squeeze", "Unsqueeze", "Reshape", "Expand", "Select", "Slice", "Clone", "ToCopy",
+                 "Transpose", "Permute", "Alias", "Unsafe", "Index", "Flatten", "Contiguous")
+MAX_INTERNAL_ERRORS = 20
+
+
+def guarded(method: Callable) -> Callable:
+    """Run an event handler; on any exception, record it and carry on."""
+
+    @functools.wraps(method)
+    def run(self: "Watcher", *args: Any, **kwargs: Any) -> Any:
+        if self._inside:
+            return None
+        self._inside = True
+        self._grad = torch.is_grad_enabled()  # the user's mode, before defib's no_grad
+        try:
+            with torch.no_grad():
+                return method(self, *args, **kwargs)
+        except Exception as exc:  # defib must never stop the user's training
+            self.record_internal_error(method.__name__, exc)
+            return None
+        finally:
+            self._inside = False
+
+    return run
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().reshape(-1).cpu().numpy()
+
+
+def _grad_fn_chain(t: torch.Tensor, depth: int = 6) -> tuple[str, ...]:
+    names: list[str] = []
+    fn = t.grad_fn
+    while fn is not None and len(names) < depth:
+        name = type(fn).__name__
+        names.append(name)
+        if not name.startswith(_PASS_THROUGH):
+            if len(names) > 1 or not name.startswith(_PASS_THROUGH):
+                break
+        nxt = [f for f, _ in fn.next_functions if f is not None]
+        fn = nxt[0] if nxt else None
+    return tuple(names)
+
+
+class Watcher:
+    """Collects signals from one training run.
+
+    ``sample_every``: expensive measurements (per-group gradient norms, update
+    ratios, representation spread) run on the first steps and then every this
+    many optimizer steps. ``window``: how many recent predictions define the
+    current prediction spread. ``evaluate_every``: how often the rules run
+    during training, so a flatline is announced when it happens.
+    """
+
+    def __init__(self, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, *,
+                 sample_every: int = 10, window: int = 256, evaluate_every: int = 10,
+                 announce: Callable[[str], None] | None = None):
+        self.sample_every = sample_every
+        self.evaluate_every = evaluate_every
+        self.announce = announce
+        self.s = Signals()
+        self.s.config = {"sample_every": sample_every, "window": window}
+        self._inside = False
+        self._grad = True
+        self._roots: list[weakref.ref] = []
+        self._depth = 0
+        self._root_active: nn.Module | None = None
+        self._optimizers: dict[int, dict[str, Any]] = {}
+        self._main_opt: weakref.ref | None = None
+        self._names: dict[int, tuple[str, nn.Parameter]] = {}
+        self._opt_ids: set[int] = set()
+        self._ever_grad: set[int] = set()
+        self._ever_nonzero: set[int] = set()
+        self._pred_window = Window(window)
+        self._target_window = Window(window)
+        self._targets = Moments()
+        self._label_counts: Counter = Counter()
+        self._pred_classes: Window = Window(window)
+        self._batch_means: list[float] = []
+        self._batch_vars: list[float] = []
+        self._step_losses: list[float] = []
+        self._loss_window: Window = Window(16)
+        self._backward_since_step = 0
+        self._zeroed_after_backward = False
+        self._first_micro_norm: float | None = None
+        self._probe: nn.Parameter | None = None
+        self._not_cleared = 0
+        self._snap: dict[int, torch.Tensor] = {}
+        self._head_hooks: list[Any] = []
+        self._loaders: dict[int, dict[str, Any]] = {}
+        self._active_loader: int | None = None
+        self._first_fired: dict[str, int] = {}
+        self._flatline_announced = False
+        self._step_callbacks: list[Callable[[int], None]] = []
+        self._train_mode_steps = 0
+        self._backward_values: list[float] = []
+        self.training_args_where = None  # set by the TrainingArguments patch
+        self._initial_preds: list[float] = []
+        self.started = time.time()
+        if model is not None:
+            self._add_root(model)
+        if optimizer is not None:
+            self.optimizer_created(optimizer, where=None)
+
+    # ------------------------------------------------------------------ errors
+    def record_internal_error(self, where: str, exc: BaseException) -> None:
+        if len(self.s.internal_errors) < MAX_INTERNAL_ERRORS:
+            tb = traceback.extract_tb(exc.__traceback__)
+            last = tb[-1] if tb else None
+            at = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})" if last else ""
+            self.s.internal_errors.append(f"{where}: {type(exc).__name__}: {exc}{at}")
+
+    # ------------------------------------------------------------------ model
+    def roots(self) -> list[nn.Module]:
+        return [m for m in (r() for r in self._roots) if m is not None]
+
+    def _add_root(self, module: nn.Module) -> None:
+        if any(r() is module for r in self._roots):
+            return
+        self._roots.append(weakref.ref(module))
+        self._names = {}  # rebuilt lazily
+        if self.s.model is None:
+            self.s.model = ModelSignals(name=type(module).__name__)
+            self._inspect_model(module)
+
+    def _inspect_model(self, root: nn.Module) -> None:
+        m = self.s.model
+        lns = P.encoder_layernorms(root)
+        if lns:
+            m.layernorm_at_init = sum(P.at_default_init(ln) for ln in lns) / len(lns)
+        m.pretrained_loaded = any(getattr(sub, "_defib_pretrained", False) for sub in root.modules())
+        heads = P.head_linears(root)
+        if heads:
+            first = heads[0]
+            m.head_params = [n for n, _ in root.named_parameters() if P.group_of(n) == "head"]
+            w = first.weight.detach().float()
+            m.head_fan_in = int(w.shape[1]) if w.ndim == 2 else None
+            m.head_init_nonfinite = not bool(torch.isfinite(w).all())
+            finite = w[torch.isfinite(w)]
+            m.head_init_std = float(finite.std()) if finite.numel() > 1 else None
+            m.head_init_absmax = float(finite.abs().max()) if finite.numel() else None
+            self._head_hooks.append(first.register_forward_pre_hook(self._head_input))
+        cfg = P.find_config(root)
+        if cfg is not None and self._data().pad_token_id is None:
+            self._data().pad_token_id = getattr(cfg, "pad_token_id", None)
+
+    def _head_input(self, module: nn.Module, args: tuple) -> None:
+        if self._sampling() and args and isinstance(args[0], torch.Tensor) and torch.is_grad_enabled():
+            self._spread_into(self.s.model.head_input_spread, args[0])
+
+    @guarded
+    def _spread_into(self, series: Series, x: torch.Tensor) -> None:
+        x = x.detach().float()
+        if x.ndim == 3:
+            x = x[:, 0]
+        if x.ndim == 2 and x.shape[0] > 1:
+            series.add(self.s.step, rel_spread(x.cpu().numpy()))
+
+    def detach(self) -> None:
+        for h in self._head_hooks:
+            h.remove()
+        self._head_hooks.clear()
+
+    def _sampling(self) -> bool:
+        step = self.s.step
+        return step < 3 or step % self.sample_every == 0
+
+    # ------------------------------------------------------------------ forward
+    @guarded
+    def forward_pre(self, module: nn.Module, args: tuple) -> None:
+        self._depth += 1
+
+    @guarded
+    def forward_post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        # global pre-hooks get no kwargs, so the inputs are read here, after the call
+        self._depth = max(0, self._depth - 1)
+        hidden = getattr(output, "last_hidden_state", None)
+        if isinstance(hidden, torch.Tensor) and hidden.ndim == 3 and self._grad and self._sampling():
+            self._encoder_output(hidden, self._find_inputs(args, kwargs)[1])
+        if self._depth == 0:
+            self._root_call(module, args, kwargs)
+
+    def _root_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        ids, mask = self._find_inputs(args, kwargs)
+        if ids is None:
+            return
+        self._add_root(module)
+        self._root_active = module
+        if not self._grad or not module.training:
+            return
+        self._check_batch(ids, mask)
+
+    @staticmethod
+    def _find_inputs(args: tuple, kwargs: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """input_ids and attention_mask, by keyword, in a dict, or as the first positionals."""
+        src: dict = dict(kwargs)
+        if args and isinstance(args[0], dict):
+            src.update(args[0])
+        ids = src.get("input_ids")
+        mask = src.get("attention_mask")
+        if ids is None and args and isinstance(args[0], torch.Tensor) and args[0].ndim == 2 \
+                and not args[0].is_floating_point():
+            ids = args[0]
+            if mask is None and len(args) > 1 and isinstance(args[1], torch.Tensor) and args[1].shape == ids.shape:
+                mask = args[1]
+        if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.is_floating_point():
+            return None, None
+        return ids, mask if isinstance(mask, torch.Tensor) else None
+
+    def _data(self) -> DataSignals:
+        if self.s.data is None:
+            self.s.data = DataSignals()
+        return self.s.data
+
+    def _check_batch(self, ids: torch.Tensor, mask: torch.Tensor | None) -> None:
+        d = self._data()
+        d.batches += 1
+        d.seq_len.add(self.s.step, ids.shape[1])
+        pad = d.pad_token_id
+        if pad is not None:
+            is_pad = ids == pad
+            # a sequence of pads at the end of a row, not an id that merely equals pad
+            has_pad = bool(is_pad[:, -1].any())
+            if has_pad:
+                d.batches_with_pad += 1
+                if mask is None:
+                    d.batches_pad_no_mask += 1
+                    if d.mask_where is None:
+                        d.mask_where = where_here(skip=4)
+                else:
+                    m = mask.bool() if mask.dtype != torch.bool else mask
+                    if m.shape == ids.shape:
+                        if bool(m.all()):
+                            d.batches_mask_all_ones_with_pad += 1
+                            d.mask_where = d.mask_where or where_here(skip=4)
+                        elif float((m == is_pad).float().mean()) > 0.9:
+                            d.batches_mask_inverted += 1
+                            d.mask_where = d.mask_where or where_here(skip=4)
+        if ids.shape[0] > 1:
+            uniq = torch.unique(ids, dim=0).shape[0]
+            share = 1 - uniq / ids.shape[0]
+            prev = d.dup_rows_share or 0.0
+            d.dup_rows_share = prev + (share - prev) / d.batches
+
+    def _encoder_output(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> None:
+        m = self.s.model
+        if m is None:
+            return
+        h = hidden.detach().float()  # (B, T, H)
+        if h.shape[0] > 1:
+            m.cls_spread.add(self.s.step, rel_spread(h[:, 0].cpu().numpy()))
+        if mask is not None and mask.shape == h.shape[:2]:
+            tokens = h[mask.bool()]
+        else:
+            tokens = h.reshape(-1, h.shape[-1])
+        if tokens.shape[0] > 512:
+            tokens = tokens[torch.linspace(0, tokens.shape[0] - 1, 512).long()]
+        m.token_spread.add(self.s.step, rel_spread(tokens.cpu().numpy()))
+
+    # ------------------------------------------------------------------ loss
+    @guarded
+    def loss_call(self, fn: str, input: Any, target: Any, result: Any, kwargs: dict) -> None:
+        if not (self._grad and isinstance(input, torch.Tensor) and isinstance(target, torch.Tensor)):
+            return
+        if not input.requires_grad and not torch.is_tensor(result):
+            return
+        family = ("regression" if fn in REGRESSION_LOSSES else "classification" if fn in CLASS_LOSSES
+                  else "multilabel" if fn in MULTILABEL_LOSSES else None)
+        if family is None:
+            return
+        ls = self.s.loss
+        if ls is None or ls.fn != fn:
+            if ls is not None and ls.calls > 5:
+                return  # a second loss function: the first one is the training loss
+            ls = self.s.loss = LossSignals(fn=fn, family=family)
+            ls.where = where_here(skip=4)
+            ls.reduction = str(kwargs.get("reduction", "mean"))
+            ls.input_requires_grad = bool(input.requires_grad)
+            ls.producer = _grad_fn_chain(input)
+        ls.calls += 1
+        ls.input_shape, ls.target_shape = tuple(input.shape), tuple(target.shape)
+        ls.input_dtype, ls.target_dtype = str(input.dtype).replace("torch.", ""), str(target.dtype).replace("torch.", "")
+        ls.weighted = ls.weighted or kwargs.get("weight") is not None or kwargs.get("pos_weight") is not None
+        if family != "classification" and input.shape != target.shape and input.numel() != 1:
+            ls.broadcast_calls += 1
+        if torch.is_tensor(result) and result.numel() == 1:
+            value = float(result.detach())
+            if math.isfinite(value):
+                ls.first = value if ls.first is None else ls.first
+                self._step_losses.append(value)
+            elif ls.nonfinite_step is None:
+                ls.nonfinite_step = self.s.step + 1
+                self._optim().nonfinite.setdefault("loss", self.s.step + 1)
+        self._record_predictions(family, input.detach(), target.detach())
+
+    def _record_predictions(self, family: str, x: torch.Tensor, y: torch.Tensor) -> None:
+        task = "regression" if family == "regression" else family
+        if self.s.preds is None:
+            self.s.preds = PredSignals(task=task)
+            self.s.task = task
+        p = self.s.preds
+        if family == "regression":
+            xs, ys = _np(x), _np(y)
+            self._pred_window.extend(xs)
+            self._note_targets(ys)
+            if p.n_seen < 64:
+                self._initial_preds.extend(xs.tolist())
+            p.n_seen += xs.size
+        elif family == "classification":
+            if x.ndim < 2:
+                return
+            k = x.shape[1]
+            logits = x.movedim(1, -1).reshape(-1, k).float()
+            p.n_classes = k
+            self._pred_classes.extend(logits.argmax(-1).cpu().numpy().astype(np.float64))
+            if y.is_floating_point() and y.shape == x.shape:  # soft / one-hot targets
+                labels = y.movedim(1, -1).reshape(-1, k).argmax(-1)
+            else:
+                labels = y.reshape(-1)
+            lab = labels.cpu().numpy()
+            self._note_targets(lab.astype(np.float64))
+            self._label_counts.update(lab.astype(np.int64).tolist())
+            p.n_seen += logits.shape[0]
+            ls = self.s.loss
+            rows = logits.sum(-1)
+            ok = (logits.min(-1).values >= 0) & ((rows - 1).abs() < 1e-3)
+            share = float(ok.float().mean())
+            ls.prob_rows_share = share if ls.prob_rows_share is None else 0.9 * ls.prob_rows_share + 0.1 * share
+        else:  # multilabel
+            xs, ys = _np(x), _np(y)
+            self._pred_window.extend(xs)
+            self._note_targets(ys)
+            p.n_seen += xs.size
+            ls = self.s.loss
+            if ls.fn == "binary_cross_entropy_with_logits":
+                share = float(((xs >= 0) & (xs <= 1)).mean())
+                ls.unit_interval_share = share if ls.unit_interval_share is None else \
+                    0.9 * ls.unit_interval_share + 0.1 * share
+
+    def _note_targets(self, ys: np.ndarray) -> None:
+        self._targets.add(ys.astype(np.float64))
+        fin = ys[np.isfinite(ys)]
+        if fin.size:
+            self._batch_means.append(float(fin.mean()))
+            self._batch_vars.append(float(fin.var()) if fin.size > 1 else math.nan)
+            if len(self._batch_means) > 4096:
+                del self._batch_means[:2048]
+                del self._batch_vars[:2048]
+            p = self.s.preds
+            integral = bool(np.all(fin == np.round(fin)))
+            p.target_integer = integral if p.target_integer is None else (p.target_integer and integral)
+
+    # ------------------------------------------------------------------ backward / zero_grad
+    def _optim(self) -> OptimSignals:
+        if self.s.optim is None:
+            self.s.optim = OptimSignals()
+        return self.s.optim
+
+    @guarded
+    def backward_pre(self, tensor: torch.Tensor) -> None:
+        o = self._optim()
+        o.backward_calls += 1
+        if o.backward_where is None:
+            o.backward_where = where_here(skip=4)
+        if tensor.numel() == 1:
+            v = float(tensor.detach())
+            self._backward_values.append(v)
+            if not math.isfinite(v):
+                o.nonfinite.setdefault("loss", self.s.step + 1)
+        if self._backward_since_step == 0 and self._probe is not None and self.s.step > 0:
+            g = self._probe.grad
+            if g is not None and bool((g != 0).any()):
+                self._not_cleared += 1
+        self._zeroed_after_backward = False
+
+    @guarded
+    def backward_post(self, tensor: torch.Tensor) -> None:
+        self._backward_since_step += 1
+        if self._backward_since_step == 1 and self._probe is not None and self._probe.grad is not None:
+            self._first_micro_norm = float(self._probe.grad.detach().float().norm())
+
+    @guarded
+    def zero_grad_call(self, owner: Any) -> None:
+        o = self._optim()
+        o.zero_grad_calls += 1
+        if o.zero_grad_where is None:
+            o.zero_grad_where = where_here(skip=4)
+        if self._backward_since_step > 0:
+            self._zeroed_after_backward = True
+
+    # ------------------------------------------------------------------ optimizer
+    @guarded
+    def optimizer_created(self, optimizer: torch.optim.Optimizer, where: Any = "auto", lr_where: Any = "auto",
+                          owner: str | None = None) -> None:
+        if where == "auto":
+            where = where_here(skip=4)
+        if lr_where == "auto":
+            lr_where = where_here(keyword="lr", skip=4)
+            if self.training_args_where is not None and _built_by_trainer():
+                lr_where = where = self.training_args_where
+        self._optimizers[id(optimizer)] = {
+            "ref": weakref.ref(optimizer), "where": where, "lr_where": lr_where,
+            "lr": [float(g.get("lr", math.nan)) if not torch.is_tensor(g.get("lr")) else float(g["lr"])
+                   for g in optimizer.param_groups],
+            "name": owner or type(optimizer).__name__,
+        }
+
+    def _main(self, optimizer: torch.optim.Optimizer) -> bool:
+        """The first optimizer that steps is the one watched (others: GANs, probes)."""
+        if self._main_opt is None:
+            self._main_opt = weakref.ref(optimizer)
+            o = self._optim()
+            info = self._optimizers.get(id(optimizer))
+            if info is None:
+                self.optimizer_created.__wrapped__(self, optimizer, where=None, lr_where=None)
+                info = self._optimizers[id(optimizer)]
+            o.optimizer, o.where, o.lr_where, o.lr_initial = info["name"], info["where"], info["lr_where"], info["lr"]
+            self._opt_ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        return self._main_opt() is optimizer
+
+    def _name_map(self) -> dict[int, tuple[str, nn.Parameter]]:
+        if not self._names:
+            self._names = P.named_params(self.roots())
+        return self._names
+
+    def _opt_params(self, optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
+        return [p for g in optimizer.param_groups for p in g["params"]]
+
+    @guarded
+    def step_pre(self, optimizer: torch.optim.Optimizer, args: tuple = (), kwargs: dict | None = None) -> None:
+        if not self._main(optimizer):
+            return
+        o = self._optim()
+        step = self.s.step + 1
+        if o.step_where is None:
+            o.step_where = where_here(skip=4)
+        o.lr.add(step, max(float(g["lr"]) for g in optimizer.param_groups))
+        params = self._opt_params(optimizer)
+        names = self._name_map()
+        if step == 1:
+            self._first_step(optimizer, params, names)
+        # gradient accounting
+        if self._backward_since_step > 0:
+            o.micro_batches.append(self._backward_since_step)
+            del o.micro_batches[:-64]
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads:
+            o.steps_with_grads += 1
+        if self._backward_since_step > 0 and (not grads or (self._zeroed_after_backward and
+                                                            not any(bool(g.any()) for g in grads[:4]))):
+            o.steps_zeroed_before_step += 1
+        if self._probe is not None and self._probe.grad is not None and self._first_micro_norm:
+            if self._backward_since_step > 1:
+                o.accum_growth = float(self._probe.grad.float().norm()) / self._first_micro_norm
+        if step < 3 or step % self.sample_every == 0:
+            self._sample_grads(step, params, names)
+        self._snapshot(step, params, names)
+        # losses of this step
+        if self._step_losses:
+            value = float(np.mean(self._step_losses))
+            if self.s.loss is not None:
+                self.s.loss.values.add(step, value)
+            self._loss_window.extend(np.array([value]))
+        if self._backward_values and self._step_losses and self.s.loss is not None:
+            ratio = abs(self._backward_values[-1]) / max(abs(self._step_losses[-1]), 1e-30)
+            self.s.loss.scale_factor = ratio
+        self._step_losses.clear()
+        self._backward_values.clear()
+        root = self._root_active
+        if root is not None and root.training:
+            self._train_mode_steps += 1
+
+    def _first_step(self, optimizer, params, names) -> None:
+        o = self._optim()
+        all_params = [p for _, p in names.values()]
+        o.n_params = sum(p.numel() for p in all_params)
+        o.n_trainable = sum(p.numel() for p in all_params if p.requires_grad)
+        o.frozen = [n for n, p in names.values() if not p.requires_grad]
+        o.param_dtypes = sorted({str(p.dtype).replace("torch.", "") for p in params})
+        heads = [p for i, (n, p) in names.items() if P.group_of(n) == "head" and p.requires_grad and i in self._opt_ids]
+        cands = heads or [p for p in params if p.requires_grad]
+        self._probe = min(cands, key=lambda p: p.numel()) if cands else None
+        if self._probe is not None and self._backward_since_step >= 1 and self._probe.grad is not None \
+                and self._first_micro_norm is None:
+            self._first_micro_norm = float(self._probe.grad.float().norm())
+
+    def _sample_grads(self, step: int, params: list[nn.Parameter], names: dict) -> None:
+        o = self._optim()
+        by_group: dict[str, list[torch.Tensor]] = {}
+        for p in params:
+            if p.grad is not None:
+                self._ever_grad.add(id(p))
+                if step <= 2 or id(p) not in self._ever_nonzero:
+                    if bool(p.grad.any()):
+                        self._ever_nonzero.add(id(p))
+                name = names.get(id(p), ("?",))[0]
+                by_group.setdefault(P.group_of(name), []).append(p.grad.detach())
+        total_sq = 0.0
+        for group, gs in by_group.items():
+            norms = torch._foreach_norm([g.float() for g in gs])
+            sq = float(torch.stack(norms).pow(2).sum())
+            total_sq += sq
+            o.grad_norm.setdefault(group, Series()).add(step, math.sqrt(sq))
+        if by_group:
+            o.grad_total.add(step, math.sqrt(total_sq))
+            if not math.isfinite(total_sq):
+                o.nonfinite.setdefault("grad", step)
+        # parameters that get gradients but are in no optimizer
+        for pid, (name, p) in names.items():
+            if pid not in self._opt_ids and p.grad is not None and name not in o.not_in_optimizer:
+                o.not_in_optimizer.append(name)
+        o.groups_with_grad = sorted(by_group, key=P.group_order)
+
+    def _snapshot(self, step: int, params: list[nn.Parameter], names: dict) -> None:
+        """Before a sampled step, copy one small tensor per group to measure the update."""
+        self._snap.clear()
+        if not (step < 3 or step % self.sample_every == 0):
+            return
+        chosen: dict[str, nn.Parameter] = {}
+        for p in params:
+            if p.grad is None or p.ndim < 2 or p.numel() > 2_000_000:
+                continue
+            group = P.group_of(names.get(id(p), ("?",))[0])
+            if group not in chosen or p.numel() > chosen[group].numel():
+                chosen[group] = p
+        for group, p in chosen.items():
+            self._snap[id(p)] = p.detach().clone()
+            self._snap_groups = getattr(self, "_snap_groups", {})
+            self._snap_groups[id(p)] = (group, p)
+
+    @guarded
+    def step_post(self, optimizer: torch.optim.Optimizer, args: tuple = (), kwargs: dict | None = None) -> None:
+        if self._main_opt is None or self._main_opt() is not optimizer:
+            return
+        self.s.step += 1
+        step = self.s.step
+        o = self._optim()
+        o.steps = step
+        if self._snap:
+            for pid, before in self._snap.items():
+                group, p = self._snap_groups[pid]
+                after = p.detach()
+                denom = float(before.float().norm())
+                delta = float((after.float() - before.float()).norm())
+                if not math.isfinite(delta):
+                    o.nonfinite.setdefault("weight", step)
+                if denom > 0:
+                    o.update_ratio.setdefault(group, Series()).add(step, delta / denom)
+            self._snap.clear()
+        self._backward_since_step = 0
+        self._zeroed_after_backward = False
+        self._update_preds(step)
+        if step <= 3 or step % self.evaluate_every == 0:
+            self.evaluate()
+        for cb in list(self._step_callbacks):
+            cb(step)
+
+    def _update_preds(self, step: int) -> None:
+        p = self.s.preds
+        if p is None:
+            return
+        t = self._targets
+        p.target_mean, p.target_std = t.mean if t.n else None, t.std if t.n else None
+        p.target_min, p.target_max = (t.lo, t.hi) if t.n else (None, None)
+        if p.task == "classification":
+            preds = self._pred_classes.array().astype(np.int64)
+            p.pred_counts = dict(Counter(preds.tolist()))
+            p.label_counts = dict(self._label_counts)
+            p.spread.add(step, _entropy_share(p.pred_counts, p.label_counts))
+        else:
+            w = self._pred_window.array()
+            w = w[np.isfinite(w)]
+            if w.size:
+                p.window_std, p.window_mean = float(w.std()), float(w.mean())
+                p.window_min, p.window_max = float(w.min()), float(w.max())
+                if p.target_std:
+                    p.spread.add(step, p.window_std / p.target_std)
+            if p.initial_std is None and len(self._initial_preds) >= 2:
+                p.initial_std = float(np.std(self._initial_preds))
+        if len(self._loss_window):
+            p.loss_window.add(step, float(self._loss_window.array().mean()))
+        base = self.baseline()
+        if base is not None:
+            p.baseline.add(step, base)
+            if self.s.loss is not None:
+                self.s.loss.baseline = base
+        d = self._data()
+        if len(self._batch_means) >= 8 and t.n and t.var > 0:
+            vars_ = np.array([v for v in self._batch_vars if math.isfinite(v)])
+            d.within_batch_var_ratio = float(vars_.mean() / t.var) if vars_.size else None
+            bm = np.array(self._batch_means[-512:])
+            if bm.std() > 0:
+                d.batch_mean_autocorr = float(np.corrcoef(bm[:-1], bm[1:])[0, 1])
+
+    def baseline(self) -> float | None:
+        """Loss of the best constant predictor on the targets seen so far."""
+        ls, t = self.s.loss, self._targets
+        if ls is None or not t.n:
+            return None
+        if ls.fn == "mse_loss":
+            return t.var
+        if ls.fn in ("l1_loss", "smooth_l1_loss", "huber_loss"):
+            return float(np.mean(np.abs(self._target_window.array() - t.mean))) if len(self._target_window) else None
+        if ls.fn in CLASS_LOSSES:
+            counts = np.array(list(self._label_counts.values()), dtype=np.float64)
+            q = counts / counts.sum()
+            return float(-(q * np.log(q)).sum())
+        if ls.fn in MULTILABEL_LOSSES:
+            q = min(max(t.mean, 1e-6), 1 - 1e-6)
+            return float(-(q * math.log(q) + (1 - q) * math.log(1 - q)))
+        return None
+
+    # ------------------------------------------------------------------ data plumbing
+    @guarded
+    def loader_created(self, loader: Any) -> None:
+        sampler = getattr(loader, "sampler", None)
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        inner = getattr(batch_sampler, "sampler", None)
+        name = type(inner or sampler).__name__
+        self._loaders[id(loader)] = {"where": where_here(keyword="shuffle", skip=4), "sampler": name}
+
+    @guarded
+    def loader_iter(self, loader: Any) -> None:
+        if id(loader) in self._loaders and self._grad:
+            self._active_loader = id(loader)
+            info = self._loaders[id(loader)]
+            d = self._data()
+            if d.sampler is None or d.batches == 0 or self.s.step > 0:
+                d.loader_where, d.sampler = info["where"], info["sampler"]
+                d.shuffle = info["sampler"] not in ("SequentialSampler",)
+
+    @guarded
+    def tokenizer_called(self, texts: Any, kwargs: dict, encoding: Any) -> None:
+        d = self._data()
+        if d.tokenizer_where is None:
+            d.tokenizer_where = where_here(keyword="max_length", skip=4)
+        ids = encoding.get("input_ids") if hasattr(encoding, "get") else None
+        if ids is None or not isinstance(texts, (list, tuple)) or not texts:
+            return
+        rows = ids.tolist() if hasattr(ids, "tolist") else ids
+        if not rows or not isinstance(rows[0], (list, tuple)):
+            return
+        max_len = kwargs.get("max_length")
+        if kwargs.get("truncation") and max_len:
+            d.tokenizer_max_length = int(max_len)
+            pad = d.pad_token_id if d.pad_token_id is not None else 0
+            d.rows_at_max_length += sum(1 for r in rows if len([t for t in r if t != pad]) >= max_len)
+        pair = kwargs.get("text_pair")
+        keys = list(zip(texts, pair)) if isinstance(pair, (list, tuple)) and len(pair) == len(texts) else list(texts)
+        d.tokenizer_rows += len(rows)
+        d.distinct_texts += len(set(map(str, keys)))
+        d.distinct_encodings += len({tuple(r) for r in rows})
+
+    @guarded
+    def scheduler_created(self, scheduler: Any) -> None:
+        o = self._optim()
+        o.scheduler = type(scheduler).__name__
+        o.scheduler_where = where_here(skip=4)
+
+    @guarded
+    def scheduler_stepped(self, scheduler: Any) -> None:
+        self._optim().scheduler_steps += 1
+
+    @guarded
+    def clip_called(self) -> None:
+        self._optim().clip_calls += 1
+
+    # ------------------------------------------------------------------ rules during the run
+    def on_step(self, callback: Callable[[int], None]) -> None:
+        self._step_callbacks.append(callback)
+
+    def evaluate(self):
+        """Run the rules on what is known now; remember when each first fired."""
+        from defib.diagnosis import diagnose
+
+        d = diagnose(self.finalize_signals(), first_fired=self._first_fired)
+        if d.verdict == "flatlined" and not self._flatline_announced and self.announce is not None:
+            self._flatline_announced = True
+            top = d.findings[0] if d.findings else None
+            f = d.flatline or {}
+            msg = (f"defib: predictions flatlined at step {f.get('step')} "
+                   f"(prediction spread {f.get('pred_std', float('nan')):.3g} vs targets {f.get('target_std', float('nan')):.3g})")
+            if top is not None and top.cause:
+                msg += f"; likely cause: {top.cause} [{top.code}]"
+            self.announce(msg)
+        return d
+
+    def finalize_signals(self) -> Signals:
+        s = self.s
+        if s.model is not None and s.step:
+            s.model.train_mode_share = self._train_mode_steps / s.step
+        if s.optim is not None and self._main_opt is not None:
+            opt = self._main_opt()
+            names = self._name_map()
+            if opt is not None and s.step >= 1:
+                o = s.optim
+                trainable = [p for p in self._opt_params(opt) if p.requires_grad]
+                o.never_grad = [names.get(id(p), (f"param{i}",))[0] for i, p in enumerate(trainable)
+                                if id(p) not in self._ever_grad][:200]
+                o.zero_grad_params = [names.get(id(p), (f"param{i}",))[0] for i, p in enumerate(trainable)
+                                      if id(p) in self._ever_grad and id(p) not in self._ever_nonzero][:200]
+            s.optim.steps_without_zero_grad = self._not_cleared
+        return s
+
+    def diagnose(self):
+        from defib.diagnosis import diagnose
+
+        self.s.config["seconds"] = round(time.time() - self.started, 2)
+        return diagnose(self.finalize_signals(), first_fired=self._first_fired)
+
+
+def _entropy_share(pred: dict[int, int], labels: dict[int, int]) -> float:
+    """Entropy of the predicted classes over the entropy of the labels (0: one class always)."""
+
+    def entropy(counts: dict[int, int]) -> float:
+        c = np.array([v for v in counts.values() if v > 0], dtype=np.float64)
+        if c.sum() == 0:
+            return 0.0
+        q = c / c.sum()
+        return float(-(q * np.log(q)).sum())
+
+    h_labels = entropy(labels)
+    return entropy(pred) / h_labels if h_labels > 0 else math.nan
+
+
+def _built_by_trainer() -> bool:
+    """True when the transformers Trainer (not the user) is constructing this optimizer."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.replace("\\", "/").endswith("transformers/trainer.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def stderr_announce(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

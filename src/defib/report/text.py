@@ -1,0 +1,78 @@
+"""The terminal report (rich): verdict first, then causes with evidence, place and fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.text import Text
+
+VERDICT_STYLE = {"healthy": "bold green", "flatlined": "bold red", "at_risk": "bold yellow",
+                 "inconclusive": "bold blue"}
+SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
+
+
+def _num(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def headline(report: dict[str, Any]) -> str:
+    verdict = report.get("verdict", "inconclusive")
+    flat = report.get("flatline") or {}
+    head = f"{verdict.upper().replace('_', ' ')}"
+    if verdict == "flatlined" and flat:
+        head += f" at step {flat.get('step')}"
+    return head + f"  ({report.get('task', 'unknown')}, {report.get('steps_observed', 0)} optimizer steps observed)"
+
+
+def render(report: dict[str, Any], console: Console | None = None) -> None:
+    """Print a diagnosis dict (the JSON contract) to the terminal."""
+    console = console or Console(stderr=False, highlight=False)
+    verdict = report.get("verdict", "inconclusive")
+    body = Text(headline(report), style=VERDICT_STYLE.get(verdict, "bold"))
+    flat = report.get("flatline")
+    if flat:
+        body.append(f"\nprediction spread {_num(flat.get('pred_std'))} vs target spread {_num(flat.get('target_std'))}; "
+                    f"loss {_num(flat.get('loss'))} vs constant-predictor loss {_num(flat.get('baseline_loss'))}",
+                    style="default")
+    if report.get("script_exit") not in (None, 0):
+        body.append(f"\nthe script exited with status {report['script_exit']}", style="default")
+    if report.get("stopped_after_steps"):
+        body.append(f"\ndefib stopped the script after {report['stopped_after_steps']} steps (--steps)", style="default")
+    console.print(Panel(body, title="defib", title_align="left", expand=False))
+    findings = report.get("findings") or []
+    if not findings:
+        note = "No findings." if verdict != "inconclusive" else _inconclusive(report)
+        console.print(note)
+    for i, f in enumerate(findings, 1):
+        sev = f.get("severity", "info")
+        label = f.get("cause") or "symptom"
+        console.print(Text.assemble((f"{i}. [{f['code']}] ", "bold"), (label, "bold"),
+                                    (f"  {sev}", SEVERITY_STYLE.get(sev, "")),
+                                    (f"  confidence {f.get('confidence', 0):.2f}, first seen at step {f.get('step')}", "dim")))
+        console.print("   " + escape(f.get("message", "")))
+        where = f.get("where")
+        if where:
+            console.print(Text.assemble(("   at ", "dim"), (f"{where['file']}:{where['line']}", "underline"),
+                                        ("  " + where.get("code", ""), "")))
+        if f.get("fix"):
+            console.print(Text.assemble(("   fix: ", "green"), (f["fix"], "")))
+        if f.get("symptoms"):
+            console.print(f"   explains: {', '.join(f['symptoms'])}", style="dim")
+    for c in report.get("confirmed_fixes") or []:
+        state = "confirmed" if c.get("recovered") else "did not help"
+        console.print(f"fix for {c.get('cause')}: {state} (before {c.get('before')}, after {c.get('after')})")
+    if findings:
+        console.print(Text("Explain a finding: defib rule CODE.  Silence one: --ignore CODE.", style="dim"))
+
+
+def _inconclusive(report: dict[str, Any]) -> str:
+    seen = report.get("observed") or {}
+    parts = [f"{k}: {v}" for k, v in seen.items()]
+    return "No training step with predictions was observed" + (f" ({', '.join(parts)})." if parts else ".")
+
+
+def print_report(diagnosis: Any) -> None:
+    render(diagnosis.to_dict() if hasattr(diagnosis, "to_dict") else diagnosis)

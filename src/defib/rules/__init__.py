@@ -1,0 +1,1 @@
+"""The rule catalogue: one rule per file, discovered by walking this package."""

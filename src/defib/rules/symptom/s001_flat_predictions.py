@@ -1,0 +1,96 @@
+"""S001: predictions have collapsed to (nearly) one value or one class."""
+
+from __future__ import annotations
+
+import math
+
+from defib.rules.base import Finding, Rule, Severity, register
+from defib.rules.fmt import num as _f, rnd as _r
+from defib.signals import Signals
+
+
+@register
+class FlatPredictions(Rule):
+    """Predictions no longer vary with the input.
+
+    What it detects:
+        After the first ``min_step`` optimizer steps, the spread of the most
+        recent predictions stays below ``max_spread`` of the targets' spread
+        (regression: std of predictions / std of targets; classification:
+        entropy of the predicted classes / entropy of the labels), while the
+        training loss is no better than the best constant predictor's
+        (variance of the targets for MSE, entropy of the label prior for
+        cross-entropy).
+
+    Why it flattens predictions:
+        This is the flatline itself, measured. A regressor whose predictions
+        correlate with the targets at r has a prediction std of about r times
+        the target std when calibrated; below 0.1 it explains at most 1% of
+        the variance. The loss check separates a collapse from a model that is
+        merely cautious. A fresh head starts flat, hence the grace period.
+
+    Example:
+        step 120: prediction std 0.004 against target std 1.52; loss 2.31,
+        constant-predictor loss 2.30.
+
+    Fix:
+        This is a symptom: see the root cause ranked above it. If none is
+        named, run ``defib probe`` on the model to ask it directly.
+    """
+
+    code = "S001"
+    cause = None
+    title = "Predictions flatlined"
+    severity = Severity.ERROR
+    needs = ("preds", "preds.spread", "preds.loss_window", "preds.baseline")
+
+    min_step = 30          # steps of grace: a freshly initialised head starts flat
+    max_spread = 0.1       # prediction spread / target spread below this is flat
+    loss_margin = 0.9      # the loss must be at least this share of the constant-predictor loss
+    sustain = 3            # consecutive flat measurements needed
+
+    def check(self, s: Signals) -> Finding | None:
+        p = s.preds
+        points = p.spread.pairs()
+        if s.step < self.min_step or len(points) < self.sustain:
+            return None
+        flat = [v for _, v in points[-self.sustain:] if not (math.isfinite(v) and v >= self.max_spread)]
+        if len(flat) < self.sustain:
+            return None
+        loss, base = p.loss_window.last, p.baseline.last
+        if loss is not None and base is not None and math.isfinite(loss) and loss < self.loss_margin * base:
+            return None
+        since = points[-1][0]
+        for st, v in reversed(points):
+            if math.isfinite(v) and v >= self.max_spread:
+                break
+            since = st
+        if p.task == "classification":
+            top, n = (max(p.pred_counts.items(), key=lambda kv: kv[1]) if p.pred_counts else (None, 0))
+            total = sum(p.pred_counts.values()) or 1
+            msg = (f"Since step {max(since, 1)} the model predicts class {top} for {n / total:.0%} of recent inputs "
+                   f"(labels: {_shares(p.label_counts)}); loss {_f(loss)} vs {_f(base)} for always guessing the prior.")
+            pred_std = _class_std(p.pred_counts)
+            target_std = _class_std(p.label_counts)
+        else:
+            msg = (f"Since step {max(since, 1)} predictions vary by {_f(p.window_std)} (std) while targets vary by "
+                   f"{_f(p.target_std)}; loss {_f(loss)} vs {_f(base)} for always predicting the mean.")
+            pred_std, target_std = p.window_std, p.target_std
+        return self.finding(
+            msg, confidence=0.95,
+            evidence={"since_step": since, "pred_std": _r(pred_std), "target_std": _r(target_std),
+                      "spread_ratio": _r(points[-1][1]), "loss": _r(loss), "baseline_loss": _r(base)},
+            fix="Fix the root cause listed first; the flatline follows from it.")
+
+
+def _shares(counts: dict[int, int]) -> str:
+    total = sum(counts.values()) or 1
+    return ", ".join(f"{k}: {v / total:.0%}" for k, v in sorted(counts.items()))
+
+
+def _class_std(counts: dict[int, int]) -> float | None:
+    total = sum(counts.values())
+    if not total:
+        return None
+    mean = sum(k * v for k, v in counts.items()) / total
+    return math.sqrt(sum(v * (k - mean) ** 2 for k, v in counts.items()) / total)

@@ -1,0 +1,170 @@
+"""The typed measurements that evidence sources hand to rules.
+
+Evidence sources (the runtime watcher, later the data preflight and probes)
+fill these; rules only read them. A field left ``None`` means "not observed",
+which is different from zero: a rule that needs it is skipped, and the report
+says so. Series are :class:`defib.evidence.stats.Series` (step, value) pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from defib.evidence.stats import Series
+from defib.rules.base import Where
+
+REGRESSION_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
+CLASS_LOSSES = ("cross_entropy", "nll_loss")
+MULTILABEL_LOSSES = ("binary_cross_entropy_with_logits", "binary_cross_entropy")
+
+
+@dataclass
+class LossSignals:
+    """What reached the training loss (calls made with gradients enabled)."""
+
+    fn: str                                   # torch.nn.functional name, e.g. "mse_loss"
+    family: str                               # regression | classification | multilabel
+    calls: int = 0
+    reduction: str = "mean"
+    input_shape: tuple[int, ...] = ()
+    target_shape: tuple[int, ...] = ()
+    input_dtype: str = ""
+    target_dtype: str = ""
+    broadcast_calls: int = 0                  # calls whose input and target shapes differ
+    weighted: bool = False                    # weight= or pos_weight= given
+    where: Where | None = None                # the user's loss call
+    values: Series = field(default_factory=Series)      # loss per optimizer step
+    baseline: float | None = None             # loss of the best constant predictor on the targets seen
+    first: float | None = None                # first finite loss value
+    prob_rows_share: float | None = None      # CE inputs: share of rows >= 0 summing to 1
+    unit_interval_share: float | None = None  # BCE-with-logits inputs: share of values in [0, 1]
+    producer: tuple[str, ...] = ()            # grad_fn names from the loss input back, nearest first
+    producer_where: Where | None = None       # where the loss input was last transformed, if known
+    input_requires_grad: bool | None = None
+    nonfinite_step: int | None = None
+    scale_factor: float | None = None         # loss / loss recomputed with mean reduction (1 = plain mean)
+
+
+@dataclass
+class PredSignals:
+    """Predictions against targets, from the loss inputs."""
+
+    task: str
+    n_seen: int = 0
+    window_std: float | None = None           # std of the most recent predictions
+    window_mean: float | None = None
+    window_min: float | None = None
+    window_max: float | None = None
+    target_std: float | None = None           # over every target seen
+    target_mean: float | None = None
+    target_min: float | None = None
+    target_max: float | None = None
+    target_integer: bool | None = None        # every target is a whole number
+    n_classes: int | None = None              # width of the logits
+    label_counts: dict[int, int] = field(default_factory=dict)
+    pred_counts: dict[int, int] = field(default_factory=dict)  # recent predicted classes
+    initial_std: float | None = None          # prediction std over the first batches
+    spread: Series = field(default_factory=Series)   # window prediction std (regression) or predicted-class entropy share
+    loss_window: Series = field(default_factory=Series)  # recent mean loss
+    baseline: Series = field(default_factory=Series)     # constant-predictor loss, as the targets accumulate
+
+
+@dataclass
+class OptimSignals:
+    """What the optimizer(s) did."""
+
+    optimizer: str = ""
+    where: Where | None = None
+    lr_where: Where | None = None             # the lr= keyword at construction, if there was one
+    lr_initial: list[float] = field(default_factory=list)
+    lr: Series = field(default_factory=Series)  # max learning rate over param groups, per step
+    steps: int = 0
+    scheduler: str | None = None
+    scheduler_where: Where | None = None
+    scheduler_steps: int = 0
+    grad_norm: dict[str, Series] = field(default_factory=dict)   # per module group
+    update_ratio: dict[str, Series] = field(default_factory=dict)  # |dw| / |w| per module group
+    grad_total: Series = field(default_factory=Series)
+    backward_calls: int = 0
+    backward_where: Where | None = None
+    step_where: Where | None = None
+    zero_grad_calls: int = 0
+    zero_grad_where: Where | None = None
+    steps_without_zero_grad: int = 0          # steps with no zero_grad since the previous step
+    steps_zeroed_before_step: int = 0         # steps whose gradients were cleared after backward, before step
+    steps_with_grads: int = 0
+    micro_batches: list[int] = field(default_factory=list)  # backward calls per step (recent)
+    accum_growth: float | None = None         # grad norm at step / after the first micro-batch
+    n_params: int = 0
+    n_trainable: int = 0
+    frozen: list[str] = field(default_factory=list)          # requires_grad False
+    never_grad: list[str] = field(default_factory=list)      # trainable, in the optimizer, grad stays None
+    zero_grad_params: list[str] = field(default_factory=list)  # grad present but always exactly zero
+    not_in_optimizer: list[str] = field(default_factory=list)  # get gradients, not in any optimizer
+    groups_with_grad: list[str] = field(default_factory=list)
+    nonfinite: dict[str, int] = field(default_factory=dict)   # "loss"/"grad"/"weight" -> first step
+    param_dtypes: list[str] = field(default_factory=list)
+    clip_calls: int = 0
+
+
+@dataclass
+class ModelSignals:
+    """The model's structure and internal representations."""
+
+    name: str = ""
+    pretrained_loaded: bool | None = None     # from_pretrained seen for this model
+    layernorm_at_init: float | None = None    # share of encoder LayerNorms exactly at (weight 1, bias 0)
+    head_params: list[str] = field(default_factory=list)
+    head_init_std: float | None = None
+    head_init_absmax: float | None = None
+    head_init_nonfinite: bool = False
+    head_fan_in: int | None = None
+    head_input_spread: Series = field(default_factory=Series)  # rel. spread of vectors entering the head
+    token_spread: Series = field(default_factory=Series)       # rel. spread of encoder token vectors
+    cls_spread: Series = field(default_factory=Series)         # rel. spread of position-0 vectors
+    train_mode_share: float | None = None
+    output_activation: str | None = None      # a bounded activation right before the loss
+    output_activation_where: Where | None = None
+
+
+@dataclass
+class DataSignals:
+    """Batches as the model saw them, the loaders and the tokenizer calls."""
+
+    loader_where: Where | None = None
+    shuffle: bool | None = None
+    sampler: str | None = None
+    batches: int = 0
+    within_batch_var_ratio: float | None = None  # mean within-batch target variance / overall variance
+    batch_mean_autocorr: float | None = None     # lag-1 autocorrelation of batch target means
+    pad_token_id: int | None = None
+    batches_with_pad: int = 0
+    batches_pad_no_mask: int = 0
+    batches_mask_all_ones_with_pad: int = 0
+    batches_mask_inverted: int = 0
+    mask_where: Where | None = None
+    dup_rows_share: float | None = None       # rows whose input_ids duplicate another row in the batch
+    tokenizer_where: Where | None = None
+    tokenizer_max_length: int | None = None
+    tokenizer_rows: int = 0
+    rows_at_max_length: int = 0
+    distinct_texts: int = 0
+    distinct_encodings: int = 0
+    seq_len: Series = field(default_factory=Series)
+
+
+@dataclass
+class Signals:
+    """Everything measured so far; each part is None until observed."""
+
+    step: int = 0
+    task: str = "unknown"
+    loss: LossSignals | None = None
+    preds: PredSignals | None = None
+    optim: OptimSignals | None = None
+    model: ModelSignals | None = None
+    data: DataSignals | None = None
+    script_exit: int | None = None
+    internal_errors: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,85 @@
+"""A small, real fine-tuning script for tests: a tiny BERT on synthetic sentences.
+
+The target is the number of positive words minus negative words in the
+sentence, so a working model learns it within a few dozen steps on CPU. Flags
+plant one fault each, the way a user's script would have it.
+"""
+
+import argparse
+import os
+import random
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from transformers import AutoModel, AutoTokenizer
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--model", required=True)
+parser.add_argument("--steps", type=int, default=60)
+parser.add_argument("--lr", type=float, default=1e-3)
+parser.add_argument("--fault", default="")
+parser.add_argument("--seed", type=int, default=0)
+args = parser.parse_args()
+
+torch.manual_seed(args.seed)
+random.seed(args.seed)
+POS, NEG, FILL = ["good", "great", "fine"], ["bad", "awful", "poor"], ["the", "movie", "was", "a", "plot", "and", "it"]
+
+
+def sentence(rng):
+    words = [rng.choice(FILL) for _ in range(rng.randint(3, 12))]
+    score = 0
+    for _ in range(rng.randint(0, 4)):
+        if rng.random() < 0.5:
+            words.insert(rng.randrange(len(words) + 1), rng.choice(POS)); score += 1
+        else:
+            words.insert(rng.randrange(len(words) + 1), rng.choice(NEG)); score -= 1
+    return " ".join(words), float(score)
+
+
+rng = random.Random(args.seed)
+rows = [sentence(rng) for _ in range(2000)]
+if args.fault == "sorted":
+    rows.sort(key=lambda r: r[1])
+tok = AutoTokenizer.from_pretrained(args.model)
+
+
+class Regressor(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = AutoModel.from_pretrained(args.model)
+        self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
+
+    def forward(self, input_ids, attention_mask=None):
+        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(h[:, 0])
+
+
+def collate(batch):
+    texts, ys = zip(*batch)
+    enc = tok(list(texts), padding=True, truncation=True, max_length=32, return_tensors="pt")
+    return enc, torch.tensor(ys)
+
+
+model = Regressor()
+loader = DataLoader(rows, batch_size=16, shuffle=args.fault != "sorted", collate_fn=collate)
+opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
+step = 0
+model.train()
+while step < args.steps:
+    for enc, y in loader:
+        pred = model(enc["input_ids"], enc["attention_mask"])
+        if args.fault == "shape":
+            loss = F.mse_loss(pred, y)
+        else:
+            loss = F.mse_loss(pred.squeeze(-1), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step >= args.steps:
+            break
+print(f"final loss {loss.item():.4f}")
