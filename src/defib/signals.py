@@ -43,6 +43,7 @@ class LossSignals:
     producer_where: Where | None = None       # where the loss input was last transformed, if known
     input_requires_grad: bool | None = None
     nonfinite_step: int | None = None
+    failed: str | None = None                 # the loss call raised this error
     scale_factor: float | None = None         # loss / loss recomputed with mean reduction (1 = plain mean)
 
 
@@ -65,6 +66,10 @@ class PredSignals:
     label_counts: dict[int, int] = field(default_factory=dict)
     pred_counts: dict[int, int] = field(default_factory=dict)  # recent predicted classes
     initial_std: float | None = None          # prediction std over the first batches
+    initial_mean: float | None = None
+    target_nonfinite: int = 0                 # NaN / inf targets seen
+    recent_preds: list[float] = field(default_factory=list)    # the prediction window, for rules
+    recent_targets: list[float] = field(default_factory=list)
     spread: Series = field(default_factory=Series)   # window prediction std (regression) or predicted-class entropy share
     loss_window: Series = field(default_factory=Series)  # recent mean loss
     baseline: Series = field(default_factory=Series)     # constant-predictor loss, as the targets accumulate
@@ -124,8 +129,11 @@ class ModelSignals:
     token_spread: Series = field(default_factory=Series)       # rel. spread of encoder token vectors
     cls_spread: Series = field(default_factory=Series)         # rel. spread of position-0 vectors
     train_mode_share: float | None = None
-    output_activation: str | None = None      # a bounded activation right before the loss
-    output_activation_where: Where | None = None
+    built_where: Where | None = None          # where the user built the encoder (from_pretrained / from_config / a class)
+    init_where: dict[str, Where] = field(default_factory=dict)  # parameter name -> user's nn.init call on it
+    head_input_where: Where | None = None     # the user's line that calls the head
+    head_input_detached: bool = False         # the head's input carried no gradient path in training
+    nograd_forward_where: Where | None = None  # the encoder ran under no_grad while training
 
 
 @dataclass

@@ -38,6 +38,10 @@ LOSS_FUNCTIONS = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_
                   "binary_cross_entropy_with_logits", "binary_cross_entropy")
 
 
+INIT_FUNCTIONS = ("normal_", "uniform_", "trunc_normal_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
+                  "kaiming_normal_", "constant_", "zeros_", "ones_", "orthogonal_", "eye_")
+
+
 class Installed:
     """What :func:`install` changed, so that :meth:`remove` can undo it."""
 
@@ -71,15 +75,19 @@ def _loss_wrapper(w: Watcher, name: str, original: Callable) -> Callable:
 
     @functools.wraps(original)
     def loss(input, target, *args, **kwargs):
-        if _may_warn(input, target):
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                result = original(input, target, *args, **kwargs)
-            _rewarn(caught, sys._getframe(1))
-        else:
-            result = original(input, target, *args, **kwargs)
         named = dict(zip(params, args))
         named.update(kwargs)
+        try:
+            if _may_warn(input, target):
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    result = original(input, target, *args, **kwargs)
+                _rewarn(caught, sys._getframe(1))
+            else:
+                result = original(input, target, *args, **kwargs)
+        except Exception as exc:
+            w.loss_failed(name, input, target, named, exc)
+            raise
         w.loss_call(name, input, target, result, named)
         return result
 
@@ -164,10 +172,22 @@ def install(w: Watcher) -> Installed:
         return run
 
     inst.patch(DataLoader, "__iter__", loader_iter)
+
+    def init_fn(original):
+        @functools.wraps(original)
+        def run(tensor, *args, **kwargs):
+            out = original(tensor, *args, **kwargs)
+            w.init_called(tensor)
+            return out
+        return run
+
+    for name in INIT_FUNCTIONS:
+        if hasattr(nn.init, name):
+            inst.patch(nn.init, name, init_fn)
     _patch_schedulers(inst, w)
     inst.finder = _PostImport({
         "transformers.tokenization_utils_base": functools.partial(_patch_tokenizers, inst, w),
-        "transformers.modeling_utils": functools.partial(_patch_from_pretrained, inst),
+        "transformers.modeling_utils": functools.partial(_patch_from_pretrained, inst, w),
         "transformers.training_args": functools.partial(_patch_training_args, inst, w),
     })
     inst.finder.install()
@@ -226,7 +246,7 @@ def _patch_tokenizers(inst: Installed, w: Watcher, module: Any) -> None:
     inst.patch(cls, "__call__", call)
 
 
-def _patch_from_pretrained(inst: Installed, module: Any) -> None:
+def _patch_from_pretrained(inst: Installed, w: Watcher, module: Any) -> None:
     cls = getattr(module, "PreTrainedModel", None)
     if cls is None:
         return
@@ -245,6 +265,15 @@ def _patch_from_pretrained(inst: Installed, module: Any) -> None:
 
     inst.patches.append((cls, "from_pretrained", cls.__dict__["from_pretrained"]))
     setattr(cls, "from_pretrained", make(None))
+    if "post_init" in cls.__dict__:  # every HF model calls post_init at the end of __init__
+        def post_init(original):
+            @functools.wraps(original)
+            def run(self, *args, **kwargs):
+                out = original(self, *args, **kwargs)
+                w.model_built(self)
+                return out
+            return run
+        inst.patch(cls, "post_init", post_init)
 
 
 def _patch_training_args(inst: Installed, w: Watcher, module: Any) -> None:

@@ -128,6 +128,7 @@ class Watcher:
         self._train_mode_steps = 0
         self._backward_values: list[float] = []
         self.training_args_where = None  # set by the TrainingArguments patch
+        self._init_where: dict[int, Any] = {}
         self._initial_preds: list[float] = []
         self.started = time.time()
         if model is not None:
@@ -162,6 +163,8 @@ class Watcher:
         if lns:
             m.layernorm_at_init = sum(P.at_default_init(ln) for ln in lns) / len(lns)
         m.pretrained_loaded = any(getattr(sub, "_defib_pretrained", False) for sub in root.modules())
+        m.built_where = next((sub._defib_where for sub in root.modules()
+                              if getattr(sub, "_defib_where", None) is not None), None)
         heads = P.head_linears(root)
         if heads:
             first = heads[0]
@@ -178,8 +181,23 @@ class Watcher:
             self._data().pad_token_id = getattr(cfg, "pad_token_id", None)
 
     def _head_input(self, module: nn.Module, args: tuple) -> None:
-        if self._sampling() and args and isinstance(args[0], torch.Tensor) and torch.is_grad_enabled():
+        if not (args and isinstance(args[0], torch.Tensor) and torch.is_grad_enabled() and module.training):
+            return
+        if self._sampling():
             self._spread_into(self.s.model.head_input_spread, args[0])
+        m = self.s.model
+        if m.head_input_where is None or (not args[0].requires_grad and not m.head_input_detached):
+            self._note_head_call(args[0].requires_grad)
+
+    @guarded
+    def _note_head_call(self, input_requires_grad: bool) -> None:
+        m = self.s.model
+        where = where_here(skip=3)
+        if m.head_input_where is None:
+            m.head_input_where = where
+        if not input_requires_grad and not m.head_input_detached:
+            m.head_input_detached = True
+            m.head_input_where = where
 
     @guarded
     def _spread_into(self, series: Series, x: torch.Tensor) -> None:
@@ -198,6 +216,19 @@ class Watcher:
         step = self.s.step
         return step < 3 or step % self.sample_every == 0
 
+    @guarded
+    def init_called(self, tensor: Any) -> None:
+        """The user's code ran an ``nn.init`` function on a tensor: remember where."""
+        if isinstance(tensor, torch.Tensor) and len(self._init_where) < 4096:
+            where = where_here(skip=3)
+            if where is not None:
+                self._init_where[id(tensor)] = where
+
+    @guarded
+    def model_built(self, model: nn.Module) -> None:
+        if getattr(model, "_defib_where", None) is None:
+            model._defib_where = where_here(skip=3)
+
     # ------------------------------------------------------------------ forward
     @guarded
     def forward_pre(self, module: nn.Module, args: tuple) -> None:
@@ -208,8 +239,12 @@ class Watcher:
         # global pre-hooks get no kwargs, so the inputs are read here, after the call
         self._depth = max(0, self._depth - 1)
         hidden = getattr(output, "last_hidden_state", None)
-        if isinstance(hidden, torch.Tensor) and hidden.ndim == 3 and self._grad and self._sampling():
-            self._encoder_output(hidden, self._find_inputs(args, kwargs)[1])
+        if isinstance(hidden, torch.Tensor) and hidden.ndim == 3:
+            if self._grad and self._sampling():
+                self._encoder_output(hidden, self._find_inputs(args, kwargs)[1])
+            elif not self._grad and module.training and self.s.model is not None \
+                    and self.s.model.nograd_forward_where is None and self.s.step > 0:
+                self.s.model.nograd_forward_where = where_here(skip=4)
         if self._depth == 0:
             self._root_call(module, args, kwargs)
 
@@ -372,7 +407,10 @@ class Watcher:
 
     def _note_targets(self, ys: np.ndarray) -> None:
         self._targets.add(ys.astype(np.float64))
+        self._target_window.extend(ys)
         fin = ys[np.isfinite(ys)]
+        if fin.size < ys.size:
+            self.s.preds.target_nonfinite += int(ys.size - fin.size)
         if fin.size:
             self._batch_means.append(float(fin.mean()))
             self._batch_vars.append(float(fin.var()) if fin.size > 1 else math.nan)
@@ -382,6 +420,12 @@ class Watcher:
             p = self.s.preds
             integral = bool(np.all(fin == np.round(fin)))
             p.target_integer = integral if p.target_integer is None else (p.target_integer and integral)
+
+    def loss_failed(self, fn: str, input: Any, target: Any, kwargs: dict, exc: BaseException) -> None:
+        """The loss raised: keep what it was given, so the crash gets a diagnosis."""
+        self.loss_call(fn, input, target, None, kwargs)
+        if self.s.loss is not None and self.s.loss.fn == fn:
+            self.s.loss.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
     # ------------------------------------------------------------------ backward / zero_grad
     def _optim(self) -> OptimSignals:
@@ -610,6 +654,9 @@ class Watcher:
                     p.spread.add(step, p.window_std / p.target_std)
             if p.initial_std is None and len(self._initial_preds) >= 2:
                 p.initial_std = float(np.std(self._initial_preds))
+                p.initial_mean = float(np.mean(self._initial_preds))
+            p.recent_preds = self._pred_window.array().tolist()
+            p.recent_targets = self._target_window.array().tolist()
         if len(self._loss_window):
             p.loss_window.add(step, float(self._loss_window.array().mean()))
         base = self.baseline()
@@ -733,6 +780,9 @@ class Watcher:
                 o.zero_grad_params = [names.get(id(p), (f"param{i}",))[0] for i, p in enumerate(trainable)
                                       if id(p) in self._ever_grad and id(p) not in self._ever_nonzero][:200]
             s.optim.steps_without_zero_grad = self._not_cleared
+        if s.model is not None and self._init_where:
+            names = self._name_map()
+            s.model.init_where = {names[i][0]: w for i, w in self._init_where.items() if i in names}
         return s
 
     def diagnose(self):

@@ -1,0 +1,74 @@
+"""D001: truncation makes distinct texts identical."""
+
+from __future__ import annotations
+
+from defib.rules.base import Finding, Rule, Severity, register
+from defib.signals import Signals
+
+
+@register
+class TruncationCollisions(Rule):
+    """Distinct texts become identical inputs after truncation.
+
+    What it detects:
+        At the tokenizer calls: the share of distinct texts (or text pairs)
+        whose ``input_ids`` are identical to another text's, and the share of
+        rows cut at ``max_length``. In the batches: rows of ``input_ids`` that
+        duplicate another row of the same batch.
+
+    Why it flattens predictions:
+        Two texts that reach the model as the same ids must get the same
+        prediction. When ``max_length`` keeps only a shared prefix (a template,
+        a title, the first sentence of a pair), most inputs look alike and the
+        best the model can do is predict the average target for all of them.
+        Padding to ``max_length`` with a correct mask is harmless; cutting the
+        part of the text that carries the label is not.
+
+    Example:
+        ``tokenizer(s1, s2, truncation=True, max_length=8)`` on STS-B pairs:
+        the second sentence never survives.
+
+    Fix:
+        Raise ``max_length`` to cover the texts (look at the token-length
+        histogram: ``defib check``), truncate from the side that does not
+        carry the signal (``truncation_side``, ``"only_first"`` for pairs),
+        or shorten the shared boilerplate.
+    """
+
+    code = "D001"
+    cause = "data.truncation"
+    title = "Inputs truncated until distinct texts look alike"
+    severity = Severity.ERROR
+    needs = ("data",)
+
+    min_rows = 32              # tokenized rows (or batch rows) before judging
+    warn_collisions = 0.02     # share of distinct texts that share their ids with another: suspicious
+    error_collisions = 0.20    # ... and certainly a collapse in the making
+    batch_duplicates = 0.25    # share of batch rows duplicating another row (when no tokenizer call was seen)
+
+    def check(self, s: Signals) -> Finding | None:
+        d = s.data
+        if d.tokenizer_rows >= self.min_rows and d.distinct_texts > 0:
+            collisions = 1 - d.distinct_encodings / d.distinct_texts
+            at_max = d.rows_at_max_length / d.tokenizer_rows
+            if collisions >= self.warn_collisions:
+                sev = Severity.ERROR if collisions >= self.error_collisions else Severity.WARNING
+                return self.finding(
+                    f"{collisions:.0%} of {d.distinct_texts} distinct texts tokenize to the same input_ids as another "
+                    f"text; {at_max:.0%} of rows are cut at max_length={d.tokenizer_max_length}.",
+                    confidence=min(0.95, 0.6 + collisions), severity=sev,
+                    evidence={"distinct_texts": d.distinct_texts, "distinct_encodings": d.distinct_encodings,
+                              "collision_share": round(collisions, 4), "rows_at_max_length": round(at_max, 4),
+                              "max_length": d.tokenizer_max_length},
+                    where=d.tokenizer_where,
+                    fix="Raise max_length (e.g. to the 95th percentile of token lengths) or truncate the other side: "
+                        "tokenizer(a, b, truncation='only_first', max_length=128)")
+        if d.tokenizer_rows == 0 and d.batches * 2 >= self.min_rows // 8 and (d.dup_rows_share or 0) >= self.batch_duplicates:
+            return self.finding(
+                f"On average {d.dup_rows_share:.0%} of the rows in a batch have exactly the same input_ids as another "
+                "row of that batch, so the model cannot tell those inputs apart.",
+                confidence=0.7, severity=Severity.WARNING,
+                evidence={"duplicate_row_share": round(d.dup_rows_share, 4), "batches": d.batches},
+                where=d.tokenizer_where,
+                fix="Check max_length and truncation in the preprocessing; distinct texts must stay distinct.")
+        return None

@@ -1,0 +1,56 @@
+"""D004: training batches ordered or grouped by label."""
+
+from __future__ import annotations
+
+from defib.rules.base import Finding, Rule, Severity, register
+from defib.signals import Signals
+
+
+@register
+class UnshuffledBatches(Rule):
+    """Consecutive batches hold similar labels: the data is not shuffled.
+
+    What it detects:
+        The mean within-batch variance of the targets, against their overall
+        variance, and the lag-1 autocorrelation of batch means. Under random
+        batching the ratio is about (B-1)/B and the autocorrelation about 0;
+        sorted or grouped data gives a ratio near 0 and an autocorrelation
+        near 1. The DataLoader's sampler is reported when one was seen.
+
+    Why it flattens predictions:
+        Each step sees targets from one narrow range, so the optimizer mostly
+        tracks the bias of the current range: predictions follow the most
+        recent labels and hardly depend on the input. At the end of an epoch
+        the model predicts whatever the last labels were, for everything.
+
+    Example:
+        ``df = df.sort_values("score"); DataLoader(ds, batch_size=16)``
+
+    Fix:
+        ``DataLoader(ds, batch_size=16, shuffle=True)`` (or a random sampler);
+        shuffle again every epoch.
+    """
+
+    code = "D004"
+    cause = "data.unshuffled"
+    title = "Training order sorted or grouped by label"
+    severity = Severity.ERROR
+    needs = ("data", "data.within_batch_var_ratio")
+
+    max_var_ratio = 0.5     # within-batch variance / overall variance below this: batches are homogeneous
+    min_autocorr = 0.5      # lag-1 autocorrelation of batch means above this: consecutive batches alike
+
+    def check(self, s: Signals) -> Finding | None:
+        d = s.data
+        ratio, ac = d.within_batch_var_ratio, d.batch_mean_autocorr
+        if ratio >= self.max_var_ratio or ac is None or ac < self.min_autocorr:
+            return None
+        sampler = f" The DataLoader uses {d.sampler}." if d.sampler else ""
+        return self.finding(
+            f"Targets vary {1 / max(ratio, 1e-6):.0f}x less within a batch than overall (variance ratio {ratio:.3f}, "
+            f"random batches give ~0.9) and consecutive batch means correlate at {ac:.2f}.{sampler}",
+            confidence=0.9 if d.shuffle is False else 0.8,
+            evidence={"within_batch_var_ratio": round(ratio, 4), "batch_mean_autocorr": round(ac, 4),
+                      "sampler": d.sampler, "batches": d.batches},
+            where=d.loader_where,
+            fix="DataLoader(train_set, batch_size=..., shuffle=True)")

@@ -1,0 +1,67 @@
+"""D006: the labels reaching the loss are constant, missing or NaN."""
+
+from __future__ import annotations
+
+from defib.rules.base import Finding, Rule, Severity, register
+from defib.signals import Signals
+
+
+@register
+class ConstantLabels(Rule):
+    """Every target is (nearly) the same value, or NaN.
+
+    What it detects:
+        The targets seen at the loss: their standard deviation relative to
+        their magnitude, the number of distinct classes, and NaN/inf targets.
+
+    Why it flattens predictions:
+        If every label is the same, predicting that label for everything is
+        the perfect answer: the model is right to flatline. The bug is
+        upstream, usually a parsing step (a wrong column, a failed float
+        conversion filled with a default, a label map that sends everything
+        to one id).
+
+    Example:
+        ``labels = [label_map.get(x, 0) for x in df["label"]]`` where the keys
+        never match, so every label is 0.
+
+    Fix:
+        Print the label distribution right before training and fix the
+        parsing; drop or repair rows with NaN labels.
+    """
+
+    code = "D006"
+    cause = "data.constant_labels"
+    title = "Labels are (nearly) constant, missing or unparsable"
+    severity = Severity.ERROR
+    needs = ("preds", "preds.target_std")
+
+    min_targets = 48        # targets seen before judging
+    rel_std = 1e-3          # std below this share of (|mean| + 1) is constant
+
+    def check(self, s: Signals) -> Finding | None:
+        p = s.preds
+        seen = p.n_seen
+        if p.target_nonfinite:
+            return self.finding(
+                f"{p.target_nonfinite} targets reaching the loss are NaN or infinite.",
+                confidence=0.95, evidence={"nonfinite_targets": p.target_nonfinite},
+                where=s.loss.where if s.loss else None,
+                fix="Drop or repair rows whose label is missing before building the dataset.")
+        if seen < self.min_targets:
+            return None
+        mean = p.target_mean or 0.0
+        if p.task == "classification":
+            classes = len(p.label_counts)
+            if classes != 1:
+                return None
+            msg = f"All {sum(p.label_counts.values())} labels seen are class {next(iter(p.label_counts))}."
+        else:
+            if p.target_std > self.rel_std * (abs(mean) + 1):
+                return None
+            msg = f"All {seen} targets seen are {mean:.4g} (std {p.target_std:.2g})."
+        return self.finding(msg, confidence=0.95,
+                            evidence={"targets_seen": seen, "target_mean": round(mean, 6),
+                                      "target_std": p.target_std, "label_counts": p.label_counts},
+                            where=s.loss.where if s.loss else None,
+                            fix="Print the label column right before training; fix the parsing or the label map.")

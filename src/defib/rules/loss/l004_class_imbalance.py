@@ -1,0 +1,64 @@
+"""L004: an unweighted loss on imbalanced classes, and the model predicts the majority."""
+
+from __future__ import annotations
+
+from defib.rules.base import Finding, Rule, Severity, register
+from defib.signals import Signals
+
+
+@register
+class ClassImbalance(Rule):
+    """Imbalanced labels, an unweighted loss, and predictions stuck on the majority class.
+
+    What it detects:
+        The label prior seen at the loss (the majority class's share against
+        a uniform 1/K), whether the loss has class weights, and the share of
+        recent predictions that are the majority class.
+
+    Why it flattens predictions:
+        With an unweighted loss, always answering the majority class already
+        scores the prior's entropy; early in training that is the easiest
+        minimum to fall into, and a model that lands there stops looking at
+        the input. This only counts as a cause when the predictions actually
+        collapse onto the majority class: imbalance alone is not a bug.
+
+    Example:
+        90% "fresh", 10% "rotten", ``nn.CrossEntropyLoss()`` without
+        ``weight=``: after 100 steps every review is "fresh".
+
+    Fix:
+        ``nn.CrossEntropyLoss(weight=torch.tensor(n / (k * counts)))``
+        (inverse frequency), focal loss, or a balanced sampler.
+    """
+
+    code = "L004"
+    cause = "loss.class_imbalance"
+    title = "Imbalanced classes with an unweighted loss"
+    severity = Severity.ERROR
+    needs = ("loss", "preds")
+
+    min_step = 30            # grace period, as for the flatline
+    min_imbalance = 1.5      # majority share at least this many times the uniform share 1/K
+    collapsed_share = 0.9    # share of recent predictions that are the majority class
+
+    def check(self, s: Signals) -> Finding | None:
+        ls, p = s.loss, s.preds
+        if ls.family != "classification" or ls.weighted or s.step < self.min_step or not p.label_counts:
+            return None
+        k = max(p.n_classes or 0, len(p.label_counts))
+        total = sum(p.label_counts.values())
+        major, count = max(p.label_counts.items(), key=lambda kv: kv[1])
+        share = count / total
+        if k < 2 or share < self.min_imbalance / k:
+            return None
+        preds = sum(p.pred_counts.values())
+        pred_share = p.pred_counts.get(major, 0) / preds if preds else 0.0
+        if pred_share < self.collapsed_share or share >= self.collapsed_share:
+            return None
+        return self.finding(
+            f"Class {major} is {share:.0%} of the labels (uniform would be {1 / k:.0%}) and {pred_share:.0%} of recent "
+            "predictions, with an unweighted loss.",
+            confidence=0.6, where=ls.where,
+            evidence={"label_counts": p.label_counts, "majority_share": round(share, 4),
+                      "majority_prediction_share": round(pred_share, 4), "weighted": ls.weighted},
+            fix="weights = counts.sum() / (len(counts) * counts); nn.CrossEntropyLoss(weight=weights)")

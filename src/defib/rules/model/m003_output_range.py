@@ -1,0 +1,70 @@
+"""M003: an output activation whose range cannot reach the targets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from defib.rules.base import Finding, Rule, Severity, register
+from defib.signals import Signals
+
+RANGES = {"Sigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0), "Relu": (0.0, float("inf")), "Hardtanh": (-1.0, 1.0),
+          "Softplus": (0.0, float("inf")), "Elu": (-1.0, float("inf"))}
+
+
+@register
+class OutputRange(Rule):
+    """A bounded activation produces the regression output, and the targets lie outside its range.
+
+    What it detects:
+        The autograd graph right before a regression loss (sigmoid, tanh,
+        ReLU, ...), the share of targets outside that activation's range, and
+        the share of predictions pinned at its bound.
+
+    Why it flattens predictions:
+        Targets above a sigmoid's 1 pull every output to 1: the activation
+        saturates, its gradient vanishes, and every input gets the same
+        prediction at the bound. A ReLU output whose pre-activations go
+        negative is stuck at 0 with zero gradient (a dead output).
+
+    Example:
+        ``return torch.sigmoid(self.head(cls))`` trained on STS-B scores 0-5.
+
+    Fix:
+        Use a plain linear output for regression (standardise the targets),
+        or scale the activation to the target range:
+        ``lo + (hi - lo) * torch.sigmoid(x)``.
+    """
+
+    code = "M003"
+    cause = "model.output_range"
+    title = "Output activation cannot reach the targets"
+    severity = Severity.ERROR
+    needs = ("loss", "preds")
+
+    min_outside = 0.2     # share of targets outside the activation's range
+    pinned_share = 0.5    # share of predictions at the bound (dead ReLU, saturated sigmoid)
+    bound_tol = 1e-3
+
+    def check(self, s: Signals) -> Finding | None:
+        ls, p = s.loss, s.preds
+        if ls.family != "regression" or not p.recent_targets:
+            return None
+        act = next((n.replace("Backward0", "").replace("Backward1", "") for n in ls.producer
+                    if n.replace("Backward0", "").replace("Backward1", "") in RANGES), None)
+        if act is None:
+            return None
+        lo, hi = RANGES[act]
+        y = np.asarray(p.recent_targets)
+        x = np.asarray(p.recent_preds) if p.recent_preds else np.array([])
+        outside = float(((y < lo - self.bound_tol) | (y > hi + self.bound_tol)).mean())
+        pinned = float(((np.abs(x - lo) < self.bound_tol) | (np.abs(x - hi) < self.bound_tol)).mean()) if x.size else 0.0
+        if outside < self.min_outside and pinned < self.pinned_share:
+            return None
+        return self.finding(
+            f"The regression output comes from a {act} (range {lo:g}..{hi:g}); {outside:.0%} of the targets lie "
+            f"outside it and {pinned:.0%} of recent predictions sit at its bound.",
+            confidence=0.9, where=ls.where,
+            evidence={"activation": act, "range": [lo, hi], "targets_outside": round(outside, 4),
+                      "predictions_at_bound": round(pinned, 4),
+                      "target_range": [p.target_min, p.target_max]},
+            fix="return self.head(cls).squeeze(-1)  # linear output; standardise the targets instead")

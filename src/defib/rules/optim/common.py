@@ -1,0 +1,38 @@
+"""Measurements several optimizer rules share."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from defib.signals import OptimSignals, Signals
+
+ENCODER_PREFIXES = ("layer.", "embeddings", "pooler")
+
+
+def median_update_ratio(o: OptimSignals, encoder_only: bool = False) -> float | None:
+    """Median |dw|/|w| over all sampled steps and groups (optionally the encoder's only)."""
+    values = [v for group, series in o.update_ratio.items()
+              if not encoder_only or group.startswith(ENCODER_PREFIXES)
+              for _, v in series.pairs() if math.isfinite(v)]
+    return statistics.median(values) if values else None
+
+
+def lr_now(o: OptimSignals) -> float | None:
+    return o.lr.last
+
+
+def peak_lr(o: OptimSignals) -> float | None:
+    """The learning rate the user configured: at construction, or the highest seen."""
+    seen = [v for _, v in o.lr.pairs() if math.isfinite(v)]
+    candidates = [v for v in o.lr_initial if math.isfinite(v)] + seen
+    return max(candidates) if candidates else None
+
+
+def collapsed(s: Signals) -> bool:
+    """Predictions already flat (the S001 criterion without its grace period)."""
+    p = s.preds
+    if p is None or not len(p.spread):
+        return False
+    last = p.spread.last
+    return last is not None and (not math.isfinite(last) or last < 0.1)

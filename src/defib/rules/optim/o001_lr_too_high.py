@@ -1,0 +1,66 @@
+"""O001: learning rate so high that each step rewrites the weights."""
+
+from __future__ import annotations
+
+from defib.rules.base import Finding, Rule, Severity, register
+from defib.rules.fmt import num
+from defib.rules.optim.common import collapsed, median_update_ratio, peak_lr
+from defib.signals import Signals
+
+
+@register
+class LearningRateTooHigh(Rule):
+    """Updates are a large fraction of the weights they change.
+
+    What it detects:
+        The update/weight ratio ``|w_after - w_before| / |w_before|`` of the
+        encoder's layers, sampled every few steps. A healthy fine-tuning step
+        changes a weight matrix by about 1e-4 to 1e-3 of its norm (with Adam:
+        roughly learning rate / RMS of the weights; 5e-5 on BERT gives ~1e-3).
+
+    Why it flattens predictions:
+        Steps that move weights by a percent or more each time erase what
+        pre-training put in them within a few dozen steps. The [CLS]
+        representations of different inputs become nearly identical, the
+        head can only fit the mean, and the loss settles at the
+        constant-predictor baseline. Without warmup the first Adam steps are
+        the largest, so this often happens in the first epoch.
+
+    Example:
+        ``AdamW(model.parameters(), lr=1e-3)`` on BERT without warmup.
+
+    Fix:
+        Use 1e-5 to 5e-5 for the encoder with 5-10% linear warmup
+        (``get_linear_schedule_with_warmup``); a higher rate only for a fresh
+        head, in its own parameter group.
+    """
+
+    code = "O001"
+    cause = "optim.lr_too_high"
+    title = "Learning rate too high (often with no warmup)"
+    severity = Severity.ERROR
+    needs = ("optim",)
+
+    max_ratio = 1e-2          # median encoder update/weight ratio above this: 10x a healthy step
+    min_samples_step = 2      # steps before judging
+
+    def check(self, s: Signals) -> Finding | None:
+        o = s.optim
+        if s.step < self.min_samples_step:
+            return None
+        ratio = median_update_ratio(o, encoder_only=True)
+        if ratio is None or ratio < self.max_ratio:
+            return None
+        scale = s.loss.scale_factor if s.loss and s.loss.scale_factor else 1.0
+        if not o.optimizer.startswith(("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "RMSprop", "Lion")) and \
+                (scale >= 100 or (s.loss and s.loss.reduction == "sum")):
+            return None  # the loss scale drives these steps: L005
+        sev = Severity.ERROR if collapsed(s) or "weight" in o.nonfinite or ratio >= 10 * self.max_ratio \
+            else Severity.WARNING
+        lr = peak_lr(o)
+        return self.finding(
+            f"Each step changes the encoder's weights by {ratio:.2g} of their norm (median), about "
+            f"{ratio / 1e-3:.0f}x a healthy fine-tuning step; learning rate {num(lr)} with {o.optimizer}.",
+            confidence=0.85, severity=sev, where=o.lr_where or o.where,
+            evidence={"update_ratio_median": ratio, "lr": lr, "optimizer": o.optimizer},
+            fix="lr=2e-5 with warmup: get_linear_schedule_with_warmup(opt, int(0.1 * total_steps), total_steps)")

@@ -1,0 +1,62 @@
+"""O002: learning rate so low that nothing moves."""
+
+from __future__ import annotations
+
+from defib.rules.base import Finding, Rule, Severity, register
+from defib.rules.fmt import num
+from defib.rules.optim.common import lr_now, median_update_ratio, peak_lr
+from defib.signals import Signals
+
+
+@register
+class LearningRateTooLow(Rule):
+    """Updates are a vanishing fraction of the weights, by the configured learning rate.
+
+    What it detects:
+        A median update/weight ratio below ``min_ratio`` over all groups that
+        receive gradients, while the learning rate is still at its configured
+        value (so it is not a schedule that decayed it: see O003) and the
+        loss scale is ordinary (see L005).
+
+    Why it flattens predictions:
+        A freshly initialised head outputs nearly the same small value for
+        every input. If it barely moves, it keeps doing so: the predictions
+        stay flat at their initial value and the loss stays at its initial
+        level.
+
+    Example:
+        ``AdamW(model.parameters(), lr=1e-8)`` (a typo for 1e-5).
+
+    Fix:
+        ``lr=2e-5`` for BERT-family fine-tuning (1e-5 to 5e-5); run
+        ``defib probe`` for a learning-rate range test.
+    """
+
+    code = "O002"
+    cause = "optim.lr_too_low"
+    title = "Learning rate too low for what must move"
+    severity = Severity.ERROR
+    needs = ("optim",)
+
+    min_ratio = 1e-5          # median update/weight ratio below this: ~100x smaller than a healthy step
+    schedule_share = 0.1      # current lr below this share of the configured one: the schedule's doing
+    min_step = 3
+
+    def check(self, s: Signals) -> Finding | None:
+        o = s.optim
+        if s.step < self.min_step or not o.groups_with_grad:
+            return None
+        ratio = median_update_ratio(o)
+        lr, peak = lr_now(o), peak_lr(o)
+        if ratio is None or ratio >= self.min_ratio or lr is None or not peak:
+            return None
+        if lr < self.schedule_share * peak:
+            return None
+        if s.loss is not None and s.loss.scale_factor is not None and s.loss.scale_factor < 1e-2:
+            return None
+        return self.finding(
+            f"Each step changes the weights by {ratio:.2g} of their norm (median), about {1e-3 / max(ratio, 1e-30):.0f}x "
+            f"less than a healthy fine-tuning step; learning rate {num(lr)} with {o.optimizer}.",
+            confidence=0.85, where=o.lr_where or o.where,
+            evidence={"update_ratio_median": ratio, "lr": lr, "optimizer": o.optimizer},
+            fix="lr=2e-5  # typical for BERT-family fine-tuning")
