@@ -16,6 +16,7 @@ from defib.rules.base import Finding, Rule, Severity, all_rules, resolve
 
 FLATLINE_CODE = "S001"
 INTERNAL_CODE = "X001"
+MAX_INTERNAL_ERRORS = 20  # internal errors kept per run (the watcher caps its own at the same number)
 
 
 @dataclass
@@ -89,8 +90,10 @@ def diagnose(signals: Any, *, first_fired: dict[str, int] | None = None,
             found = rule.check(signals)
         except Exception as exc:  # a broken rule must not hide the others
             errors = getattr(signals, "internal_errors", None)
-            if isinstance(errors, list):
-                errors.append(f"rule {code}: {type(exc).__name__}: {exc}")
+            message = f"rule {code}: {type(exc).__name__}: {exc}"
+            # the rules run every few steps during training: note each error once, keep the list bounded
+            if isinstance(errors, list) and message not in errors and len(errors) < MAX_INTERNAL_ERRORS:
+                errors.append(message)
             continue
         if found is None:
             continue

@@ -45,6 +45,7 @@ class LossSignals:
     nonfinite_step: int | None = None
     failed: str | None = None                 # the loss call raised this error
     scale_factor: float | None = None         # loss / loss recomputed with mean reduction (1 = plain mean)
+    soft_target_max: float | None = None      # cross-entropy given float (soft) targets: their largest value
 
 
 @dataclass

@@ -32,6 +32,7 @@ from torch.nn.modules import module as module_hooks
 from torch.optim import optimizer as optimizer_hooks
 from torch.utils.data import DataLoader
 
+from defib.evidence.callsite import is_user_file
 from defib.evidence.watch import Watcher
 
 LOSS_FUNCTIONS = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss",
@@ -177,7 +178,9 @@ def install(w: Watcher) -> Installed:
         @functools.wraps(original)
         def run(tensor, *args, **kwargs):
             out = original(tensor, *args, **kwargs)
-            w.init_called(tensor)
+            # only the user's own init calls: those inside from_pretrained are the library's
+            if is_user_file(sys._getframe(1).f_code.co_filename):
+                w.init_called(tensor)
             return out
         return run
 

@@ -104,16 +104,25 @@ class Window:
         return len(self.buf)
 
 
+MAD_TO_STD = 1.4826  # median absolute deviation x this = std, for normal data
+
+
 def rel_spread(x: np.ndarray) -> float:
     """How different the rows of ``x`` (N, D) are, relative to their size.
 
-    Mean over dimensions of the across-row std, divided by the RMS of ``x``.
-    0 means every row is the same vector (a collapsed representation); rows of
-    independent noise give about 1.
+    Mean over dimensions of a robust across-row spread (the median absolute
+    deviation, scaled to a std), divided by the RMS of ``x``. 0 means every
+    row is the same vector (a collapsed representation); rows of independent
+    noise give about 1. The median makes it blind to dropout: identical
+    vectors under dropout differ only where a few rows were zeroed, so most
+    rows still agree in every dimension and the MAD stays 0, where a plain
+    std would report the dropout noise as spread.
     """
     if x.ndim != 2 or x.shape[0] < 2:
         return math.nan
-    rms = float(np.sqrt((x.astype(np.float64) ** 2).mean()))
+    x = x.astype(np.float64)
+    rms = float(np.sqrt((x ** 2).mean()))
     if rms == 0 or not math.isfinite(rms):
         return 0.0 if rms == 0 else math.nan
-    return float(x.std(axis=0).mean() / rms)
+    mad = np.median(np.abs(x - np.median(x, axis=0)), axis=0)
+    return float(MAD_TO_STD * mad.mean() / rms)

@@ -34,6 +34,7 @@ from defib.signals import (CLASS_LOSSES, MULTILABEL_LOSSES, REGRESSION_LOSSES, D
 _PASS_THROUGH = ("View", "Squeeze", "Unsqueeze", "Reshape", "Expand", "Select", "Slice", "Clone", "ToCopy",
                  "Transpose", "Permute", "Alias", "Unsafe", "Index", "Flatten", "Contiguous")
 MAX_INTERNAL_ERRORS = 20
+MAX_STEP_LOSSES = 1024  # loss values kept between two optimizer steps (bounded if no step ever comes)
 
 
 def guarded(method: Callable) -> Callable:
@@ -112,7 +113,7 @@ class Watcher:
         self._batch_means: list[float] = []
         self._batch_vars: list[float] = []
         self._step_losses: list[float] = []
-        self._loss_window: Window = Window(16)
+        self._loss_window: Window = Window(32)  # steps: long enough to average out batch noise
         self._backward_since_step = 0
         self._zeroed_after_backward = False
         self._first_micro_norm: float | None = None
@@ -356,6 +357,7 @@ class Watcher:
             if math.isfinite(value):
                 ls.first = value if ls.first is None else ls.first
                 self._step_losses.append(value)
+                del self._step_losses[:-MAX_STEP_LOSSES]
             elif ls.nonfinite_step is None:
                 ls.nonfinite_step = self.s.step + 1
                 self._optim().nonfinite.setdefault("loss", self.s.step + 1)
@@ -381,15 +383,18 @@ class Watcher:
             logits = x.movedim(1, -1).reshape(-1, k).float()
             p.n_classes = k
             self._pred_classes.extend(logits.argmax(-1).cpu().numpy().astype(np.float64))
+            ls = self.s.loss
             if y.is_floating_point() and y.shape == x.shape:  # soft / one-hot targets
                 labels = y.movedim(1, -1).reshape(-1, k).argmax(-1)
+                # the targets noted below are argmax ids: keep the soft values' own range for the rules
+                top = float(y.float().max())
+                ls.soft_target_max = top if ls.soft_target_max is None else max(ls.soft_target_max, top)
             else:
                 labels = y.reshape(-1)
             lab = labels.cpu().numpy()
             self._note_targets(lab.astype(np.float64))
             self._label_counts.update(lab.astype(np.int64).tolist())
             p.n_seen += logits.shape[0]
-            ls = self.s.loss
             rows = logits.sum(-1)
             ok = (logits.min(-1).values >= 0) & ((rows - 1).abs() < 1e-3)
             share = float(ok.float().mean())
@@ -426,6 +431,12 @@ class Watcher:
         self.loss_call(fn, input, target, None, kwargs)
         if self.s.loss is not None and self.s.loss.fn == fn:
             self.s.loss.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            self._refresh_preds()
+
+    @guarded
+    def _refresh_preds(self) -> None:
+        """Copy the labels and targets seen into the signals now: after a crashed loss no step will."""
+        self._update_preds(self.s.step)
 
     # ------------------------------------------------------------------ backward / zero_grad
     def _optim(self) -> OptimSignals:
@@ -442,6 +453,7 @@ class Watcher:
         if tensor.numel() == 1:
             v = float(tensor.detach())
             self._backward_values.append(v)
+            del self._backward_values[:-MAX_STEP_LOSSES]
             if not math.isfinite(v):
                 o.nonfinite.setdefault("loss", self.s.step + 1)
         if self._backward_since_step == 0 and self._probe is not None and self.s.step > 0:

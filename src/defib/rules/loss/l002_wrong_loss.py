@@ -61,8 +61,8 @@ class WrongLoss(Rule):
                                    "targets; continuous scores want MSE.",
                                "loss = F.mse_loss(pred.squeeze(-1), scores)")
         if ls.family == "classification" and ls.target_dtype.startswith("float") \
-                and len(ls.target_shape) == len(ls.input_shape) and p.target_max is not None and p.target_max > 1:
-            return self._found(ls, f"{ls.fn} is fed float targets up to {p.target_max:.3g} as class "
+                and len(ls.target_shape) == len(ls.input_shape) and (ls.soft_target_max or 0) > 1:
+            return self._found(ls, f"{ls.fn} is fed float targets up to {ls.soft_target_max:.3g} as class "
                                    "probabilities: these are not distributions.",
                                "Use integer class ids (or rows that sum to 1) with cross-entropy.")
         return None

@@ -13,8 +13,10 @@ class DetachedGraph(Rule):
 
     What it detects:
         Parameters with ``requires_grad=True``, held by the optimizer, whose
-        ``.grad`` stays None through every sampled step, while others do get
-        gradients; defib also notes where the head received an input without
+        ``.grad`` stays None through every sampled step, when they include the
+        bottom of the encoder (the embeddings: the gradient never reaches the
+        encoder) or the whole head. An unused pooler or top layer is normal
+        and stays silent. defib also notes where the head received an input without
         a gradient path, or the encoder ran under ``no_grad`` during training.
 
     Why it flattens predictions:
@@ -39,16 +41,17 @@ class DetachedGraph(Rule):
     needs = ("optim",)
 
     min_step = 2
-    min_share = 0.5   # share of the optimizer's trainable tensors with no gradient ever
 
     def check(self, s: Signals) -> Finding | None:
         o = s.optim
         if s.step < self.min_step or not o.never_grad:
             return None
         groups = sorted({group_of(n) for n in o.never_grad})
-        trainable_tensors = len(o.never_grad) + len(o.groups_with_grad) if o.groups_with_grad else len(o.never_grad)
-        encoder_cut = any(g != "head" for g in groups)
-        if not encoder_cut and "head" not in groups:
+        # An unused pooler or top layer (pooling from hidden_states[-2]) legitimately gets no gradient.
+        # The graph is cut only if it never reaches the bottom of the encoder (the embeddings) or the head.
+        encoder_cut = "embeddings" in groups and "embeddings" not in o.groups_with_grad
+        head_cut = "head" in groups and "head" not in o.groups_with_grad
+        if not (encoder_cut or head_cut):
             return None
         m = s.model
         where = None
@@ -62,6 +65,6 @@ class DetachedGraph(Rule):
             f"(groups: {', '.join(groups)}); {share_note} did. The graph from the loss does not reach them.",
             confidence=0.9,
             evidence={"never_grad": o.never_grad[:20], "count": len(o.never_grad), "groups_without_grad": groups,
-                      "groups_with_grad": o.groups_with_grad, "tensors": trainable_tensors},
+                      "groups_with_grad": o.groups_with_grad},
             where=where,
             fix="Remove .detach() / torch.no_grad() / .data / .numpy() from the training forward pass")

@@ -20,14 +20,17 @@ class FlatPredictions(Rule):
         entropy of the predicted classes / entropy of the labels), while the
         training loss is no better than the best constant predictor's
         (variance of the targets for MSE, entropy of the label prior for
-        cross-entropy).
+        cross-entropy) and has stopped falling (less than ``min_progress``
+        over the last ``plateau_steps`` steps).
 
     Why it flattens predictions:
         This is the flatline itself, measured. A regressor whose predictions
         correlate with the targets at r has a prediction std of about r times
         the target std when calibrated; below 0.1 it explains at most 1% of
-        the variance. The loss check separates a collapse from a model that is
-        merely cautious. A fresh head starts flat, hence the grace period.
+        the variance. The loss checks separate a collapse from a model that is
+        merely cautious or still walking its output towards the targets' mean
+        (MSE on raw 0-5 scores starts far above the baseline). A fresh head
+        starts flat, hence the grace period.
 
     Example:
         step 120: prediction std 0.004 against target std 1.52; loss 2.31,
@@ -48,6 +51,8 @@ class FlatPredictions(Rule):
     max_spread = 0.1       # prediction spread / target spread below this is flat
     loss_margin = 0.9      # the loss must be at least this share of the constant-predictor loss
     sustain = 3            # consecutive flat measurements needed
+    plateau_steps = 20     # look this many steps back to see whether the loss still falls
+    min_progress = 0.1     # a loss still falling by this share over plateau_steps is converging, not flat
 
     def check(self, s: Signals) -> Finding | None:
         p = s.preds
@@ -59,6 +64,8 @@ class FlatPredictions(Rule):
             return None
         loss, base = p.loss_window.last, p.baseline.last
         if loss is not None and base is not None and math.isfinite(loss) and loss < self.loss_margin * base:
+            return None
+        if self._still_falling(p.loss_window.pairs(), s.step):
             return None
         since = points[-1][0]
         for st, v in reversed(points):
@@ -81,6 +88,15 @@ class FlatPredictions(Rule):
             evidence={"since_step": since, "pred_std": _r(pred_std), "target_std": _r(target_std),
                       "spread_ratio": _r(points[-1][1]), "loss": _r(loss), "baseline_loss": _r(base)},
             fix="Fix the root cause listed first; the flatline follows from it.")
+
+
+    def _still_falling(self, losses: list[tuple[int, float]], step: int) -> bool:
+        """True while the loss keeps dropping: a slow start, not a collapse."""
+        past = [v for st, v in losses if st <= step - self.plateau_steps and math.isfinite(v)]
+        now = losses[-1][1] if losses else None
+        if not past or now is None or not math.isfinite(now):
+            return False
+        return (past[-1] - now) > self.min_progress * abs(past[-1])
 
 
 def _shares(counts: dict[int, int]) -> str:

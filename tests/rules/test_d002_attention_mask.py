@@ -1,0 +1,84 @@
+"""D002: padded batches reach the model without a usable attention mask.
+
+Planted: padding to ``max_length`` and calling the model without the mask (and,
+separately, with an inverted mask). Near-miss: padding to ``max_length`` WITH
+the tokenizer's mask, which is harmless despite the common claim.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from helpers import BertRegressor, assert_where, find, sentences, tokenizer, watch
+
+from defib.rules.base import Severity
+from defib.rules.data.d002_attention_mask import PaddingNotMasked
+from defib.signals import DataSignals, Signals
+
+ROWS = sentences(96, seed=4)
+
+
+def _batches(tok):
+    for i in range(0, len(ROWS), 16):
+        enc = tok([t for t, _ in ROWS[i:i + 16]], padding="max_length", truncation=True, max_length=32,
+                  return_tensors="pt")
+        yield enc, torch.tensor([s for _, s in ROWS[i:i + 16]])
+
+
+def test_padded_ids_without_mask_fire(tiny_model_dir):
+    tok = tokenizer(str(tiny_model_dir))
+    with watch() as w:
+        model = BertRegressor(tiny_model_dir).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for enc, y in _batches(tok):
+            pred = model(enc["input_ids"])  # planted
+            loss = F.mse_loss(pred, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "D002")
+    assert f is not None, w.diagnosis.findings
+    assert f.cause == "data.attention_mask" and f.severity == Severity.ERROR
+    assert f.evidence["no_mask"] == f.evidence["padded_batches"] == 6 and f.evidence["pad_token_id"] == 0
+    assert_where(f, test_padded_ids_without_mask_fire)
+
+
+def test_inverted_mask_fires(tiny_model_dir):
+    tok = tokenizer(str(tiny_model_dir))
+    with watch() as w:
+        model = BertRegressor(tiny_model_dir).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for enc, y in _batches(tok):
+            pred = model(enc["input_ids"], 1 - enc["attention_mask"])  # planted
+            loss = F.mse_loss(pred, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "D002")
+    assert f is not None and f.evidence["mask_inverted"] == 6
+    assert "inverted" in f.message
+    assert_where(f, test_inverted_mask_fires)
+
+
+def test_padding_to_max_length_with_the_mask_is_silent(tiny_model_dir):
+    tok = tokenizer(str(tiny_model_dir))
+    with watch() as w:
+        model = BertRegressor(tiny_model_dir).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for enc, y in _batches(tok):
+            pred = model(enc["input_ids"], enc["attention_mask"])
+            loss = F.mse_loss(pred, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    d = w.watcher.s.data
+    assert d.batches_with_pad == 6  # the padding was seen ...
+    assert find(w.diagnosis, "D002") is None  # ... and the mask judged correct
+
+
+def test_rule_on_signals():
+    rule = PaddingNotMasked()
+    assert rule.check(Signals(data=DataSignals())) is None  # no padding seen
+    assert rule.check(Signals(data=DataSignals(batches_with_pad=10, batches_pad_no_mask=4))) is None
+    f = rule.check(Signals(data=DataSignals(batches_with_pad=10, batches_mask_all_ones_with_pad=9)))
+    assert f is not None and "all ones" in f.message

@@ -1,0 +1,74 @@
+"""D004: training batches ordered or grouped by label.
+
+Planted: the rows sorted by target and a DataLoader with ``shuffle=False``.
+Near-misses: ``shuffle=False`` on rows that are already in random order, and
+``shuffle=True`` on the sorted rows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from helpers import BagOfWords, assert_where, find, watch, word_data
+from torch.utils.data import DataLoader, TensorDataset
+
+from defib.rules.base import Severity
+from defib.rules.data.d004_unshuffled import UnshuffledBatches
+from defib.signals import DataSignals, Signals
+
+
+def _train(loader: DataLoader) -> None:
+    model = BagOfWords()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for ids, y in loader:
+        loss = F.mse_loss(model(ids).squeeze(-1), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def _sorted_set() -> TensorDataset:
+    ids, y = word_data(256, seed=5)
+    order = torch.argsort(y)
+    return TensorDataset(ids[order], y[order])
+
+
+def test_sorted_rows_without_shuffle_fire():
+    data = _sorted_set()
+    with watch() as w:
+        loader = DataLoader(data, batch_size=16, shuffle=False)  # planted
+        _train(loader)
+    f = find(w.diagnosis, "D004")
+    assert f is not None, w.diagnosis.findings
+    assert f.cause == "data.unshuffled" and f.severity == Severity.ERROR
+    assert f.evidence["within_batch_var_ratio"] < 0.1 and f.evidence["batch_mean_autocorr"] > 0.9
+    assert f.evidence["sampler"] == "SequentialSampler"
+    assert_where(f, test_sorted_rows_without_shuffle_fire)
+
+
+def test_no_shuffle_on_rows_already_in_random_order_is_silent():
+    ids, y = word_data(256, seed=5)  # generated in random order
+    with watch() as w:
+        _train(DataLoader(TensorDataset(ids, y), batch_size=16, shuffle=False))
+    d = w.watcher.s.data
+    assert d.sampler == "SequentialSampler" and d.within_batch_var_ratio > 0.7  # measured, and batches look random
+    assert find(w.diagnosis, "D004") is None
+
+
+def test_sorted_rows_with_shuffle_are_silent():
+    with watch() as w:
+        _train(DataLoader(_sorted_set(), batch_size=16, shuffle=True))
+    assert w.watcher.s.data.within_batch_var_ratio is not None
+    assert find(w.diagnosis, "D004") is None
+
+
+def test_rule_on_signals():
+    rule = UnshuffledBatches()
+
+    def check(ratio, ac):
+        return rule.check(Signals(data=DataSignals(within_batch_var_ratio=ratio, batch_mean_autocorr=ac)))
+
+    assert check(0.05, 0.95) is not None
+    assert check(0.9, 0.95) is None      # batches vary as much as the data
+    assert check(0.05, 0.1) is None      # homogeneous batches, consecutive ones unrelated (shuffled groups)
+    assert check(0.05, None) is None

@@ -1,0 +1,69 @@
+"""M003: an output activation whose range cannot reach the targets.
+
+Planted: ``torch.sigmoid`` on the regression output, trained on 0..5 scores.
+Near-misses: the sigmoid scaled to the target range (``5 * sigmoid``); a
+sigmoid output on targets in [0, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from helpers import BagOfWords, assert_where, batches, find, watch, word_data
+
+from defib.rules.model.m003_output_range import OutputRange
+from defib.signals import LossSignals, PredSignals, Signals
+
+IDS, SCORE = word_data(320, seed=33)
+TARGETS = ((SCORE + 4) * 5 / 8).clamp(0, 5)  # 0..5, like STS-B
+
+
+def test_sigmoid_output_on_0_to_5_targets_fires():
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for x, y in batches(IDS, TARGETS, size=16):
+            loss = F.mse_loss(torch.sigmoid(model(x)).squeeze(-1), y)  # planted
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "M003")
+    assert f is not None, w.diagnosis.findings
+    assert f.cause == "model.output_range" and f.evidence["activation"] == "Sigmoid"
+    assert f.evidence["targets_outside"] > 0.5
+    assert_where(f, test_sigmoid_output_on_0_to_5_targets_fires)
+
+
+def test_sigmoid_scaled_to_the_target_range_is_silent():
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for x, y in batches(IDS, TARGETS, size=16):
+            loss = F.mse_loss(5 * torch.sigmoid(model(x)).squeeze(-1), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert find(w.diagnosis, "M003") is None
+
+
+def test_sigmoid_output_on_unit_interval_targets_is_silent():
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for x, y in batches(IDS, TARGETS / 5, size=16):
+            loss = F.mse_loss(torch.sigmoid(model(x)).squeeze(-1), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert "SigmoidBackward0" in w.watcher.s.loss.producer  # the activation was seen ...
+    assert find(w.diagnosis, "M003") is None  # ... and it fits the targets
+
+
+def test_rule_on_signals():
+    rule = OutputRange()
+    relu = LossSignals(fn="mse_loss", family="regression", producer=("SqueezeBackward1", "ReluBackward0"))
+    dead = PredSignals(task="regression", recent_targets=[0.5, 1.0, 0.2, 2.0], recent_preds=[0.0, 0.0, 0.0, 0.0])
+    f = rule.check(Signals(loss=relu, preds=dead))  # targets within range, but the output is stuck at 0
+    assert f is not None and f.evidence["activation"] == "Relu" and f.evidence["predictions_at_bound"] == 1.0
+    alive = PredSignals(task="regression", recent_targets=[0.5, 1.0, 0.2, 2.0], recent_preds=[0.4, 1.1, 0.3, 1.8])
+    assert rule.check(Signals(loss=relu, preds=alive)) is None

@@ -1,0 +1,69 @@
+"""O004: the parameters that must learn are frozen.
+
+Planted: everything frozen, then only the top encoder layer unfrozen (the head
+forgotten); everything frozen but one LayerNorm. Near-miss: a linear probe (encoder frozen, head trainable),
+a legitimate choice the rule may report at most as info.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import BertRegressor, encode, find, sentences, watch
+
+from defib.rules.base import Severity
+from defib.rules.optim.o004_frozen import FrozenParameters
+from defib.signals import ModelSignals, OptimSignals, Signals
+
+ROWS = sentences(96, seed=24)
+
+
+def _train(model, opt) -> None:
+    model.train()  # from_pretrained leaves the encoder in eval mode
+    for i in range(0, len(ROWS), 16):
+        enc, y = encode(model.encoder.name_or_path, ROWS[i:i + 16])
+        loss = F.mse_loss(model(enc["input_ids"], enc["attention_mask"]), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def test_frozen_head_fires(tiny_model_dir):
+    with watch() as w:
+        model = BertRegressor(tiny_model_dir)
+        model.requires_grad_(False)
+        model.encoder.encoder.layer[-1].requires_grad_(True)  # "train only the top layer", and the head forgotten
+        _train(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+    f = find(w.diagnosis, "O004")
+    assert f is not None, w.diagnosis.findings
+    assert f.cause == "optim.frozen" and f.severity == Severity.ERROR
+    assert sorted(f.evidence["head_frozen"]) == ["head.bias", "head.weight"]
+
+
+def test_nearly_everything_frozen_fires(tiny_model_dir):
+    with watch() as w:
+        model = BertRegressor(tiny_model_dir)
+        model.requires_grad_(False)
+        model.encoder.embeddings.LayerNorm.requires_grad_(True)  # 64 of ~1M weights
+        _train(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+    f = find(w.diagnosis, "O004")
+    assert f is not None and f.severity == Severity.ERROR and f.evidence["trainable_share"] < 1e-3
+
+
+def test_linear_probe_is_at_most_info(tiny_model_dir):
+    with watch() as w:
+        model = BertRegressor(tiny_model_dir)
+        model.encoder.requires_grad_(False)
+        _train(model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3))
+    assert w.watcher.s.optim.frozen  # the frozen encoder was seen
+    f = find(w.diagnosis, "O004")
+    assert f is None or f.severity == Severity.INFO, f
+
+
+def test_rule_on_signals():
+    rule = FrozenParameters()
+    o = OptimSignals(n_params=1000, n_trainable=1000)
+    assert rule.check(Signals(optim=o)) is None  # nothing frozen
+    o = OptimSignals(n_params=1000, n_trainable=500, frozen=["encoder.embeddings.word_embeddings.weight"])
+    assert rule.check(Signals(optim=o, model=ModelSignals(head_params=["head.weight"]))) is None  # partial freeze

@@ -1,0 +1,99 @@
+"""O009: NaN or Inf in the loss, the gradients or the weights.
+
+Planted: a hand-written binary cross-entropy on unscaled features: the sigmoid
+saturates to exactly 1.0 and ``log(1 - p)`` is -inf; a model in float16 under
+AdamW. Near-misses: ``binary_cross_entropy_with_logits`` on the same logits
+(numerically safe); float32 weights with a bfloat16 autocast forward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from helpers import BagOfWords, assert_where, batches, find, watch, word_data
+from torch import nn
+
+from defib.rules.base import Severity
+from defib.rules.optim.o009_nonfinite import NonFinite
+from defib.signals import OptimSignals, Signals
+
+
+def _unscaled(n: int = 320) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw counts and ages as features (not standardised): logits of 100+ from the first step."""
+    g = torch.Generator().manual_seed(29)
+    x = torch.cat([torch.randint(0, 500, (n, 3), generator=g), torch.randint(18, 90, (n, 1), generator=g)], 1).float()
+    return x, (x[:, 3] > 50).float()
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Linear(4, 1)
+
+
+def test_hand_written_log_loss_that_saturates_fires():
+    x, labels = _unscaled()
+    with watch() as w:
+        model = _model()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for xb, yb in batches(x, labels, size=32):
+            p = torch.sigmoid(model(xb).squeeze(-1))
+            loss = -(yb * torch.log(p) + (1 - yb) * torch.log(1 - p)).mean()
+            opt.zero_grad()
+            loss.backward()  # planted
+            opt.step()
+    f = find(w.diagnosis, "O009")
+    assert f is not None, w.diagnosis.findings
+    assert f.cause == "optim.nonfinite" and f.evidence["first_nonfinite"]["loss"] == 1
+    assert_where(f, test_hand_written_log_loss_that_saturates_fires)  # defib sees it at backward()
+
+
+def test_bce_with_logits_on_the_same_logits_is_silent():
+    x, labels = _unscaled()
+    with watch() as w:
+        model = _model()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for xb, yb in batches(x, labels, size=32):
+            loss = F.binary_cross_entropy_with_logits(model(xb).squeeze(-1), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert w.watcher.s.loss.first > 1  # large, but finite
+    assert find(w.diagnosis, "O009") is None
+
+
+def test_half_precision_weights_under_adamw_fire():
+    ids, score = word_data(160, seed=29)
+    with watch() as w:
+        model = BagOfWords().half()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)  # planted
+        for x, y in batches(ids, score.half(), size=16):
+            loss = F.mse_loss(model(x).squeeze(-1), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "O009")
+    assert f is not None and f.evidence["param_dtypes"] == ["float16"]
+    assert_where(f, test_half_precision_weights_under_adamw_fire)
+
+
+def test_float32_weights_with_bfloat16_autocast_are_silent():
+    ids, score = word_data(160, seed=29)
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for x, y in batches(ids, score, size=16):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                pred = model(x).squeeze(-1)
+            loss = F.mse_loss(pred.float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert w.watcher.s.optim.param_dtypes == ["float32"]
+    assert find(w.diagnosis, "O009") is None
+
+
+def test_rule_on_signals():
+    rule = NonFinite()
+    assert rule.check(Signals(optim=OptimSignals(param_dtypes=["float32"]))) is None
+    f = rule.check(Signals(optim=OptimSignals(param_dtypes=["float32"], nonfinite={"grad": 7, "weight": 8})))
+    assert f is not None and f.severity == Severity.ERROR and "grad at step 7" in f.message
