@@ -22,6 +22,8 @@ parser.add_argument("--steps", type=int, default=60)
 parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--fault", default="")
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--print-losses", action="store_true", help="print every step's loss exactly (float.hex)")
+parser.add_argument("--crash-after", type=int, default=0, help="raise an exception after this many steps")
 args = parser.parse_args()
 
 torch.manual_seed(args.seed)
@@ -80,6 +82,10 @@ while step < args.steps:
         loss.backward()
         opt.step()
         step += 1
+        if args.print_losses:
+            print(f"step {step} loss {loss.item().hex()}", flush=True)
+        if args.crash_after and step >= args.crash_after:
+            raise RuntimeError(f"planted crash after step {step}")
         if step >= args.steps:
             break
 print(f"final loss {loss.item():.4f}")

@@ -667,8 +667,6 @@ class Watcher:
             if p.initial_std is None and len(self._initial_preds) >= 2:
                 p.initial_std = float(np.std(self._initial_preds))
                 p.initial_mean = float(np.mean(self._initial_preds))
-            p.recent_preds = self._pred_window.array().tolist()
-            p.recent_targets = self._target_window.array().tolist()
         if len(self._loss_window):
             p.loss_window.add(step, float(self._loss_window.array().mean()))
         base = self.baseline()
@@ -676,9 +674,19 @@ class Watcher:
             p.baseline.add(step, base)
             if self.s.loss is not None:
                 self.s.loss.baseline = base
+
+    def _update_slow_stats(self) -> None:
+        """Statistics only the rules read: computed when they run, not at every step."""
+        p, t = self.s.preds, self._targets
+        if p is None:
+            return
+        if p.task != "classification":
+            p.recent_preds = self._pred_window.array().tolist()
+            p.recent_targets = self._target_window.array().tolist()
         d = self._data()
         if len(self._batch_means) >= 8 and t.n and t.var > 0:
-            vars_ = np.array([v for v in self._batch_vars if math.isfinite(v)])
+            vars_ = np.array(self._batch_vars)
+            vars_ = vars_[np.isfinite(vars_)]
             d.within_batch_var_ratio = float(vars_.mean() / t.var) if vars_.size else None
             bm = np.array(self._batch_means[-512:])
             if bm.std() > 0:
@@ -779,6 +787,7 @@ class Watcher:
 
     def finalize_signals(self) -> Signals:
         s = self.s
+        self._update_slow_stats()
         if s.model is not None and s.step:
             s.model.train_mode_share = self._train_mode_steps / s.step
         if s.optim is not None and self._main_opt is not None:

