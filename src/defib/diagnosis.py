@@ -13,10 +13,10 @@ from typing import Any
 
 from defib import __version__
 from defib.rules.base import Finding, Rule, Severity, all_rules, resolve
+from defib.signals import MAX_INTERNAL_ERRORS
 
 FLATLINE_CODE = "S001"
 INTERNAL_CODE = "X001"
-MAX_INTERNAL_ERRORS = 20  # internal errors kept per run (the watcher caps its own at the same number)
 
 
 @dataclass

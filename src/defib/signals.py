@@ -14,6 +14,7 @@ from typing import Any
 from defib.evidence.stats import Series
 from defib.rules.base import Where
 
+MAX_INTERNAL_ERRORS = 20  # internal errors kept per run (the watcher's and the rules' together)
 REGRESSION_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
 CLASS_LOSSES = ("cross_entropy", "nll_loss")
 MULTILABEL_LOSSES = ("binary_cross_entropy_with_logits", "binary_cross_entropy")

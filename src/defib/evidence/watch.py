@@ -27,13 +27,12 @@ from torch import nn
 from defib.evidence import params as P
 from defib.evidence.callsite import where_here
 from defib.evidence.stats import Moments, Series, Window, rel_spread
-from defib.signals import (CLASS_LOSSES, MULTILABEL_LOSSES, REGRESSION_LOSSES, DataSignals, LossSignals,
-                           ModelSignals, OptimSignals, PredSignals, Signals)
+from defib.signals import (CLASS_LOSSES, MAX_INTERNAL_ERRORS, MULTILABEL_LOSSES, REGRESSION_LOSSES, DataSignals,
+                           LossSignals, ModelSignals, OptimSignals, PredSignals, Signals)
 
 # grad_fn names that only reshape or copy: walked through to find what produced the loss input
 _PASS_THROUGH = ("View", "Squeeze", "Unsqueeze", "Reshape", "Expand", "Select", "Slice", "Clone", "ToCopy",
                  "Transpose", "Permute", "Alias", "Unsafe", "Index", "Flatten", "Contiguous")
-MAX_INTERNAL_ERRORS = 20
 MAX_STEP_LOSSES = 1024  # loss values kept between two optimizer steps (bounded if no step ever comes)
 
 
