@@ -168,7 +168,10 @@ def rule_cmd(code: str = typer.Argument(..., help="A rule code, e.g. L001.")) ->
              doc.get("summary", "")]
     for section in ("What it detects", "Why it flattens predictions", "Example", "Fix"):
         if doc.get(section):
-            parts.append(f"## {section}\n{doc[section]}")
+            text = doc[section]
+            if section == "Example":  # keep the example's lines apart (markdown would join them)
+                text = "  \n".join(text.splitlines())
+            parts.append(f"## {section}\n{text}")
     Console().print(Markdown("\n\n".join(parts)))
 
 

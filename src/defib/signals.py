@@ -56,6 +56,7 @@ class PredSignals:
     task: str
     n_seen: int = 0
     window_std: float | None = None           # std of the most recent predictions
+    batch_std: float | None = None            # mean within-batch std of the predictions, recent batches
     window_mean: float | None = None
     window_min: float | None = None
     window_max: float | None = None
@@ -72,7 +73,8 @@ class PredSignals:
     target_nonfinite: int = 0                 # NaN / inf targets seen
     recent_preds: list[float] = field(default_factory=list)    # the prediction window, for rules
     recent_targets: list[float] = field(default_factory=list)
-    spread: Series = field(default_factory=Series)   # window prediction std (regression) or predicted-class entropy share
+    spread: Series = field(default_factory=Series)   # within-batch prediction std / target std (regression),
+    #                                                  predicted-class entropy / label entropy (classification)
     loss_window: Series = field(default_factory=Series)  # recent mean loss
     baseline: Series = field(default_factory=Series)     # constant-predictor loss, as the targets accumulate
 

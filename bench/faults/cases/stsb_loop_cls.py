@@ -101,7 +101,7 @@ all_preds, all_labels = [], []
 with torch.no_grad():
     for batch in dev_loader:
         labels = batch.pop("labels")
-        all_preds.append(model(**batch).numpy())
+        all_preds.append(model(**batch).view(-1).numpy())
         all_labels.append(labels.numpy())
 preds = np.concatenate(all_preds)
 gold = np.concatenate(all_labels)

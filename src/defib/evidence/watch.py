@@ -17,7 +17,8 @@ import sys
 import time
 import traceback
 import weakref
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import numpy as np
@@ -105,6 +106,7 @@ class Watcher:
         self._ever_grad: set[int] = set()
         self._ever_nonzero: set[int] = set()
         self._pred_window = Window(window)
+        self._batch_pred_std: deque = deque(maxlen=16)  # within-batch prediction std, recent batches
         self._target_window = Window(window)
         self._targets = Moments()
         self._label_counts: Counter = Counter()
@@ -262,7 +264,7 @@ class Watcher:
     def _find_inputs(args: tuple, kwargs: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """input_ids and attention_mask, by keyword, in a dict, or as the first positionals."""
         src: dict = dict(kwargs)
-        if args and isinstance(args[0], dict):
+        if args and isinstance(args[0], Mapping):  # a dict or a tokenizer's BatchEncoding
             src.update(args[0])
         ids = src.get("input_ids")
         mask = src.get("attention_mask")
@@ -371,6 +373,8 @@ class Watcher:
         if family == "regression":
             xs, ys = _np(x), _np(y)
             self._pred_window.extend(xs)
+            if xs.size >= 2:
+                self._batch_pred_std.append(float(np.std(xs)))
             self._note_targets(ys)
             if p.n_seen < 64:
                 self._initial_preds.extend(xs.tolist())
@@ -661,8 +665,10 @@ class Watcher:
             if w.size:
                 p.window_std, p.window_mean = float(w.std()), float(w.mean())
                 p.window_min, p.window_max = float(w.min()), float(w.max())
-                if p.target_std:
-                    p.spread.add(step, p.window_std / p.target_std)
+                if p.target_std and self._batch_pred_std:
+                    # within-batch spread: blind to the drift of a bias chasing batch means
+                    p.batch_std = float(np.mean(self._batch_pred_std))
+                    p.spread.add(step, p.batch_std / p.target_std)
             if p.initial_std is None and len(self._initial_preds) >= 2:
                 p.initial_std = float(np.std(self._initial_preds))
                 p.initial_mean = float(np.mean(self._initial_preds))

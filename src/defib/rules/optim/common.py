@@ -29,10 +29,13 @@ def peak_lr(o: OptimSignals) -> float | None:
     return max(candidates) if candidates else None
 
 
+FLAT_SPREAD = 0.15  # the S001 threshold: prediction spread / target spread
+
+
 def collapsed(s: Signals) -> bool:
-    """Predictions already flat (the S001 criterion without its grace period)."""
+    """Predictions already flat (the S001 spread criterion without its grace period)."""
     p = s.preds
     if p is None or not len(p.spread):
         return False
     last = p.spread.last
-    return last is not None and (not math.isfinite(last) or last < 0.1)
+    return last is not None and (not math.isfinite(last) or last < FLAT_SPREAD)

@@ -6,6 +6,7 @@ import math
 
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num as _f, rnd as _r
+from defib.rules.optim.common import FLAT_SPREAD
 from defib.signals import Signals
 
 
@@ -16,7 +17,8 @@ class FlatPredictions(Rule):
     What it detects:
         After the first ``min_step`` optimizer steps, the spread of the most
         recent predictions stays below ``max_spread`` of the targets' spread
-        (regression: std of predictions / std of targets; classification:
+        (regression: the std of the predictions within a batch, averaged over
+        recent batches, over the std of all targets; classification:
         entropy of the predicted classes / entropy of the labels), while the
         training loss is no better than the best constant predictor's
         (variance of the targets for MSE, entropy of the label prior for
@@ -26,11 +28,14 @@ class FlatPredictions(Rule):
     Why it flattens predictions:
         This is the flatline itself, measured. A regressor whose predictions
         correlate with the targets at r has a prediction std of about r times
-        the target std when calibrated; below 0.1 it explains at most 1% of
-        the variance. The loss checks separate a collapse from a model that is
-        merely cautious or still walking its output towards the targets' mean
-        (MSE on raw 0-5 scores starts far above the baseline). A fresh head
-        starts flat, hence the grace period.
+        the target std when calibrated; below 0.15 it explains at most 2% of
+        the variance. Within-batch spread is used because a bias chasing the
+        batch means (what a broadcasting loss produces) makes predictions
+        drift between batches without depending on the input. The loss checks
+        separate a collapse from a model that is merely cautious or still
+        walking its output towards the targets' mean (MSE on raw 0-5 scores
+        starts far above the baseline). A fresh head starts flat, hence the
+        grace period.
 
     Example:
         step 120: prediction std 0.004 against target std 1.52; loss 2.31,
@@ -48,7 +53,7 @@ class FlatPredictions(Rule):
     needs = ("preds", "preds.spread", "preds.loss_window", "preds.baseline")
 
     min_step = 30          # steps of grace: a freshly initialised head starts flat
-    max_spread = 0.1       # prediction spread / target spread below this is flat
+    max_spread = FLAT_SPREAD  # prediction spread / target spread below this (0.15) is flat: explains < 2% of the variance
     loss_margin = 0.9      # the loss must be at least this share of the constant-predictor loss
     sustain = 3            # consecutive flat measurements needed
     plateau_steps = 20     # look this many steps back to see whether the loss still falls
@@ -80,9 +85,9 @@ class FlatPredictions(Rule):
             pred_std = _class_std(p.pred_counts)
             target_std = _class_std(p.label_counts)
         else:
-            msg = (f"Since step {max(since, 1)} predictions vary by {_f(p.window_std)} (std) while targets vary by "
-                   f"{_f(p.target_std)}; loss {_f(loss)} vs {_f(base)} for always predicting the mean.")
-            pred_std, target_std = p.window_std, p.target_std
+            msg = (f"Since step {max(since, 1)} predictions vary by {_f(p.batch_std)} (std within a batch) while "
+                   f"targets vary by {_f(p.target_std)}; loss {_f(loss)} vs {_f(base)} for always predicting the mean.")
+            pred_std, target_std = p.batch_std, p.target_std
         return self.finding(
             msg, confidence=0.95,
             evidence={"since_step": since, "pred_std": _r(pred_std), "target_std": _r(target_std),

@@ -1,0 +1,199 @@
+"""Per-step overhead of defib watching a real fine-tuning step.
+
+One process, one model: after a warm-up, blocks of K steps run bare, then K
+steps inside ``defib.watch(model, optimizer)`` (the hooks ``defib run``
+installs, at its default settings), repeated R times. Alternating in one run
+keeps a shared, noisy CPU from favouring one side. A step is what a user's loop
+does: tokenize 16 STS-B pairs (max_length 64), forward the packaged
+all-MiniLM-L6-v2 with a linear head on CLS, ``F.mse_loss`` on squeezed
+predictions, zero_grad, backward, AdamW step.
+
+    python bench/overhead/run.py            # K=10, R=8 (a few minutes)
+    python bench/overhead/run.py --quick    # K=3, R=2
+
+The table is printed and written to bench/overhead/README.md.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import argparse
+import datetime as dt
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers import AutoModel, AutoTokenizer
+
+import defib
+from defib.demos.data import load_stsb, model_path
+
+HERE = Path(__file__).resolve().parent
+BATCH, MAX_LEN = 16, 64
+
+
+class Regressor(nn.Module):
+    def __init__(self, path: str):
+        super().__init__()
+        self.encoder = AutoModel.from_pretrained(path)
+        self.head = nn.Linear(self.encoder.config.hidden_size, 1)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state  # (B, T, H)
+        return self.head(hidden[:, 0]).squeeze(-1)  # (B,)
+
+
+class Batches:
+    """An endless shuffled stream of STS-B batches, tokenized on demand like a collate_fn."""
+
+    def __init__(self, tokenizer, seed: int):
+        rows = load_stsb("train")
+        self.tok = tokenizer
+        self.pairs = list(zip(rows.sentence1, rows.sentence2, rows.score))
+        self.rng = random.Random(seed)
+        self.order: list[int] = []
+
+    def next(self):
+        if len(self.order) < BATCH:
+            self.order = list(range(len(self.pairs)))
+            self.rng.shuffle(self.order)
+        idx, self.order = self.order[:BATCH], self.order[BATCH:]
+        s1, s2, y = zip(*(self.pairs[i] for i in idx))
+        enc = self.tok(list(s1), list(s2), padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
+        return enc, torch.tensor(y, dtype=torch.float)
+
+
+def step(model, optimizer, batches) -> tuple[float, float]:
+    """One training step; returns (wall seconds, CPU seconds of this process, all threads)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    enc, y = batches.next()
+    preds = model(**enc)
+    loss = F.mse_loss(preds, y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def med(times: list[tuple[float, float]], which: int = 0) -> float:
+    """Median wall (0) or CPU (1) seconds."""
+    return statistics.median(t[which] for t in times)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--block", "-k", type=int, default=10, help="steps per block (K)")
+    ap.add_argument("--repeats", "-r", type=int, default=8, help="bare/watched block pairs (R)")
+    ap.add_argument("--warmup", type=int, default=5, help="unmeasured steps first")
+    ap.add_argument("--quick", action="store_true", help="K=3, R=2, 2 warm-up steps")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=HERE / "README.md", help="markdown file to write")
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    args = ap.parse_args()
+    if args.quick:
+        args.block, args.repeats, args.warmup = 3, 2, 2
+    if args.block < 1 or args.repeats < 1:
+        ap.error("--block and --repeats must be at least 1")
+
+    torch.manual_seed(args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_path())
+    model = Regressor(model_path())
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5)
+    batches = Batches(tokenizer, args.seed)
+    load_start = load()
+    began = time.perf_counter()
+
+    for _ in range(args.warmup):
+        step(model, optimizer, batches)
+    # one watcher for the whole run, attached only during watched blocks, so that
+    # its sampling schedule is that of one long watched run
+    w = defib.watch(model, optimizer, announce=None)
+    bare_blocks: list[list[tuple[float, float]]] = []
+    watched_blocks: list[list[tuple[float, float]]] = []
+    for r in range(args.repeats):
+        bare_blocks.append([step(model, optimizer, batches) for _ in range(args.block)])
+        w.start()
+        try:
+            watched_blocks.append([step(model, optimizer, batches) for _ in range(args.block)])
+        finally:
+            w.stop()
+        print(f"block {r + 1}/{args.repeats}: bare {med(bare_blocks[-1]):.3f} s/step, "
+              f"watched {med(watched_blocks[-1]):.3f} s/step", file=sys.stderr, flush=True)
+    total = time.perf_counter() - began
+    verdict = w.diagnosis.verdict if w.diagnosis is not None else "n/a"
+
+    bare = [t for b in bare_blocks for t in b]
+    watched = [t for b in watched_blocks for t in b]
+    mb, mw = med(bare), med(watched)
+    cb, cw = med(bare, 1), med(watched, 1)
+    pair_ratios = [med(wb) / med(bb) for bb, wb in zip(bare_blocks, watched_blocks)]
+    argv = " ".join(sys.argv[1:])
+    lines = [
+        "# Overhead benchmark",
+        "",
+        "Per-step wall time of a real fine-tuning step with and without `defib.watch()`,",
+        "alternated in one process (see the docstring of `run.py` for what a step is).",
+        "",
+        f"Command: `python bench/overhead/run.py{' ' + argv if argv else ''}`  ",
+        f"Date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ",
+        f"Machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; defib {defib.__version__}  ",
+        f"Load average (1/5/15 min) at start: {load_start}; at end: {load()}. The CPU is shared with other "
+        "work, so absolute times are noisy; alternating blocks in one process is what keeps the ratio fair.  ",
+        f"Steps: {args.warmup} warm-up, then {args.repeats} x ({args.block} bare + {args.block} watched); "
+        f"{total:.0f} s in all; defib's verdict on the watched steps: {verdict}.",
+        "",
+        "| | median wall s/step | median CPU s/step | steps |",
+        "|---|---|---|---|",
+        f"| bare | {mb:.3f} | {cb:.3f} | {len(bare)} |",
+        f"| watched | {mw:.3f} | {cw:.3f} | {len(watched)} |",
+        f"| **ratio watched/bare** | **{mw / mb:.3f}** | {cw / cb:.3f} | |",
+        f"| median of the per-block wall ratios | {statistics.median(pair_ratios):.3f} | | |",
+        "",
+        "CPU s/step is this process's CPU time (all threads) over the step: less sensitive than wall time",
+        "to other processes on the machine.",
+        "",
+        "| block | bare median wall s/step | watched median wall s/step | ratio |",
+        "|---|---|---|---|",
+    ]
+    for i, (bb, wb) in enumerate(zip(bare_blocks, watched_blocks), 1):
+        b, wt = med(bb), med(wb)
+        lines.append(f"| {i} | {b:.3f} | {wt:.3f} | {wt / b:.3f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_write:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
