@@ -19,7 +19,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-SCRIPTS = Path(__file__).parent / "scripts"
+from support import SCRIPTS, run_defib  # noqa: F401 - SCRIPTS re-exported for older imports
 
 
 @pytest.fixture(scope="session")
@@ -54,54 +54,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@dataclass
-class RunResult:
-    returncode: int
-    stdout: str
-    stderr: str
-    report: dict[str, Any] | None
-
-    def __repr__(self) -> str:  # shown by pytest when an assertion on the result fails
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["HF_HUB_OFFLINE"] = "1"
-    env["TRANSFORMERS_VERBOSITY"] = "error"
-    env["COLUMNS"] = "200"  # rich wraps at the terminal width; keep report lines whole
-    env.pop("DEFIB_REPORT_DIR", None)
-    return env
-
-
-def run_defib(tmp_path: Path, *args: str, command: list[str] | None = None, timeout: float = 120) -> RunResult:
-    """``defib run --json REPORT ARGS -- COMMAND`` as a subprocess; the report is None if none was written.
-
-    With ``command=None`` the arguments are passed to ``defib`` as they are
-    (for ``defib rules``, usage errors, ...).
-    """
-    report_path = tmp_path / "report.json"
-    if command is None:
-        argv = [sys.executable, "-m", "defib.cli", *args]
-    else:
-        argv = [sys.executable, "-m", "defib.cli", "run", "--json", str(report_path), *args, "--", *command]
-    proc = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=timeout, cwd=tmp_path)
-    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else None
-    return RunResult(proc.returncode, proc.stdout, proc.stderr, report)
-
-
-def run_plain(tmp_path: Path, command: list[str], timeout: float = 120) -> RunResult:
-    """The same command without defib, for comparisons."""
-    proc = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=timeout, cwd=tmp_path)
-    return RunResult(proc.returncode, proc.stdout, proc.stderr, None)
-
-
-def tiny_script(model_dir: Path, *args: str, script: str = "tiny_regression.py") -> list[str]:
-    """The command line of one of the test scripts, run by this interpreter."""
-    return [sys.executable, str(SCRIPTS / script), "--model", str(model_dir), *args]
-
-
 @pytest.fixture
 def defib_run(tmp_path: Path):
     """``defib_run(*defib_args, command=[...])`` -> RunResult, with the JSON report read back."""
-    return lambda *args, command=None, timeout=120: run_defib(tmp_path, *args, command=command, timeout=timeout)
+    return lambda *args, command=None, timeout=300: run_defib(tmp_path, *args, command=command, timeout=timeout)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import run_defib, run_plain, tiny_script
+from support import run_defib, run_plain, tiny_script
 from torch import nn
 
 import defib

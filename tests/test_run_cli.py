@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPTS, tiny_script
+from support import SCRIPTS, tiny_script
 
 from defib.rules.base import SECTIONS, all_rules
 

@@ -63,7 +63,9 @@ def run_case(name: str, case: dict, max_steps: int, seed: int, timeout: int) -> 
 
 def harmed(res: dict, twin: dict | None) -> str:
     if res.get("metric") is None:
-        return "yes (no metric)" if res.get("returncode") == 0 else "yes (crash/nan)"
+        if res.get("returncode") != 0:
+            return "yes (crash)"
+        return "yes (nan metric)" if res.get("metric_name") else "yes (no metric line)"
     if not twin or twin.get("metric") is None:
         return "?"
     drop = twin["metric"] - res["metric"]

@@ -26,8 +26,8 @@ def test_softmax_before_cross_entropy_fires():
         model = BagOfWords(n_out=3)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
         for x, y in batches(ids, labels, size=16):
-            probs = torch.softmax(model(x), dim=-1)
-            loss = F.cross_entropy(probs, y)  # planted
+            probs = torch.softmax(model(x), dim=-1)  # where points at the softmax  # planted
+            loss = F.cross_entropy(probs, y)
             opt.zero_grad()
             loss.backward()
             opt.step()

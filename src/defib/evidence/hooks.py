@@ -187,6 +187,7 @@ def install(w: Watcher) -> Installed:
     for name in INIT_FUNCTIONS:
         if hasattr(nn.init, name):
             inst.patch(nn.init, name, init_fn)
+    _patch_activations(inst, w)
     _patch_schedulers(inst, w)
     inst.finder = _PostImport({
         "transformers.tokenization_utils_base": functools.partial(_patch_tokenizers, inst, w),
@@ -195,6 +196,35 @@ def install(w: Watcher) -> Installed:
     })
     inst.finder.install()
     return inst
+
+
+ACTIVATIONS = ((torch, ("sigmoid", "tanh", "softmax", "relu")), (F, ("sigmoid", "tanh", "softmax", "relu")),
+               (torch.Tensor, ("sigmoid", "tanh", "softmax", "relu")))
+
+
+def _patch_activations(inst: Installed, w: Watcher) -> None:
+    """Note where the user's own code applies an output activation.
+
+    A softmax before cross-entropy or a sigmoid on a regression output is
+    written in the model's forward, not at the loss call; matching the loss
+    input's autograd node against these calls points ``where`` at that line.
+    Calls from library code (attention softmax inside BERT) are skipped at
+    the cost of one cached file-name check.
+    """
+    def make(original):
+        @functools.wraps(original)
+        def run(*args, **kwargs):
+            out = original(*args, **kwargs)
+            caller = sys._getframe(1)
+            if is_user_file(caller.f_code.co_filename):
+                w.activation_called(out, caller)
+            return out
+        return run
+
+    for owner, names in ACTIVATIONS:
+        for name in names:
+            if hasattr(owner, name):
+                inst.patch(owner, name, make)
 
 
 def _patch_schedulers(inst: Installed, w: Watcher) -> None:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from defib.evidence import params as P
-from defib.evidence.callsite import where_here
+from defib.evidence.callsite import make_where, where_here
 from defib.evidence.stats import Moments, Series, Window, rel_spread
 from defib.signals import (CLASS_LOSSES, MAX_INTERNAL_ERRORS, MULTILABEL_LOSSES, REGRESSION_LOSSES, DataSignals,
                            LossSignals, ModelSignals, OptimSignals, PredSignals, Signals)
@@ -131,6 +131,8 @@ class Watcher:
         self._backward_values: list[float] = []
         self.training_args_where = None  # set by the TrainingArguments patch
         self._init_where: dict[int, Any] = {}
+        # (autograd node, where) of the user's recent activation calls, until the loss is first seen
+        self._activations: deque = deque(maxlen=8)
         self._initial_preds: list[float] = []
         self.started = time.time()
         if model is not None:
@@ -225,6 +227,12 @@ class Watcher:
             where = where_here(skip=3)
             if where is not None:
                 self._init_where[id(tensor)] = where
+
+    @guarded
+    def activation_called(self, out: Any, frame: Any) -> None:
+        """The user's code applied an activation: remember its autograd node and line (last few)."""
+        if self._grad and isinstance(out, torch.Tensor) and out.grad_fn is not None and self.s.loss is None:
+            self._activations.append((out.grad_fn, make_where(frame.f_code.co_filename, frame.f_lineno)))
 
     @guarded
     def model_built(self, model: nn.Module) -> None:
@@ -347,6 +355,7 @@ class Watcher:
             ls.reduction = str(kwargs.get("reduction", "mean"))
             ls.input_requires_grad = bool(input.requires_grad)
             ls.producer = _grad_fn_chain(input)
+            ls.producer_where = self._activation_where(input)
         ls.calls += 1
         ls.input_shape, ls.target_shape = tuple(input.shape), tuple(target.shape)
         ls.input_dtype, ls.target_dtype = str(input.dtype).replace("torch.", ""), str(target.dtype).replace("torch.", "")
@@ -363,6 +372,18 @@ class Watcher:
                 ls.nonfinite_step = self.s.step + 1
                 self._optim().nonfinite.setdefault("loss", self.s.step + 1)
         self._record_predictions(family, input.detach(), target.detach())
+
+    def _activation_where(self, t: torch.Tensor) -> Any:
+        """Where the user applied an activation that feeds this loss input, if they did."""
+        known = {id(node): where for node, where in self._activations}
+        self._activations.clear()  # the nodes are no longer needed: drop them with their graph
+        fn, depth = t.grad_fn, 0
+        while fn is not None and depth < 8:
+            if id(fn) in known:
+                return known[id(fn)]
+            nxt = [f for f, _ in fn.next_functions if f is not None]
+            fn, depth = (nxt[0] if nxt else None), depth + 1
+        return None
 
     def _record_predictions(self, family: str, x: torch.Tensor, y: torch.Tensor) -> None:
         task = "regression" if family == "regression" else family

@@ -53,6 +53,6 @@ class DoubleActivation(Rule):
             fix = "loss = F.binary_cross_entropy_with_logits(logits, targets)  # no sigmoid before the loss"
         else:
             return None
-        return self.finding(msg, confidence=0.9, where=ls.where, fix=fix,
+        return self.finding(msg, confidence=0.9, where=ls.producer_where or ls.where, fix=fix,
                             evidence={"loss": ls.fn, "probability_rows": ls.prob_rows_share,
                                       "unit_interval_share": ls.unit_interval_share, "producer": list(ls.producer)})

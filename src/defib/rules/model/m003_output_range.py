@@ -63,7 +63,7 @@ class OutputRange(Rule):
         return self.finding(
             f"The regression output comes from a {act} (range {lo:g}..{hi:g}); {outside:.0%} of the targets lie "
             f"outside it and {pinned:.0%} of recent predictions sit at its bound.",
-            confidence=0.9, where=ls.where,
+            confidence=0.9, where=ls.producer_where or ls.where,
             evidence={"activation": act, "range": [lo, hi], "targets_outside": round(outside, 4),
                       "predictions_at_bound": round(pinned, 4),
                       "target_range": [p.target_min, p.target_max]},
