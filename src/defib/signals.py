@@ -39,6 +39,7 @@ class LossSignals:
     baseline: float | None = None             # loss of the best constant predictor on the targets seen
     first: float | None = None                # first finite loss value
     prob_rows_share: float | None = None      # CE inputs: share of rows >= 0 summing to 1
+    logprob_rows_share: float | None = None   # NLL inputs: share of rows whose exp sums to 1 (log-probabilities)
     unit_interval_share: float | None = None  # BCE-with-logits inputs: share of values in [0, 1]
     producer: tuple[str, ...] = ()            # grad_fn names from the loss input back, nearest first
     producer_where: Where | None = None       # where the loss input was last transformed, if known

@@ -102,3 +102,13 @@ def test_rule_on_signals():
     assert rule.check(Signals(loss=soft, preds=preds)) is None
     soft.soft_target_max = 5.0
     assert "not distributions" in rule.check(Signals(loss=soft, preds=preds)).message
+
+
+def test_nll_on_raw_logits_fires_and_on_log_softmax_stays_silent():
+    """nll_loss wants log-probabilities: raw logits let it run to minus infinity."""
+    raw = LossSignals(fn="nll_loss", family="classification", logprob_rows_share=0.0)
+    raw.values.add(10, -3.5)
+    found = WrongLoss().check(Signals(loss=raw, preds=PredSignals(task="classification", n_classes=3)))
+    assert found is not None and found.cause == "loss.wrong_loss" and "negative" in found.message
+    proper = LossSignals(fn="nll_loss", family="classification", logprob_rows_share=1.0)
+    assert WrongLoss().check(Signals(loss=proper, preds=PredSignals(task="classification", n_classes=3))) is None

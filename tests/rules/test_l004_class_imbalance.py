@@ -86,5 +86,9 @@ def test_rule_on_signals():
     assert check(40, {0: 80, 1: 20}, {0: 100}) is not None
     assert check(10, {0: 80, 1: 20}, {0: 100}) is None          # grace period
     assert check(40, {0: 55, 1: 45}, {0: 100}) is None          # balanced labels: a collapse, but not this cause
-    assert check(40, {0: 95, 1: 5}, {0: 100}) is None           # predicting the 95% majority is near-optimal
+    assert check(40, {0: 95, 1: 5}, {0: 100}) is not None       # extreme imbalance, nothing but the majority: the cause
+    learned = PredSignals(task="classification", n_classes=2, label_counts={0: 95, 1: 5}, pred_counts={0: 100})
+    learned.loss_window.add(40, 0.05)
+    learned.baseline.add(40, 0.199)                              # loss far below the prior's entropy: it learned
+    assert rule.check(Signals(step=40, loss=ce, preds=learned)) is None
     assert check(40, {0: 80, 1: 20}, {0: 70, 1: 30}) is None    # still predicts both

@@ -96,3 +96,20 @@ def test_rule_on_signals():
     assert "vanish" in rule.check(Signals(step=5, loss=tiny, optim=o)).message
     tiny.scale_factor = 1.0
     assert rule.check(Signals(step=5, loss=tiny, optim=o)) is None
+
+
+def test_batch_sum_with_wild_sgd_updates_fires_and_calm_updates_stay_silent():
+    """A sum over a batch (16x) only matters once some layer's updates are wild."""
+    from defib.evidence.stats import Series
+    from defib.rules.loss.l005_scale import LossScale
+    from defib.signals import LossSignals, OptimSignals, Signals
+
+    def check(update_ratio: float):
+        ls = LossSignals(fn="mse_loss", family="regression", reduction="sum", input_shape=(16,), scale_factor=1.0)
+        o = OptimSignals(optimizer="SGD")
+        o.update_ratio["head"] = Series()
+        o.update_ratio["head"].add(1, update_ratio)
+        return LossScale().check(Signals(loss=ls, optim=o))
+
+    assert check(0.2) is not None
+    assert check(1e-3) is None

@@ -129,6 +129,7 @@ class Watcher:
         self._step_callbacks: list[Callable[[int], None]] = []
         self._train_mode_steps = 0
         self._backward_values: list[float] = []
+        self._last_raw_loss = 1.0  # the loss function's own output, before any per-example normalisation
         self.training_args_where = None  # set by the TrainingArguments patch
         self._init_where: dict[int, Any] = {}
         # (autograd node, where) of the user's recent activation calls, until the loss is first seen
@@ -363,7 +364,9 @@ class Watcher:
         if family != "classification" and input.shape != target.shape and input.numel() != 1:
             ls.broadcast_calls += 1
         if torch.is_tensor(result) and result.numel() == 1:
-            value = float(result.detach())
+            value = self._last_raw_loss = float(result.detach())
+            if ls.reduction == "sum" and target.numel():
+                value /= target.numel() if family != "classification" else max(1, target.shape[0])  # per example
             if math.isfinite(value):
                 ls.first = value if ls.first is None else ls.first
                 self._step_losses.append(value)
@@ -423,6 +426,10 @@ class Watcher:
             ok = (logits.min(-1).values >= 0) & ((rows - 1).abs() < 1e-3)
             share = float(ok.float().mean())
             ls.prob_rows_share = share if ls.prob_rows_share is None else 0.9 * ls.prob_rows_share + 0.1 * share
+            if ls.fn == "nll_loss":
+                logp = float((logits.logsumexp(-1).abs() < 1e-3).float().mean())
+                ls.logprob_rows_share = logp if ls.logprob_rows_share is None else \
+                    0.9 * ls.logprob_rows_share + 0.1 * logp
         else:  # multilabel
             xs, ys = _np(x), _np(y)
             self._pred_window.extend(xs)
@@ -575,7 +582,7 @@ class Watcher:
                 self.s.loss.values.add(step, value)
             self._loss_window.extend(np.array([value]))
         if self._backward_values and self._step_losses and self.s.loss is not None:
-            ratio = abs(self._backward_values[-1]) / max(abs(self._step_losses[-1]), 1e-30)
+            ratio = abs(self._backward_values[-1]) / max(abs(self._last_raw_loss), 1e-30)
             self.s.loss.scale_factor = ratio
         self._step_losses.clear()
         self._backward_values.clear()

@@ -47,6 +47,14 @@ class WrongLoss(Rule):
     def check(self, s: Signals) -> Finding | None:
         ls, p = s.loss, s.preds
         width = ls.input_shape[-1] if ls.input_shape else None
+        if ls.fn == "nll_loss" and ls.logprob_rows_share is not None and ls.logprob_rows_share < 0.5:
+            low = ls.values.pairs()
+            neg = min((v for _, v in low), default=0.0)
+            return self._found(ls, f"nll_loss expects log-probabilities but {1 - ls.logprob_rows_share:.0%} of its input "
+                                   f"rows are raw scores (their exp does not sum to 1)"
+                                   + (f"; the loss went negative ({neg:.3g}), which no log-probability allows" if neg < 0
+                                      else "") + ": it rewards inflating one logit, not ranking the right class.",
+                               "loss = F.cross_entropy(logits, labels)  # or F.nll_loss(F.log_softmax(logits, -1), labels)")
         if ls.family == "classification" and p.n_classes == 1:
             return self._found(ls, f"{ls.fn} is applied to a single logit per row: softmax over one value is "
                                    "always 1, so the loss is 0 and nothing learns.",

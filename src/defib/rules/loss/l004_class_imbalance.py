@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from defib.rules.base import Finding, Rule, Severity, register
+from defib.rules.fmt import num
 from defib.signals import Signals
 
 
@@ -12,8 +13,10 @@ class ClassImbalance(Rule):
 
     What it detects:
         The label prior seen at the loss (the majority class's share against
-        a uniform 1/K), whether the loss has class weights, and the share of
-        recent predictions that are the majority class.
+        a uniform 1/K), whether the loss has class weights, the share of
+        recent predictions that are the majority class, and whether the loss
+        still sits at the entropy of the label prior (a model that leans to
+        the majority but beats the prior is learning, not collapsed).
 
     Why it flattens predictions:
         With an unweighted loss, always answering the majority class already
@@ -40,6 +43,7 @@ class ClassImbalance(Rule):
     min_step = 30            # grace period, as for the flatline
     min_imbalance = 1.5      # majority share at least this many times the uniform share 1/K
     collapsed_share = 0.9    # share of recent predictions that are the majority class
+    loss_margin = 0.9        # and the loss no better than this share of the prior's entropy: nothing learned
 
     def check(self, s: Signals) -> Finding | None:
         ls, p = s.loss, s.preds
@@ -53,11 +57,14 @@ class ClassImbalance(Rule):
             return None
         preds = sum(p.pred_counts.values())
         pred_share = p.pred_counts.get(major, 0) / preds if preds else 0.0
-        if pred_share < self.collapsed_share or share >= self.collapsed_share:
+        if pred_share < self.collapsed_share:
             return None
+        loss, base = p.loss_window.last, p.baseline.last
+        if loss is not None and base is not None and loss < self.loss_margin * base:
+            return None  # biased towards the majority, but learning: the loss beats the prior
         return self.finding(
             f"Class {major} is {share:.0%} of the labels (uniform would be {1 / k:.0%}) and {pred_share:.0%} of recent "
-            "predictions, with an unweighted loss.",
+            f"predictions, with an unweighted loss stuck at {num(loss)} (the label prior's entropy is {num(base)}).",
             confidence=0.6, where=ls.where,
             evidence={"label_counts": p.label_counts, "majority_share": round(share, 4),
                       "majority_prediction_share": round(pred_share, 4), "weighted": ls.weighted},

@@ -44,6 +44,8 @@ class LossScale(Rule):
     needs = ("loss", "optim")
 
     max_factor = 100.0     # loss scale above this (or below its inverse) matters for SGD-like optimizers
+    batch_factor = 8.0     # a sum over a batch (or a constant this large) ...
+    max_update = 1e-2      # ... counts once some layer's update/weight ratio exceeds this (10x a healthy step)
     adam_eps = 1e-8        # Adam's default epsilon
     eps_margin = 10.0      # gradient RMS under eps_margin x eps: Adam's updates are damped
 
@@ -56,14 +58,18 @@ class LossScale(Rule):
             factor *= max(1, ls.input_shape[0])
         adaptive = o.optimizer.startswith(ADAPTIVE)
         where = ls.where if ls.reduction == "sum" else (o.backward_where or ls.where)
-        if not adaptive and (factor >= self.max_factor or factor <= 1 / self.max_factor):
+        wild = max((v for series in o.update_ratio.values() for _, v in series.pairs() if math.isfinite(v)),
+                   default=0.0)
+        if not adaptive and (factor >= self.max_factor or factor <= 1 / self.max_factor
+                             or (factor >= self.batch_factor and wild >= self.max_update)):
             return self.finding(
                 f"The back-propagated loss is {factor:.3g}x a per-example mean loss"
                 + (" (reduction='sum')" if ls.reduction == "sum" else "")
                 + f", and {o.optimizer} scales its step with the gradient: an effective learning rate {factor:.3g}x "
                   "the one configured.",
                 confidence=0.85, where=where,
-                evidence={"scale_vs_mean": round(factor, 4), "reduction": ls.reduction, "optimizer": o.optimizer},
+                evidence={"scale_vs_mean": round(factor, 4), "reduction": ls.reduction, "optimizer": o.optimizer,
+                          "max_update_ratio": wild},
                 fix="Back-propagate the mean loss: F.mse_loss(pred, y)  # reduction='mean'")
         if adaptive and factor <= 1 / self.max_factor and o.grad_total.last is not None and o.n_trainable:
             rms = o.grad_total.last / math.sqrt(o.n_trainable)
