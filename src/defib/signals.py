@@ -126,6 +126,7 @@ class ModelSignals:
     pretrained_loaded: bool | None = None     # from_pretrained seen for this model
     layernorm_at_init: float | None = None    # share of encoder LayerNorms exactly at (weight 1, bias 0)
     head_params: list[str] = field(default_factory=list)
+    encoder_tensors: int = 0                  # parameter tensors outside the head
     head_init_std: float | None = None
     head_init_absmax: float | None = None
     head_init_nonfinite: bool = False

@@ -72,3 +72,18 @@ def test_rule_on_signals():
     assert check(0.9, 0.95) is None      # batches vary as much as the data
     assert check(0.05, 0.1) is None      # homogeneous batches, consecutive ones unrelated (shuffled groups)
     assert check(0.05, None) is None
+
+
+def test_in_order_loader_showing_one_label_fires_before_constant_labels():
+    """Grouped by label + shuffle=False: the first hundreds of rows all carry one class."""
+    from defib.diagnosis import diagnose
+    from defib.signals import DataSignals, LossSignals, PredSignals, Signals
+
+    preds = PredSignals(task="classification", n_seen=1600, n_classes=3, label_counts={0: 1600}, target_std=0.0)
+    s = Signals(step=100, data=DataSignals(shuffle=False, sampler="SequentialSampler"), preds=preds,
+                loss=LossSignals(fn="cross_entropy", family="classification"))
+    causes = [f.cause for f in diagnose(s).findings if f.cause]
+    assert causes[0] == "data.unshuffled" and "data.constant_labels" in causes
+    s.data.shuffle = True  # shuffled and still one class: the labels really are constant
+    causes = [f.cause for f in diagnose(s).findings if f.cause]
+    assert causes[0] == "data.constant_labels" and "data.unshuffled" not in causes

@@ -86,3 +86,20 @@ def test_rule_on_signals():
     rule = NotPretrained()
     assert rule.check(Signals(model=ModelSignals(layernorm_at_init=0.5))) is None  # some LayerNorms trained
     assert rule.check(Signals(model=ModelSignals(layernorm_at_init=1.0))) is not None
+
+
+def test_user_reinit_of_loaded_encoder_fires_and_head_only_init_stays_silent():
+    """apply(init_weights) over the whole model leaves LayerNorms alone but wipes Linear/Embedding weights."""
+    from defib.rules.base import Where
+    from defib.rules.model.m001_not_pretrained import NotPretrained
+    from defib.signals import ModelSignals, Signals
+
+    w = Where("train.py", 31, "nn.init.normal_(module.weight, std=0.02)")
+    encoder = {f"encoder.layer.{i}.attention.self.query.weight": w for i in range(6)}
+    m = ModelSignals(layernorm_at_init=0.0, encoder_tensors=12, head_params=["fc.weight", "fc.bias"],
+                     init_where={**encoder, "fc.weight": w})
+    found = NotPretrained().check(Signals(model=m))
+    assert found is not None and found.cause == "model.not_pretrained" and found.where == w
+    head_only = ModelSignals(layernorm_at_init=0.0, encoder_tensors=12, head_params=["fc.weight", "fc.bias"],
+                             init_where={"fc.weight": w})
+    assert NotPretrained().check(Signals(model=head_only)) is None

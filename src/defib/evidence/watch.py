@@ -170,6 +170,7 @@ class Watcher:
         m.pretrained_loaded = any(getattr(sub, "_defib_pretrained", False) for sub in root.modules())
         m.built_where = next((sub._defib_where for sub in root.modules()
                               if getattr(sub, "_defib_where", None) is not None), None)
+        m.encoder_tensors = sum(1 for n, _ in root.named_parameters() if P.group_of(n) != "head")
         heads = P.head_linears(root)
         if heads:
             first = heads[0]

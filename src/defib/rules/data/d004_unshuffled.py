@@ -35,14 +35,27 @@ class UnshuffledBatches(Rule):
     cause = "data.unshuffled"
     title = "Training order sorted or grouped by label"
     severity = Severity.ERROR
-    needs = ("data", "data.within_batch_var_ratio")
+    needs = ("data",)
 
     max_var_ratio = 0.5     # within-batch variance / overall variance below this: batches are homogeneous
     min_autocorr = 0.5      # lag-1 autocorrelation of batch means above this: consecutive batches alike
+    min_one_label = 64      # rows of a single label from an in-order loader before calling it grouping
 
     def check(self, s: Signals) -> Finding | None:
         d = s.data
+        p = s.preds
+        one_label = p is not None and p.n_seen >= self.min_one_label and (
+            len(p.label_counts) == 1 if p.task == "classification" else p.target_std == 0)
+        if d.shuffle is False and one_label:
+            return self.finding(
+                f"Every label seen so far ({p.n_seen} rows) is the same while the DataLoader reads in order "
+                f"({d.sampler}): the data is grouped by label, so each stretch of training sees one class.",
+                confidence=0.9, where=d.loader_where,
+                evidence={"sampler": d.sampler, "rows_seen": p.n_seen, "label_counts": p.label_counts},
+                fix="DataLoader(train_set, batch_size=..., shuffle=True)")
         ratio, ac = d.within_batch_var_ratio, d.batch_mean_autocorr
+        if ratio is None:
+            return None
         if ratio >= self.max_var_ratio or ac is None or ac < self.min_autocorr:
             return None
         sampler = f" The DataLoader uses {d.sampler}." if d.sampler else ""

@@ -60,7 +60,10 @@ class ConstantLabels(Rule):
             if p.target_std > self.rel_std * (abs(mean) + 1):
                 return None
             msg = f"All {seen} targets seen are {mean:.4g} (std {p.target_std:.2g})."
-        return self.finding(msg, confidence=0.95,
+        in_order = s.data is not None and s.data.shuffle is False
+        if in_order:  # an in-order loader shows one class at a time: D004 explains this first
+            msg += " The loader reads in order, so the rest of the data may hold other labels."
+        return self.finding(msg, confidence=0.5 if in_order else 0.95,
                             evidence={"targets_seen": seen, "target_mean": round(mean, 6),
                                       "target_std": p.target_std, "label_counts": p.label_counts},
                             where=s.loss.where if s.loss else None,

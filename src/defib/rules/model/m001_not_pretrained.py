@@ -14,7 +14,9 @@ class NotPretrained(Rule):
     What it detects:
         The encoder's LayerNorms: a pretrained checkpoint never has every gain
         exactly 1 and every bias exactly 0, a freshly constructed or
-        re-initialised model always does. Also reported: whether
+        re-initialised model always does. Or the user's own code running
+        ``nn.init`` over a large share of the encoder's tensors after loading
+        (``model.apply(init_weights)`` meant for the head). Also reported: whether
         ``from_pretrained`` was called, the spread of the [CLS] vectors across
         inputs (pretrained MiniLM: ~0.7; random init: ~0.05), and the user's
         ``nn.init`` calls on encoder weights.
@@ -40,13 +42,25 @@ class NotPretrained(Rule):
     needs = ("model", "model.layernorm_at_init")
 
     min_default_share = 0.9   # share of encoder LayerNorms exactly at (1, 0)
+    min_user_init = 0.3       # share of encoder tensors the user's own code re-initialised (nn.init.*)
 
     def check(self, s: Signals) -> Finding | None:
         m = s.model
-        if m.layernorm_at_init < self.min_default_share:
-            return None
         cls = recent(m.cls_spread, 3)
         encoder_inits = {n: w for n, w in m.init_where.items() if n not in m.head_params}
+        reinit_share = len(encoder_inits) / m.encoder_tensors if m.encoder_tensors else 0.0
+        if m.layernorm_at_init < self.min_default_share:
+            if reinit_share < self.min_user_init:
+                return None
+            where = next(iter(encoder_inits.values()))
+            return self.finding(
+                f"Your code re-initialised {len(encoder_inits)} of the encoder's {m.encoder_tensors} parameter tensors "
+                f"with nn.init after they were loaded"
+                + (f"; [CLS] vectors of different inputs differ by {cls[-1]:.2f} of their size." if cls else "."),
+                confidence=0.9, where=where,
+                evidence={"reinitialised_tensors": len(encoder_inits), "encoder_tensors": m.encoder_tensors,
+                          "examples": list(encoder_inits)[:5], "cls_spread": cls[-1] if cls else None},
+                fix="Initialise only the new head: self.head.apply(self._init_weights)")
         where = next(iter(encoder_inits.values()), None) or m.built_where
         how = ("the weights were re-initialised after loading" if m.pretrained_loaded
                else "the model was built without from_pretrained")
