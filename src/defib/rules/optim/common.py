@@ -32,6 +32,15 @@ def peak_lr(o: OptimSignals) -> float | None:
 FLAT_SPREAD = 0.15  # the S001 threshold: prediction spread / target spread
 
 
+def not_learning(s: Signals, min_step: int = 30, margin: float = 0.9) -> bool:
+    """After ``min_step`` steps the loss is still no better than ``margin`` x the constant predictor's."""
+    p = s.preds
+    if p is None or s.step < min_step:
+        return False
+    loss, base = p.loss_window.last, p.baseline.last
+    return loss is not None and base is not None and math.isfinite(loss) and loss >= margin * base
+
+
 def collapsed(s: Signals) -> bool:
     """Predictions already flat (the S001 spread criterion without its grace period)."""
     p = s.preds

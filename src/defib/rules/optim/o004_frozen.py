@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from defib.evidence.params import group_of
 from defib.rules.base import Finding, Rule, Severity, register
-from defib.rules.optim.common import collapsed
+from defib.rules.optim.common import collapsed, not_learning
 from defib.signals import Signals
 
 
@@ -17,7 +17,8 @@ class FrozenParameters(Rule):
         share of all weights that can still learn, and whether any of the
         head's parameters can. Freezing the encoder and training the head (a
         linear probe) is a legitimate choice: info only, a warning once the
-        predictions have flattened.
+        predictions have flattened or the loss is no better than the constant
+        predictor's after the grace period (the head alone is not learning).
 
     Why it flattens predictions:
         A freshly initialised head that cannot learn maps every encoder
@@ -60,12 +61,13 @@ class FrozenParameters(Rule):
                 fix="for p in model.<head>.parameters(): p.requires_grad = True")
         if share < self.min_trainable:
             trainable_head = bool(head_total) and len(head_frozen) < len(head_total)
-            if trainable_head:  # a linear probe: a legitimate choice, worth a note only
+            stuck = collapsed(s) or not_learning(s)
+            if trainable_head:  # a linear probe: a legitimate choice, worth a note only while it learns
                 return self.finding(
                     f"The encoder is frozen: only the head trains ({share:.2%} of {o.n_params:,} weights). Fine for a "
                     "linear probe; if predictions stay flat, unfreeze the top encoder layers.",
-                    confidence=0.7 if collapsed(s) else 0.3, evidence=evidence,
-                    severity=Severity.WARNING if collapsed(s) else Severity.INFO,
+                    confidence=0.7 if stuck else 0.3, evidence=evidence,
+                    severity=Severity.WARNING if stuck else Severity.INFO,
                     fix="for p in model.<encoder>.encoder.layer[-2:].parameters(): p.requires_grad = True")
             return self.finding(
                 f"Only {share:.2%} of the model's {o.n_params:,} weights can learn ({len(o.frozen)} tensors are frozen).",
