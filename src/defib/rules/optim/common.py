@@ -18,6 +18,17 @@ def median_update_ratio(o: OptimSignals, encoder_only: bool = False) -> float | 
     return statistics.median(values) if values else None
 
 
+def peak_update_ratio(o: OptimSignals) -> float | None:
+    """The largest per-step median |dw|/|w| across the encoder's groups (its worst sampled step)."""
+    by_step: dict[int, list[float]] = {}
+    for group, series in o.update_ratio.items():
+        if group.startswith(ENCODER_PREFIXES):
+            for step, v in series.pairs():
+                if math.isfinite(v):
+                    by_step.setdefault(step, []).append(v)
+    return max((statistics.median(vs) for vs in by_step.values()), default=None)
+
+
 def lr_now(o: OptimSignals) -> float | None:
     return o.lr.last
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
-from defib.rules.optim.common import collapsed, median_update_ratio, peak_lr
+from defib.rules.optim.common import collapsed, peak_lr, peak_update_ratio
 from defib.signals import Signals
 
 
@@ -14,7 +14,9 @@ class LearningRateTooHigh(Rule):
 
     What it detects:
         The update/weight ratio ``|w_after - w_before| / |w_before|`` of the
-        encoder's layers, sampled every few steps. A healthy fine-tuning step
+        encoder's layers, sampled every few steps; the median over layers at
+        the worst sampled step (without warmup, the first steps are the
+        largest and do the damage). A healthy fine-tuning step
         changes a weight matrix by about 1e-4 to 1e-3 of its norm (with Adam:
         roughly learning rate / RMS of the weights; 5e-5 on BERT gives ~1e-3).
 
@@ -41,14 +43,14 @@ class LearningRateTooHigh(Rule):
     severity = Severity.ERROR
     needs = ("optim",)
 
-    max_ratio = 1e-2          # median encoder update/weight ratio above this: 10x a healthy step
+    max_ratio = 1e-2          # encoder update/weight ratio (median over layers) at its worst step: 10x a healthy one
     min_samples_step = 2      # steps before judging
 
     def check(self, s: Signals) -> Finding | None:
         o = s.optim
         if s.step < self.min_samples_step:
             return None
-        ratio = median_update_ratio(o, encoder_only=True)
+        ratio = peak_update_ratio(o)
         if ratio is None or ratio < self.max_ratio:
             return None
         scale = s.loss.scale_factor if s.loss and s.loss.scale_factor else 1.0
@@ -59,8 +61,8 @@ class LearningRateTooHigh(Rule):
             else Severity.WARNING
         lr = peak_lr(o)
         return self.finding(
-            f"Each step changes the encoder's weights by {ratio:.2g} of their norm (median), about "
+            f"At its worst sampled step the encoder's weights changed by {ratio:.2g} of their norm (median over layers), about "
             f"{ratio / 1e-3:.0f}x a healthy fine-tuning step; learning rate {num(lr)} with {o.optimizer}.",
             confidence=0.85, severity=sev, where=o.lr_where or o.where,
-            evidence={"update_ratio_median": ratio, "lr": lr, "optimizer": o.optimizer},
+            evidence={"update_ratio_peak": ratio, "lr": lr, "optimizer": o.optimizer},
             fix="lr=2e-5 with warmup: get_linear_schedule_with_warmup(opt, int(0.1 * total_steps), total_steps)")
