@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
 from defib.rules.optim.common import lr_now, median_update_ratio, peak_lr
@@ -46,17 +49,23 @@ class LearningRateTooLow(Rule):
         o = s.optim
         if s.step < self.min_step or not o.groups_with_grad:
             return None
-        ratio = median_update_ratio(o)
         lr, peak = lr_now(o), peak_lr(o)
-        if ratio is None or ratio >= self.min_ratio or lr is None or not peak:
+        if lr is None or not peak:
             return None
-        if lr < self.schedule_share * peak:
+        # judge the steps taken at (near) the configured rate, so a schedule's warmup or decay is not blamed here
+        near_peak = {st for st, v in o.lr.pairs() if v >= 0.5 * peak}
+        ratios = [v for series in o.update_ratio.values() for st, v in series.pairs()
+                  if st in near_peak and math.isfinite(v)]
+        ratio = statistics.median(ratios) if ratios else median_update_ratio(o)
+        if ratio is None or ratio >= self.min_ratio:
+            return None
+        if not ratios and lr < self.schedule_share * peak:
             return None
         if s.loss is not None and s.loss.scale_factor is not None and s.loss.scale_factor < 1e-2:
             return None
         return self.finding(
             f"Each step changes the weights by {ratio:.2g} of their norm (median), about {1e-3 / max(ratio, 1e-30):.0f}x "
-            f"less than a healthy fine-tuning step; learning rate {num(lr)} with {o.optimizer}.",
+            f"less than a healthy fine-tuning step; learning rate {num(peak)} at its peak with {o.optimizer}.",
             confidence=0.85, where=o.lr_where or o.where,
-            evidence={"update_ratio_median": ratio, "lr": lr, "optimizer": o.optimizer},
+            evidence={"update_ratio_median": ratio, "lr": lr, "configured_lr": peak, "optimizer": o.optimizer},
             fix="lr=2e-5  # typical for BERT-family fine-tuning")
