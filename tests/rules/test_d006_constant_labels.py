@@ -98,3 +98,19 @@ def test_rule_on_signals():
     assert check(task="regression", n_seen=100, target_std=0.5, target_mean=2.0) is None
     assert check(task="classification", n_seen=100, target_std=0.0, label_counts={1: 100}) is not None
     assert check(task="classification", n_seen=100, target_std=0.3, label_counts={0: 95, 1: 5}) is None
+
+
+def test_mostly_one_value_regression_targets_fire_and_ordinary_scores_stay_silent():
+    """Scores // 5 leave ~93% zeros: nearly constant. Real STS-B-like scores have no dominant value."""
+    import random
+
+    from defib.rules.data.d006_constant_labels import ConstantLabels
+    from defib.signals import PredSignals, Signals
+
+    degenerate = [0.0] * 238 + [1.0] * 18
+    p = PredSignals(task="regression", n_seen=256, target_std=0.25, target_mean=0.07, recent_targets=degenerate)
+    assert ConstantLabels().check(Signals(preds=p)) is not None
+    rng = random.Random(0)
+    scores = [round(rng.uniform(0, 5), 1) for _ in range(256)]
+    q = PredSignals(task="regression", n_seen=256, target_std=1.4, target_mean=2.5, recent_targets=scores)
+    assert ConstantLabels().check(Signals(preds=q)) is None

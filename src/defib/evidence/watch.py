@@ -28,6 +28,7 @@ from torch import nn
 from defib.evidence import params as P
 from defib.evidence.callsite import make_where, where_here
 from defib.evidence.stats import Moments, Series, Window, rel_spread
+from defib.rules.fmt import num
 from defib.signals import (CLASS_LOSSES, MAX_INTERNAL_ERRORS, MULTILABEL_LOSSES, REGRESSION_LOSSES, DataSignals,
                            LossSignals, ModelSignals, OptimSignals, PredSignals, Signals)
 
@@ -813,7 +814,7 @@ class Watcher:
             top = d.findings[0] if d.findings else None
             f = d.flatline or {}
             msg = (f"defib: predictions flatlined at step {f.get('step')} "
-                   f"(prediction spread {f.get('pred_std', float('nan')):.3g} vs targets {f.get('target_std', float('nan')):.3g})")
+                   f"(prediction spread {num(f.get('pred_std'))} vs targets {num(f.get('target_std'))})")
             if top is not None and top.cause:
                 msg += f"; likely cause: {top.cause} [{top.code}]"
             self.announce(msg)

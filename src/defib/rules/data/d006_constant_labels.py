@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.signals import Signals
 
@@ -12,7 +14,9 @@ class ConstantLabels(Rule):
 
     What it detects:
         The targets seen at the loss: their standard deviation relative to
-        their magnitude, the number of distinct classes, and NaN/inf targets.
+        their magnitude, the number of distinct classes, the share of
+        regression targets equal to one value (an integer division or a
+        failed parse leaves most rows at 0), and NaN/inf targets.
 
     Why it flattens predictions:
         If every label is the same, predicting that label for everything is
@@ -38,6 +42,7 @@ class ConstantLabels(Rule):
 
     min_targets = 48        # targets seen before judging
     rel_std = 1e-3          # std below this share of (|mean| + 1) is constant
+    max_mode_share = 0.9    # regression targets: one exact value in this share of recent rows is nearly constant
 
     def check(self, s: Signals) -> Finding | None:
         p = s.preds
@@ -57,9 +62,14 @@ class ConstantLabels(Rule):
                 return None
             msg = f"All {sum(p.label_counts.values())} labels seen are class {next(iter(p.label_counts))}."
         else:
-            if p.target_std > self.rel_std * (abs(mean) + 1):
+            mode, share = _mode(p.recent_targets)
+            if p.target_std <= self.rel_std * (abs(mean) + 1):
+                msg = f"All {seen} targets seen are {mean:.4g} (std {p.target_std:.2g})."
+            elif p.task == "regression" and share >= self.max_mode_share:
+                msg = (f"{share:.0%} of the recent regression targets are exactly {mode:.4g}: the targets are nearly "
+                       "constant, so predicting that value for everything is nearly optimal.")
+            else:
                 return None
-            msg = f"All {seen} targets seen are {mean:.4g} (std {p.target_std:.2g})."
         in_order = s.data is not None and s.data.shuffle is False
         if in_order:  # an in-order loader shows one class at a time: D004 explains this first
             msg += " The loader reads in order, so the rest of the data may hold other labels."
@@ -68,3 +78,12 @@ class ConstantLabels(Rule):
                                       "target_std": p.target_std, "label_counts": p.label_counts},
                             where=s.loss.where if s.loss else None,
                             fix="Print the label column right before training; fix the parsing or the label map.")
+
+
+def _mode(values: list[float]) -> tuple[float, float]:
+    """The most common exact value and its share (0 share for no values)."""
+    if not values:
+        return 0.0, 0.0
+    counts = Counter(values)
+    value, n = counts.most_common(1)[0]
+    return value, n / len(values)
