@@ -70,8 +70,7 @@ def _grad_fn_chain(t: torch.Tensor, depth: int = 6) -> tuple[str, ...]:
         name = type(fn).__name__
         names.append(name)
         if not name.startswith(_PASS_THROUGH):
-            if len(names) > 1 or not name.startswith(_PASS_THROUGH):
-                break
+            break  # the op that produced the values, past any reshapes
         nxt = [f for f, _ in fn.next_functions if f is not None]
         fn = nxt[0] if nxt else None
     return tuple(names)
@@ -121,7 +120,7 @@ class Watcher:
         self._first_micro_norm: float | None = None
         self._probe: nn.Parameter | None = None
         self._not_cleared = 0
-        self._snap: dict[int, torch.Tensor] = {}
+        self._snap: dict[int, tuple[str, nn.Parameter, torch.Tensor]] = {}  # id -> (group, param, copy before the step)
         self._head_hooks: list[Any] = []
         self._loaders: dict[int, dict[str, Any]] = {}
         self._active_loader: int | None = None
@@ -646,9 +645,7 @@ class Watcher:
             if group not in chosen or p.numel() > chosen[group].numel():
                 chosen[group] = p
         for group, p in chosen.items():
-            self._snap[id(p)] = p.detach().clone()
-            self._snap_groups = getattr(self, "_snap_groups", {})
-            self._snap_groups[id(p)] = (group, p)
+            self._snap[id(p)] = (group, p, p.detach().clone())
 
     @guarded
     def step_post(self, optimizer: torch.optim.Optimizer, args: tuple = (), kwargs: dict | None = None) -> None:
@@ -659,8 +656,7 @@ class Watcher:
         o = self._optim()
         o.steps = step
         if self._snap:
-            for pid, before in self._snap.items():
-                group, p = self._snap_groups[pid]
+            for group, p, before in self._snap.values():
                 after = p.detach()
                 denom = float(before.float().norm())
                 delta = float((after.float() - before.float()).norm())
