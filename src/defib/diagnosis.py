@@ -61,16 +61,17 @@ def _missing(rule: Rule, signals: Any) -> list[str]:
 
 def diagnose(signals: Any, *, first_fired: dict[str, int] | None = None,
              rules: dict[str, type[Rule]] | None = None, ignore: tuple[str, ...] = (),
-             overrides: dict[str, dict[str, Any]] | None = None) -> Diagnosis:
+             overrides: dict[str, dict[str, Any]] | None = None, stage: str = "run") -> Diagnosis:
     """Apply every rule to ``signals`` and build the ranked diagnosis.
 
     ``first_fired`` maps a rule code to the step at which it first fired; it
     is updated in place so that repeated calls during a run remember when each
     finding appeared. ``ignore`` suppresses rules by code (as a user would with
     ``--ignore L004``); ``overrides`` sets threshold attributes per code.
+    ``stage`` picks the rules that read this kind of evidence (see ``Rule.stage``).
     """
     first_fired = {} if first_fired is None else first_fired
-    catalogue = all_rules() if rules is None else rules
+    catalogue = all_rules(stage) if rules is None else rules
     findings: list[Finding] = []
     skipped: dict[str, list[str]] = {}
     step_now = int(getattr(signals, "step", 0) or 0)

@@ -97,6 +97,12 @@ class Rule:
     title: ClassVar[str] = ""
     severity: ClassVar[Severity] = Severity.WARNING
     needs: ClassVar[tuple[str, ...]] = ()
+    # Which evidence the rule reads: "run" (a watched training run), "check"
+    # (a data file before training) or "probe" (active questions to a model).
+    # One catalogue and one engine serve all three; a stage's diagnosis runs
+    # only its own rules, so a data check never lists the runtime rules as
+    # skipped for want of gradients.
+    stage: ClassVar[str] = "run"
 
     def check(self, s: Any) -> Finding | None:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement check()")
@@ -140,13 +146,18 @@ def register(cls: type[Rule]) -> type[Rule]:
     return cls
 
 
-def all_rules() -> dict[str, type[Rule]]:
-    """Every rule, discovered by importing each module under ``defib.rules``."""
+STAGES = ("run", "check", "probe")
+
+
+def all_rules(stage: str | None = None) -> dict[str, type[Rule]]:
+    """Every rule (of one stage, if given), discovered by importing each module under ``defib.rules``."""
     import defib.rules as pkg
 
+    if stage is not None and stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     for info in pkgutil.walk_packages(pkg.__path__, prefix="defib.rules."):
         importlib.import_module(info.name)
-    return dict(sorted(_REGISTRY.items()))
+    return {code: cls for code, cls in sorted(_REGISTRY.items()) if stage is None or cls.stage == stage}
 
 
 def resolve(obj: Any, path: str) -> Any:
