@@ -123,9 +123,9 @@ def _rewarn(caught: list, frame: Any) -> None:
 def install(w: Watcher) -> Installed:
     """Attach ``w`` to every model, optimizer and loss in this process."""
     inst = Installed()
-    inst.handles.append(module_hooks.register_module_forward_pre_hook(lambda m, a: w.forward_pre(m, a)))
-    inst.handles.append(module_hooks.register_module_forward_hook(
-        lambda m, a, k, o: w.forward_post(m, a, k, o), with_kwargs=True, always_call=True))
+    # bound methods, not lambdas: these two run for every module call of every forward
+    inst.handles.append(module_hooks.register_module_forward_pre_hook(w.forward_pre))
+    inst.handles.append(module_hooks.register_module_forward_hook(w.forward_post, with_kwargs=True, always_call=True))
     inst.handles.append(optimizer_hooks.register_optimizer_step_pre_hook(lambda o, a, k: w.step_pre(o, a, k)))
     inst.handles.append(optimizer_hooks.register_optimizer_step_post_hook(lambda o, a, k: w.step_post(o, a, k)))
 

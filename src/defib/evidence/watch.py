@@ -242,14 +242,22 @@ class Watcher:
             model._defib_where = where_here(skip=3)
 
     # ------------------------------------------------------------------ forward
-    @guarded
+    # The two module hooks run for every submodule call (about a hundred per
+    # BERT forward), so they stay outside ``guarded``: its no_grad context costs
+    # more than the work. They only count nesting depth and hand the two calls
+    # that matter (an encoder's output, the outermost module) to the guarded
+    # handler; an integer update and a getattr cannot raise.
     def forward_pre(self, module: nn.Module, args: tuple) -> None:
         self._depth += 1
 
-    @guarded
     def forward_post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        # global pre-hooks get no kwargs, so the inputs are read here, after the call
         self._depth = max(0, self._depth - 1)
+        if self._depth == 0 or getattr(output, "last_hidden_state", None) is not None:
+            self._forward_out(module, args, kwargs, output)
+
+    @guarded
+    def _forward_out(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        # global pre-hooks get no kwargs, so the inputs are read here, after the call
         hidden = getattr(output, "last_hidden_state", None)
         if isinstance(hidden, torch.Tensor) and hidden.ndim == 3:
             if self._grad and self._sampling():
