@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -69,26 +70,25 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
         steps: int = typer.Option(0, "--steps", min=0, help="Stop the script after N optimizer steps (0: run to the end)."),
         ignore: list[str] = typer.Option([], "--ignore", help="Rule codes to leave out of the report."),
-        quiet: bool = typer.Option(False, "--quiet", help="Print only the verdict line.")) -> None:
+        quiet: bool = typer.Option(False, "--quiet", help="Print only the verdict line."),
+        confirm: bool = typer.Option(False, "--confirm", help="Rerun with the fix for the top cause and check the "
+                                                             "collapse goes away."),
+        confirm_runs: int = typer.Option(2, "--confirm-runs", min=1, help="At most this many reruns for --confirm."),
+        confirm_steps: int = typer.Option(0, "--confirm-steps", min=0,
+                                          help="Optimizer steps per rerun (0: as many as the run observed, "
+                                               "at most 200).")) -> None:
     """Run a training script unchanged and diagnose it: defib run [--json PATH] -- python train.py ARGS."""
     _check_command(command)
     from defib.report import json as json_report
     from defib.report.text import headline, render
 
-    with tempfile.TemporaryDirectory(prefix="defib-") as tmp:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(BOOT_DIR)] + [p for p in [env.get("PYTHONPATH")] if p])
-        env["DEFIB_REPORT_DIR"] = tmp
-        env["DEFIB_STEPS"] = str(steps)
-        try:
-            proc = subprocess.run(command, env=env)
-        except KeyboardInterrupt:
-            proc = subprocess.CompletedProcess(command, 130)
-        report = _pick_report(Path(tmp))
-    report["script_exit"] = proc.returncode
+    returncode, report = _watched(command, steps)
+    report["script_exit"] = returncode
     report["command"] = command
     if ignore:
         report["findings"] = [f for f in report["findings"] if f["code"] not in set(ignore)]
+    if confirm:
+        report["confirmed_fixes"] = _confirm(report, command, confirm_runs, confirm_steps)
     if json_path is not None:
         json_report.write(report, json_path)
     if quiet:
@@ -96,7 +96,42 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
     else:
         render(report)
     code = _exit_code(report)
-    raise typer.Exit(code if code else (proc.returncode if proc.returncode > 0 else 0))
+    raise typer.Exit(code if code else (returncode if returncode > 0 else 0))
+
+
+def _watched(command: list[str], steps: int, extra_env: dict[str, str] | None = None,
+             quiet: bool = False) -> tuple[int, dict]:
+    """Run ``command`` with defib attached to every Python process it starts; (exit code, report)."""
+    with tempfile.TemporaryDirectory(prefix="defib-") as tmp:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(BOOT_DIR)] + [p for p in [env.get("PYTHONPATH")] if p])
+        env["DEFIB_REPORT_DIR"] = tmp
+        env["DEFIB_STEPS"] = str(steps)
+        env.update(extra_env or {})
+        out = subprocess.DEVNULL if quiet else None
+        try:
+            proc = subprocess.run(command, env=env, stdout=out, stderr=out)
+        except KeyboardInterrupt:
+            proc = subprocess.CompletedProcess(command, 130)
+        return proc.returncode, _pick_report(Path(tmp))
+
+
+CONFIRM_MAX_STEPS = 200  # a confirmation rerun is short: at most this many optimizer steps by default
+
+
+def _confirm(report: dict, command: list[str], runs: int, steps: int) -> list[dict]:
+    from defib.fixes.confirm import candidates, confirm
+
+    if not candidates(report, runs):
+        typer.echo("defib: --confirm: no root cause with a fix that can be applied from outside the script",
+                   err=True)
+        return []
+    steps = steps or min(int(report.get("steps_observed") or 0), CONFIRM_MAX_STEPS)
+    began = time.perf_counter()
+    results = confirm(report, lambda env, n: _watched(command, n, env, quiet=True), steps=steps, max_runs=runs,
+                      say=lambda line: typer.echo(line, err=True))
+    typer.echo(f"defib: --confirm took {time.perf_counter() - began:.0f} s extra ({len(results)} rerun(s))", err=True)
+    return results
 
 
 def _check_command(command: list[str]) -> None:

@@ -20,11 +20,12 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--model", required=True)
 parser.add_argument("--steps", type=int, default=60)
 parser.add_argument("--lr", type=float, default=1e-3)
-parser.add_argument("--fault", default="")
+parser.add_argument("--fault", default="", help="comma-separated: shape, sorted, noise")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--print-losses", action="store_true", help="print every step's loss exactly (float.hex)")
 parser.add_argument("--crash-after", type=int, default=0, help="raise an exception after this many steps")
 args = parser.parse_args()
+FAULTS = set(filter(None, args.fault.split(",")))
 
 torch.manual_seed(args.seed)
 random.seed(args.seed)
@@ -44,7 +45,11 @@ def sentence(rng):
 
 rng = random.Random(args.seed)
 rows = [sentence(rng) for _ in range(2000)]
-if args.fault == "sorted":
+if "noise" in FAULTS:  # labels detached from their texts: nothing to learn
+    scores = [y for _, y in rows]
+    random.Random(args.seed + 1).shuffle(scores)
+    rows = [(text, y) for (text, _), y in zip(rows, scores)]
+if "sorted" in FAULTS:
     rows.sort(key=lambda r: r[1])
 tok = AutoTokenizer.from_pretrained(args.model)
 
@@ -67,14 +72,14 @@ def collate(batch):
 
 
 model = Regressor()
-loader = DataLoader(rows, batch_size=16, shuffle=args.fault != "sorted", collate_fn=collate)
+loader = DataLoader(rows, batch_size=16, shuffle="sorted" not in FAULTS, collate_fn=collate)
 opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
 step = 0
 model.train()
 while step < args.steps:
     for enc, y in loader:
         pred = model(enc["input_ids"], enc["attention_mask"])
-        if args.fault == "shape":
+        if "shape" in FAULTS:
             loss = F.mse_loss(pred, y)
         else:
             loss = F.mse_loss(pred.squeeze(-1), y)

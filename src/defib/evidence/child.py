@@ -17,6 +17,7 @@ from defib.evidence.hooks import _PostImport
 
 STEPS_ENV = "DEFIB_STEPS"
 REPORT_ENV = "DEFIB_REPORT_DIR"
+FIX_ENV = "DEFIB_FIX"  # JSON fix spec (defib.fixes.plan) for a --confirm rerun
 
 
 class StopTraining(SystemExit):
@@ -34,6 +35,16 @@ def _attach_after_torch(_torch_module: Any) -> None:
     from defib.evidence.watch import Watcher, stderr_announce
 
     watcher = Watcher(announce=stderr_announce)
+    spec = os.environ.get(FIX_ENV)
+    if spec:
+        try:
+            import json
+
+            from defib.fixes import build
+
+            watcher.fix = build(json.loads(spec))
+        except Exception as exc:  # an unusable fix: the rerun says so and proves nothing
+            watcher.record_internal_error("fix", exc)
     install(watcher)
     state: dict[str, Any] = {"stopped": None}
     limit = int(os.environ.get(STEPS_ENV, "0") or 0)

@@ -11,6 +11,8 @@ Two kinds of interception, both observe-only:
   and, once transformers is imported, tokenizer calls and ``from_pretrained``.
   Each wrapper calls the original with the same arguments and returns its
   result untouched, so the run computes exactly what it would without defib.
+  The one exception is a ``defib run --confirm`` rerun: there the Watcher
+  carries a candidate fix (:mod:`defib.fixes`) that the wrappers consult.
 
 :func:`install` returns a handle whose ``remove()`` puts everything back.
 """
@@ -78,6 +80,10 @@ def _loss_wrapper(w: Watcher, name: str, original: Callable) -> Callable:
     def loss(input, target, *args, **kwargs):
         named = dict(zip(params, args))
         named.update(kwargs)
+        if w.fix is not None:  # a --confirm rerun: the candidate fix may change what reaches the loss
+            input, target, named = w.apply_fix("loss_args", name, input, target, named,
+                                               default=(input, target, named))
+            args, kwargs = (), named
         try:
             if _may_warn(input, target):
                 with warnings.catch_warnings(record=True) as caught:
@@ -147,6 +153,8 @@ def install(w: Watcher) -> Installed:
         @functools.wraps(original)
         def run(self, *args, **kwargs):
             w.zero_grad_call(self)
+            if w.fix is not None and w.apply_fix("skip_zero_grad", default=False):
+                return None
             return original(self, *args, **kwargs)
         return run
 
@@ -162,8 +170,31 @@ def install(w: Watcher) -> Installed:
             return run
         return make
 
-    inst.patch(torch.optim.Optimizer, "__init__", after_init(w.optimizer_created))
-    inst.patch(DataLoader, "__init__", after_init(w.loader_created))
+    def optimizer_built(optimizer: Any) -> None:
+        w.apply_fix("optimizer_created", optimizer)  # before recording: defib reports the lr the run used
+        w.optimizer_created(optimizer)
+
+    inst.patch(torch.optim.Optimizer, "__init__", after_init(optimizer_built))
+
+    def loader_init(original):
+        signature = inspect.signature(original)
+
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            if w.fix is not None:
+                try:
+                    bound = signature.bind(self, *args, **kwargs)
+                    named = dict(bound.arguments)
+                    named.pop("self", None)
+                    named.update(named.pop("kwargs", {}) or {})
+                    args, kwargs = (), w.apply_fix("loader_kwargs", named, default=named)
+                except TypeError:
+                    pass  # the original call will raise its own error
+            original(self, *args, **kwargs)
+            w.loader_created(self)
+        return run
+
+    inst.patch(DataLoader, "__init__", loader_init)
 
     def loader_iter(original):
         @functools.wraps(original)
@@ -214,8 +245,11 @@ def _patch_activations(inst: Installed, w: Watcher) -> None:
     def make(original):
         @functools.wraps(original)
         def run(*args, **kwargs):
-            out = original(*args, **kwargs)
             caller = sys._getframe(1)
+            if w.fix is not None and args and is_user_file(caller.f_code.co_filename) \
+                    and w.apply_fix("skip_activation", caller.f_code.co_filename, caller.f_lineno, default=False):
+                return args[0]  # a --confirm rerun dropping this activation
+            out = original(*args, **kwargs)
             if is_user_file(caller.f_code.co_filename):
                 w.activation_called(out, caller)
             return out
@@ -240,6 +274,7 @@ def _patch_schedulers(inst: Installed, w: Watcher) -> None:
                 original(self, *args, **kwargs)
             finally:
                 self._defib_init = False
+            w.apply_fix("scheduler_created", self)
             w.scheduler_created(self)
         return run
 
@@ -248,6 +283,8 @@ def _patch_schedulers(inst: Installed, w: Watcher) -> None:
         def run(self, *args, **kwargs):
             if not getattr(self, "_defib_init", False):
                 w.scheduler_stepped(self)
+                if w.fix is not None and w.apply_fix("skip_scheduler_step", default=False):
+                    return None
             return original(self, *args, **kwargs)
         return run
 
@@ -266,6 +303,8 @@ def _patch_tokenizers(inst: Installed, w: Watcher, module: Any) -> None:
     def call(original):
         @functools.wraps(original)
         def run(self, text=None, *args, **kwargs):
+            if w.fix is not None:
+                kwargs = w.apply_fix("tokenizer_kwargs", kwargs, default=kwargs)
             out = original(self, text, *args, **kwargs)
             named = dict(kwargs)
             if args and "text_pair" not in named:

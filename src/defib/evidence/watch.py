@@ -131,6 +131,7 @@ class Watcher:
         self._backward_values: list[float] = []
         self._last_raw_loss = 1.0  # the loss function's own output, before any per-example normalisation
         self.training_args_where = None  # set by the TrainingArguments patch
+        self.fix: Any = None  # a candidate fix (defib.fixes) applied by the wrappers, only in a --confirm rerun
         self._init_where: dict[int, Any] = {}
         # (autograd node, where) of the user's recent activation calls, until the loss is first seen
         self._activations: deque = deque(maxlen=8)
@@ -148,6 +149,16 @@ class Watcher:
             last = tb[-1] if tb else None
             at = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})" if last else ""
             self.s.internal_errors.append(f"{where}: {type(exc).__name__}: {exc}{at}")
+
+    def apply_fix(self, hook: str, *args: Any, default: Any = None) -> Any:
+        """Call the confirmation fix's ``hook``; a fix that raises is reported, never the user's problem."""
+        if self.fix is None:
+            return default
+        try:
+            return getattr(self.fix, hook)(*args)
+        except Exception as exc:
+            self.record_internal_error(f"fix.{hook}", exc)
+            return default
 
     # ------------------------------------------------------------------ model
     def roots(self) -> list[nn.Module]:
@@ -557,6 +568,8 @@ class Watcher:
 
     @guarded
     def step_pre(self, optimizer: torch.optim.Optimizer, args: tuple = (), kwargs: dict | None = None) -> None:
+        if self.fix is not None and (self._main_opt is None or self._main_opt() is optimizer):
+            self.apply_fix("before_step", optimizer, self)  # first: the step and what defib records see the fix
         if not self._main(optimizer):
             return
         o = self._optim()
@@ -659,6 +672,8 @@ class Watcher:
     def step_post(self, optimizer: torch.optim.Optimizer, args: tuple = (), kwargs: dict | None = None) -> None:
         if self._main_opt is None or self._main_opt() is not optimizer:
             return
+        if self.fix is not None:
+            self.apply_fix("after_step", optimizer)
         self.s.step += 1
         step = self.s.step
         o = self._optim()

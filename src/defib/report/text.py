@@ -62,8 +62,11 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         if f.get("symptoms"):
             console.print(f"   explains: {', '.join(f['symptoms'])}", style="dim")
     for c in report.get("confirmed_fixes") or []:
-        state = "confirmed" if c.get("recovered") else "did not help"
-        console.print(f"fix for {c.get('cause')}: {state} (before {c.get('before')}, after {c.get('after')})")
+        state = Text("confirmed", style="bold green") if c.get("recovered") else Text("not confirmed", style="yellow")
+        console.print(Text.assemble("fix for ", (str(c.get("cause")), "bold"), ": ", (str(c.get("fix", "")), ""),
+                                    " - ", state))
+        console.print("   " + escape(f"{c.get('reason', '')}; rerun of {c.get('steps')} steps took "
+                                      f"{_num(c.get('seconds'))} s"), style="dim")
     if findings:
         console.print(Text("Explain a finding: defib rule CODE.  Silence one: --ignore CODE.", style="dim"))
 

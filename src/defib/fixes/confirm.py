@@ -1,0 +1,120 @@
+"""``defib run --confirm``: rerun the script with a candidate fix and check the collapse is gone.
+
+The rerun is the user's own command, stopped after ``steps`` optimizer steps,
+with the fix applied inside it (see :mod:`defib.fixes.base`). Before and
+after are compared at the same step: the prediction spread against the
+targets' (the number the flatline is judged on) and the loss against the
+constant-predictor baseline. A fix is reported ``recovered`` only when the
+run had collapsed (spread below the flat threshold, or a flatline verdict)
+and the rerun's spread is above that threshold with no flatline and a lower
+loss: "the finding went away" is not enough, the predictions must vary again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any, Callable
+
+from defib.fixes.base import plan
+from defib.rules.optim.common import FLAT_SPREAD
+
+RunFn = Callable[[dict[str, str], int], tuple[int, dict[str, Any]]]
+
+
+def candidates(report: dict[str, Any], limit: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(finding, fix spec) for the ranked causes that have a fix, at most ``limit``."""
+    out = []
+    for finding in report.get("findings", []):
+        if finding.get("cause") and finding.get("severity") in ("warning", "error"):
+            spec = plan(finding)
+            if spec is not None:
+                out.append((finding, spec))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def figures(report: dict[str, Any], at_step: int | None = None) -> dict[str, Any]:
+    """Spread ratio, loss and baseline at ``at_step`` (or the last recorded step) from a report's signals."""
+    sig = report.get("signals") or {}
+
+    def value(name: str) -> float | None:
+        series = sig.get(name) or {}
+        pairs = [(s, v) for s, v in zip(series.get("step", []), series.get("value", []))
+                 if at_step is None or s <= at_step]
+        return pairs[-1][1] if pairs else None
+
+    return {"step": min(at_step or report.get("steps_observed", 0), report.get("steps_observed", 0)),
+            "spread_ratio": value("spread"), "loss": value("loss"), "baseline_loss": value("baseline"),
+            "verdict": report.get("verdict")}
+
+
+def _collapsed(fig: dict[str, Any]) -> bool:
+    spread = fig.get("spread_ratio")
+    return fig.get("verdict") == "flatlined" or (spread is not None and math.isfinite(spread) and spread < FLAT_SPREAD)
+
+
+def _rel_loss(fig: dict[str, Any]) -> float | None:
+    loss, base = fig.get("loss"), fig.get("baseline_loss")
+    if loss is None or not base or not math.isfinite(loss):
+        return None
+    return loss / base
+
+
+def judge(before: dict[str, Any], after: dict[str, Any]) -> tuple[bool, str]:
+    """Did the fix restore the predictions? (recovered, the reason in words)."""
+    if not _collapsed(before):
+        return False, "the run had not collapsed by this step, so there is no recovery to prove"
+    spread = after.get("spread_ratio")
+    if after.get("verdict") == "flatlined" or spread is None or not math.isfinite(spread) or spread < FLAT_SPREAD:
+        return False, f"predictions still flat with the fix (spread {_fmt(spread)} of the targets')"
+    rb, ra = _rel_loss(before), _rel_loss(after)
+    if rb is not None and ra is not None and ra >= rb:
+        return False, f"predictions vary again but the loss is no better ({ra:.3g} vs {rb:.3g} of the baseline)"
+    return True, f"spread {_fmt(before.get('spread_ratio'))} -> {_fmt(spread)} of the targets' (flat below {FLAT_SPREAD})"
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.3g}"
+
+
+def confirm(report: dict[str, Any], run: RunFn, *, steps: int, max_runs: int = 2,
+            say: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
+    """Rerun with the fix of each candidate cause (best first) until one recovers; at most ``max_runs`` reruns.
+
+    ``run(extra_env, steps)`` runs the user's command under defib and returns
+    (exit code, report). Each entry of the result is one ``confirmed_fixes``
+    item of the JSON contract.
+    """
+    out: list[dict[str, Any]] = []
+    steps = max(1, min(steps, int(report.get("steps_observed") or 0) or steps))
+    before = figures(report, steps)
+    if not _collapsed(before):
+        say(f"defib: --confirm: the predictions had not collapsed by step {steps}, so no rerun can prove a fix")
+        return out
+    for i, (finding, spec) in enumerate(candidates(report, max_runs), 1):
+        say(f"defib: confirming the fix for {spec['cause']} ({spec['description']}): "
+            f"rerun {i}/{max_runs}, {steps} optimizer steps")
+        began = time.perf_counter()
+        code, rerun = run({"DEFIB_FIX": json.dumps(spec)}, steps)
+        seconds = time.perf_counter() - began
+        after = figures(rerun, steps)
+        recovered, why = judge(before, after)
+        errors = [f for f in rerun.get("findings", []) if f.get("code") == "X001"]
+        if errors and not recovered:
+            why += "; the fix raised inside the rerun: " + "; ".join(errors[0].get("evidence", {}).get("errors", [])[:2])
+        out.append({"cause": spec["cause"], "code": finding.get("code"), "fix": spec["description"],
+                    "recovered": recovered, "reason": why, "steps": steps, "seconds": round(seconds, 1),
+                    "rerun_exit": code, "before": _public(before), "after": _public(after),
+                    "still_found": any(f.get("cause") == spec["cause"] for f in rerun.get("findings", []))})
+        say(f"defib: {'confirmed' if recovered else 'not confirmed'}: {why} ({seconds:.0f} s)")
+        if recovered:
+            break
+    return out
+
+
+def _public(fig: dict[str, Any]) -> dict[str, Any]:
+    keys = ("step", "spread_ratio", "loss", "baseline_loss", "verdict")
+    return {k: (round(fig[k], 6) if isinstance(fig.get(k), float) else fig.get(k)) for k in keys}

@@ -1,0 +1,151 @@
+"""Fixes applied to the optimizer: learning rate, schedule, zero_grad, missing or frozen parameters."""
+
+from __future__ import annotations
+
+import math
+import torch
+
+from defib.fixes.base import Fix, fix_for
+from defib.fixes.loss import scale_grads
+
+HEALTHY_UPDATE_RATIO = 5e-4  # per-step |update| / |weight| of a fine-tuned BERT that learns: ~1e-3 at lr 5e-5, ~4e-4 at 2e-5
+FALLBACK_LR = 2e-5           # the low end of BERT's fine-tuning range (Devlin et al.), when no update was measured
+
+
+def _one_digit(x: float) -> float:
+    """Round to one significant digit, as a person writes a learning rate."""
+    exp = math.floor(math.log10(x))
+    return round(x / 10 ** exp) * 10 ** exp
+
+
+class _SetLr(Fix):
+    """Shared: rescale every parameter group's lr when the optimizer is built."""
+
+    ratio_key = ""
+
+    @classmethod
+    def plan(cls, evidence, finding):
+        lr, ratio = evidence.get("lr"), evidence.get(cls.ratio_key)
+        if isinstance(lr, (int, float)) and lr > 0 and isinstance(ratio, (int, float)) and ratio > 0:
+            return {"lr": _one_digit(lr * HEALTHY_UPDATE_RATIO / ratio), "from_lr": lr}
+        return {"lr": FALLBACK_LR, "from_lr": lr}
+
+    @classmethod
+    def describe(cls, params):
+        return f"lr={params['lr']:.0e} (was {params['from_lr']:.2g})" if params.get("from_lr") else f"lr={params['lr']:.0e}"
+
+    def optimizer_created(self, optimizer):
+        groups = optimizer.param_groups
+        top = max(float(g["lr"]) for g in groups) if groups else 0.0
+        for g in groups:  # keep the ratios between groups (layer-wise decay, a faster head)
+            new = self.params["lr"] * (float(g["lr"]) / top if top > 0 else 1.0)
+            g["lr"] = torch.tensor(new) if torch.is_tensor(g["lr"]) else new
+        if "lr" in optimizer.defaults:
+            optimizer.defaults["lr"] = self.params["lr"]
+
+
+@fix_for
+class LowerLr(_SetLr):
+    cause = "optim.lr_too_high"
+    ratio_key = "update_ratio_peak"
+
+
+@fix_for
+class RaiseLr(_SetLr):
+    cause = "optim.lr_too_low"
+    ratio_key = "update_ratio_median"
+
+
+@fix_for
+class ConstantLr(Fix):
+    """Hold the configured learning rate: the scheduler's steps are skipped."""
+
+    cause = "optim.lr_schedule"
+
+    def scheduler_created(self, scheduler):
+        for g in scheduler.optimizer.param_groups:
+            if "initial_lr" in g:
+                g["lr"] = g["initial_lr"]
+
+    def skip_scheduler_step(self) -> bool:
+        return True
+
+
+@fix_for
+class ZeroGradEachStep(Fix):
+    """optimizer.zero_grad() right after optimizer.step(), and nowhere else."""
+
+    cause = "optim.zero_grad"
+
+    def skip_zero_grad(self) -> bool:
+        return True
+
+    def after_step(self, optimizer):
+        for g in optimizer.param_groups:
+            for p in g["params"]:
+                p.grad = None
+
+
+@fix_for
+class AccumulateRight(ZeroGradEachStep):
+    """Clear gradients after each step and divide accumulated gradients by the micro-batch count."""
+
+    cause = "optim.grad_accumulation"
+
+    @classmethod
+    def plan(cls, evidence, finding):
+        k = evidence.get("micro_batches")
+        return {"grad_scale": 1.0 / k} if k else {}
+
+    @classmethod
+    def describe(cls, params):
+        return f"(loss / {round(1 / params['grad_scale'])}).backward()" if params.get("grad_scale") else \
+            "optimizer.zero_grad() after every optimizer.step()"
+
+    def skip_zero_grad(self) -> bool:
+        return not self.params.get("grad_scale")
+
+    def before_step(self, optimizer, watcher):
+        scale_grads(optimizer, self.params.get("grad_scale"))
+
+    def after_step(self, optimizer):
+        if not self.params.get("grad_scale"):
+            super().after_step(optimizer)
+
+
+class _AddParams(Fix):
+    """Shared: before the first step, give the optimizer the model's parameters it lacks."""
+
+    unfreeze = False
+
+    def before_step(self, optimizer, watcher):
+        if not self.first_time():
+            return
+        have = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        missing = []
+        for root in watcher.roots():
+            for p in root.parameters():
+                if self.unfreeze and not p.requires_grad:
+                    p.requires_grad_(True)
+                if p.requires_grad and id(p) not in have:
+                    have.add(id(p))
+                    missing.append(p)
+        if missing:
+            ref = optimizer.param_groups[0]
+            lr = max(float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups)
+            optimizer.add_param_group({"params": missing, "lr": lr, "weight_decay": ref.get("weight_decay", 0.0)})
+
+
+@fix_for
+class Unfreeze(_AddParams):
+    """Unfreeze every parameter and give the optimizer all of them."""
+
+    cause = "optim.frozen"
+    unfreeze = True
+
+
+@fix_for
+class AddMissingParams(_AddParams):
+    """optimizer = AdamW(model.parameters(), ...): every trainable parameter in the optimizer."""
+
+    cause = "optim.missing_params"

@@ -1,0 +1,79 @@
+"""``defib run --confirm``: a fix is confirmed only when the rerun's predictions vary again."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from defib.fixes import plan
+from defib.fixes.confirm import candidates, judge
+from support import SCRIPTS, run_defib
+
+FLAT = {"spread_ratio": 0.05, "loss": 2.1, "baseline_loss": 2.0, "verdict": "flatlined"}
+
+
+def test_judge_confirms_only_a_real_recovery():
+    recovered, _ = judge(FLAT, {"spread_ratio": 0.6, "loss": 1.2, "baseline_loss": 2.0, "verdict": "healthy"})
+    assert recovered
+
+
+@pytest.mark.parametrize("after, why", [
+    ({"spread_ratio": 0.12, "loss": 1.9, "baseline_loss": 2.0, "verdict": "at_risk"}, "still flat"),  # near miss
+    ({"spread_ratio": 0.5, "loss": 2.3, "baseline_loss": 2.0, "verdict": "at_risk"}, "no better"),
+    ({"spread_ratio": 0.5, "loss": 1.0, "baseline_loss": 2.0, "verdict": "flatlined"}, "still flat"),
+    ({"spread_ratio": None, "loss": None, "baseline_loss": None, "verdict": "inconclusive"}, "still flat"),
+])
+def test_judge_refuses_what_did_not_recover(after, why):
+    recovered, reason = judge(FLAT, after)
+    assert not recovered and why in reason
+
+
+def test_judge_refuses_a_run_that_never_collapsed():
+    healthy = {"spread_ratio": 0.7, "loss": 0.9, "baseline_loss": 2.0, "verdict": "at_risk"}
+    recovered, reason = judge(healthy, {"spread_ratio": 0.8, "loss": 0.5, "baseline_loss": 2.0, "verdict": "healthy"})
+    assert not recovered and "had not collapsed" in reason
+
+
+def test_plans_follow_the_evidence():
+    lr = plan({"cause": "optim.lr_too_high", "evidence": {"lr": 1e-3, "update_ratio_peak": 0.05}})
+    assert lr["params"]["lr"] == pytest.approx(1e-5)  # 1e-3 * 5e-4 / 0.05
+    weights = plan({"cause": "loss.class_imbalance", "evidence": {"label_counts": {"0": 90, "1": 10}}})
+    assert weights["params"]["weights"] == pytest.approx([100 / 180, 100 / 20])
+    assert plan({"cause": "data.constant_labels", "evidence": {}}) is None  # no fix from outside the script
+    assert plan({"cause": "loss.double_activation", "evidence": {}, "where": None}) is None
+
+
+def test_candidates_skip_causes_without_a_fix_and_info_findings():
+    report = {"findings": [
+        {"code": "D006", "cause": "data.constant_labels", "severity": "error", "evidence": {}},
+        {"code": "O004", "cause": "optim.frozen", "severity": "info", "evidence": {}},
+        {"code": "L001", "cause": "loss.shape_mismatch", "severity": "error", "evidence": {}},
+        {"code": "S001", "cause": None, "severity": "error", "evidence": {}}]}
+    assert [f["code"] for f, _ in candidates(report, 2)] == ["L001"]
+
+
+def _script(tiny_model_dir, fault):
+    return [sys.executable, str(SCRIPTS / "tiny_regression.py"), "--model", str(tiny_model_dir), "--fault", fault]
+
+
+def test_confirm_proves_the_reshape_fix(tmp_path, tiny_model_dir):
+    r = run_defib(tmp_path, "--confirm", command=_script(tiny_model_dir, "shape"))
+    fixes = r.report["confirmed_fixes"]
+    assert len(fixes) == 1, r
+    fix = fixes[0]
+    assert fix["cause"] == "loss.shape_mismatch" and fix["recovered"], fix
+    assert fix["before"]["spread_ratio"] < 0.15 <= fix["after"]["spread_ratio"]
+    assert fix["after"]["loss"] < fix["before"]["loss"]
+    assert "confirmed" in r.stdout and "--confirm took" in r.stderr
+    assert r.returncode == 1  # the run itself still flatlined: confirming a fix does not change the verdict
+
+
+def test_confirm_does_not_claim_a_fix_that_leaves_the_collapse(tmp_path, tiny_model_dir):
+    # two planted faults: with the reshape fixed the labels are still noise, so the predictions stay flat
+    r = run_defib(tmp_path, "--confirm", "--confirm-runs", "1", command=_script(tiny_model_dir, "shape,noise"))
+    fixes = r.report["confirmed_fixes"]
+    assert len(fixes) == 1, r
+    assert not fixes[0]["recovered"], fixes[0]
+    assert fixes[0]["after"]["spread_ratio"] is None or fixes[0]["after"]["spread_ratio"] < 0.15
+    assert "not confirmed" in r.stdout
