@@ -77,3 +77,61 @@ def test_confirm_does_not_claim_a_fix_that_leaves_the_collapse(tmp_path, tiny_mo
     assert not fixes[0]["recovered"], fixes[0]
     assert fixes[0]["after"]["spread_ratio"] is None or fixes[0]["after"]["spread_ratio"] < 0.15
     assert "not confirmed" in r.stdout
+
+
+# -- each fix acts at its interception point (in process, with defib's real hooks installed)
+
+@pytest.fixture
+def fixed():
+    """Install defib's hooks with a given fix; yields a function that does it, removes them after."""
+    from defib.evidence.hooks import install
+    from defib.evidence.watch import Watcher
+    from defib.fixes import build
+
+    handles = []
+
+    def attach(cause, **params):
+        w = Watcher(announce=None)
+        w.fix = build({"cause": cause, "params": params})
+        handles.append(install(w))
+        return w
+
+    yield attach
+    for h in handles:
+        h.remove()
+
+
+def test_shuffle_fix_gives_the_loader_a_random_sampler(fixed):
+    import torch.utils.data as tud
+
+    fixed("data.unshuffled")
+    loader = tud.DataLoader(list(range(10)), batch_size=2)  # shuffle defaults to False
+    assert isinstance(loader.sampler, tud.RandomSampler)
+
+
+def test_lr_fix_rescales_every_group_and_keeps_their_ratio(fixed):
+    import torch
+
+    fixed("optim.lr_too_high", lr=1e-5, from_lr=1e-3)
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+    opt = torch.optim.AdamW([{"params": a.parameters(), "lr": 1e-3}, {"params": b.parameters(), "lr": 1e-4}])
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-5, 1e-6])
+
+
+def test_class_weight_fix_weights_cross_entropy(fixed):
+    import torch
+    import torch.nn.functional as F
+
+    logits, labels = torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 1])
+    plain = F.cross_entropy(logits, labels, weight=torch.tensor([1.0, 9.0]))
+    fixed("loss.class_imbalance", weights=[1.0, 9.0])
+    assert torch.equal(F.cross_entropy(logits, labels), plain)
+
+
+def test_standardise_fix_changes_only_regression_targets(fixed):
+    import torch
+    import torch.nn.functional as F
+
+    pred, y = torch.zeros(4), torch.tensor([1.0, 2.0, 3.0, 4.0])
+    fixed("data.target_scale", mean=2.5, std=2.0)
+    assert F.mse_loss(pred, y).item() == pytest.approx(float(((y - 2.5) / 2.0).pow(2).mean()))

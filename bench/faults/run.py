@@ -135,7 +135,8 @@ def defib_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "defib.cli"]
 
 
-def run_case(case: Case, base: Path, runs: Path, steps: int, max_steps: int, timeout: float) -> Result:
+def run_case(case: Case, base: Path, runs: Path, steps: int, max_steps: int, timeout: float,
+             confirm: bool = False) -> Result:
     script = base / case.script
     out_json, log, meta = runs / f"{case.name}.json", runs / f"{case.name}.log", runs / f"{case.name}.meta.json"
     for p in (out_json, meta):
@@ -143,7 +144,7 @@ def run_case(case: Case, base: Path, runs: Path, steps: int, max_steps: int, tim
     # --steps 0: the script runs to its own end and prints its dev metric, so one run
     # measures both the diagnosis and the harm (defib does not change the training)
     stop = ["--steps", str(steps)] if steps else []
-    cmd = defib_command() + ["run", *stop, "--json", str(out_json), "--",
+    cmd = defib_command() + ["run", *stop, *(["--confirm"] if confirm else []), "--json", str(out_json), "--",
                              sys.executable, case.script, "--max-steps", str(max_steps)] + case.args
     # one intra-op thread unless told otherwise: on a small shared machine, two spinning
     # threads per process slow every step several-fold; the diagnosis does not depend on it
@@ -263,6 +264,41 @@ def score(res: Result, base: Path) -> Result:
     return res
 
 
+def confirmation(res: Result, twin: Result | None) -> dict:
+    """--confirm figures of one run: tried, recovered, seconds, and the after-spread against the healthy twin's."""
+    fixes = (res.report or {}).get("confirmed_fixes") or []
+    if not fixes:
+        return {"tried": False}
+    ok = next((f for f in fixes if f.get("recovered")), None)
+    out = {"tried": True, "recovered": ok is not None, "seconds": [f.get("seconds") for f in fixes],
+           "fix": (ok or fixes[0]).get("cause")}
+    if ok is not None and twin is not None and twin.report is not None:
+        from defib.fixes.confirm import figures
+
+        healthy = figures(twin.report, ok["after"]["step"]).get("spread_ratio")
+        after = ok["after"].get("spread_ratio")
+        out["twin_spread"], out["after_spread"] = healthy, after
+        # a real recovery reaches at least half the healthy twin's spread at the same step
+        out["real"] = healthy is None or (after is not None and after >= 0.5 * healthy)
+    return out
+
+
+def _confirm_rows(results: list[Result], by_name: dict[str, Result]) -> list[str]:
+    conf = {r.case.name: confirmation(r, by_name.get(r.case.twin)) for r in results}
+    right = [r for r in results if not r.case.healthy and r.top1_ok]
+    secs = [s for c in conf.values() for s in c.get("seconds", []) if isinstance(s, (int, float))]
+    false_ok = [r.case.name for r in results if r.case.healthy and conf[r.case.name].get("recovered")]
+    unreal = [n for n, c in conf.items() if c.get("recovered") and c.get("real") is False]
+    return [
+        f"| fixes confirmed, among faulty runs whose top-1 cause is right | "
+        f"{_rate([conf[r.case.name].get('recovered', False) for r in right])} |",
+        f"| confirmations on healthy runs | {len(false_ok)} {', '.join(false_ok)} |",
+        f"| confirmations whose after-spread is below half the healthy twin's | {len(unreal)} {', '.join(unreal)} |",
+        f"| median extra seconds per confirmation rerun | {statistics.median(secs) if secs else 'n/a'} "
+        f"({len(secs)} reruns) |",
+    ]
+
+
 def _rate(flags: list[bool | None]) -> str:
     vals = [f for f in flags if f is not None]
     return f"{sum(vals)}/{len(vals)} ({100 * sum(vals) / len(vals):.0f}%)" if vals else "n/a"
@@ -315,6 +351,7 @@ def render(results: list[Result], command: str, steps: int, max_steps: int, subs
         f"| runs without a report | {len(results) - len(ran)}/{len(results)} |",
         f"| faulty runs that hurt the model (dev metric >= 0.1 below the healthy twin's, or spread halved) | "
         f"{_rate(list(hurt.values()))} |",
+        *(_confirm_rows(results, by_name) if any((r.report or {}).get("confirmed_fixes") for r in results) else []),
         "",
         "| case | expected cause | verdict | top-1 cause | correct? | steps | where ok? | dev metric (twin) | hurt? | seconds |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -358,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help=f"{SMOKE_HEALTHY} healthy + {SMOKE_FAULTY} faulty cases")
     ap.add_argument("--steps", type=int, default=0, help="defib run --steps N (0: let the script finish and evaluate)")
     ap.add_argument("--max-steps", type=int, default=100, help="the script's --max-steps M")
+    ap.add_argument("--confirm", action="store_true", help="defib run --confirm: rerun with the fix and score it")
     ap.add_argument("--jobs", type=int, default=1, help="parallel runs (only 1: the machine is small)")
     ap.add_argument("--resume", action="store_true", help="rerun only the cases that have no result in the runs folder")
     ap.add_argument("--reuse", action="store_true", help="rescore the JSON already in the runs folder, run nothing")
@@ -388,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             res = reuse_case(case, runs)
         else:
             print(f"[{i}/{len(cases)}] {case.name} ({case.cause or 'healthy'}) ...", end=" ", flush=True)
-            res = run_case(case, base, runs, args.steps, args.max_steps, args.timeout)
+            res = run_case(case, base, runs, args.steps, args.max_steps, args.timeout, args.confirm)
         score(res, base)
         results.append(res)
         if not args.reuse and not (args.resume and done):
