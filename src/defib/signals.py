@@ -43,6 +43,7 @@ class LossSignals:
     unit_interval_share: float | None = None  # BCE-with-logits inputs: share of values in [0, 1]
     producer: tuple[str, ...] = ()            # grad_fn names from the loss input back, nearest first
     producer_where: Where | None = None       # where the loss input was last transformed, if known
+    module_where: Where | None = None         # where the loss module (nn.MSELoss(...)) was built, if one was used
     input_requires_grad: bool | None = None
     nonfinite_step: int | None = None
     failed: str | None = None                 # the loss call raised this error

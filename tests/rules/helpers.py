@@ -66,14 +66,6 @@ def assert_where(f: Finding, obj: Any) -> None:
     assert f.where.line == line, f"{f.code} points at line {f.where.line} ({f.where.code!r}), planted line is {line}"
 
 
-def assert_where_within(f: Finding, obj: Any) -> None:
-    """The finding points at some line of ``obj``'s source (when any of several lines is a right answer)."""
-    lines, start = inspect.getsourcelines(obj)
-    assert f.where is not None, f"{f.code} has no where"
-    assert Path(os.path.abspath(f.where.file)).resolve() == Path(inspect.getsourcefile(obj)).resolve(), f.where
-    assert start <= f.where.line < start + len(lines), f.where
-
-
 # ---------------------------------------------------------------- tiny BERT
 @functools.lru_cache(maxsize=4)
 def tokenizer(model_dir: str):

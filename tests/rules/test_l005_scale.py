@@ -33,6 +33,21 @@ def test_sum_reduction_over_large_batches_with_sgd_fires():
     assert_where(f, test_sum_reduction_over_large_batches_with_sgd_fires)
 
 
+def test_sum_reduction_points_at_the_loss_module_that_sets_it():
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+        criterion = torch.nn.MSELoss(reduction="sum")  # planted
+        for x, y in batches(IDS, SCORE, size=128):
+            loss = criterion(model(x).squeeze(-1), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "L005")
+    assert f is not None, w.diagnosis.findings
+    assert_where(f, test_sum_reduction_points_at_the_loss_module_that_sets_it)
+
+
 def test_loss_multiplied_before_backward_with_sgd_fires():
     with watch() as w:
         model = BagOfWords()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from helpers import assert_where, assert_where_within, encode, find, sentences, watch
+from helpers import assert_where, encode, find, sentences, watch
 from torch import nn
 from transformers import AutoConfig, AutoModel
 
@@ -64,12 +64,12 @@ def test_model_built_from_config_fires(tiny_model_dir):
 def test_init_function_applied_to_the_whole_model_fires(tiny_model_dir):
     with watch() as w:
         model = Regressor(AutoModel.from_pretrained(str(tiny_model_dir)))
-        model.apply(init_weights)
+        model.apply(init_weights)  # planted
         _train(model, tiny_model_dir)
     f = find(w.diagnosis, "M001")
     assert f is not None and f.evidence["from_pretrained_seen"] is True and f.evidence["user_init_calls"] > 0
     assert "re-initialised" in f.message
-    assert_where_within(f, init_weights)  # one of the user's nn.init calls that hit the encoder
+    assert_where(f, test_init_function_applied_to_the_whole_model_fires)  # the apply() call, not the body of init_weights
 
 
 def test_pretrained_encoder_with_only_the_head_initialised_is_silent(tiny_model_dir):

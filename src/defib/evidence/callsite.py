@@ -45,19 +45,21 @@ def user_frame(skip: int = 1):
     return None
 
 
-def where_here(keyword: str | None = None, skip: int = 2) -> Where | None:
+def where_here(keyword: str | None = None, skip: int = 2, value: object = None) -> Where | None:
     """A :class:`Where` for the user's line that led to this call.
 
-    With ``keyword``, and when that line opens a call spanning several lines,
-    point at the line of that keyword argument (``lr=``, ``shuffle=``), which
-    is the line a user would edit.
+    With ``keyword``, point at the line that set that argument's value
+    (``lr=``, ``shuffle=``; see :mod:`defib.evidence.provenance`), which is
+    the line a user would edit; ``value`` is the value the run used, if known.
     """
     frame = user_frame(skip)
     if frame is None:
         return None
     filename, line = frame.f_code.co_filename, frame.f_lineno
     if keyword:
-        line = keyword_line(filename, line, keyword)
+        from defib.evidence.provenance import origin_line
+
+        line = origin_line(filename, line, keyword, value)
     return make_where(filename, line)
 
 
@@ -79,19 +81,3 @@ def _tree(filename: str) -> ast.AST | None:
             return ast.parse(fh.read(), filename)
     except (OSError, SyntaxError, ValueError):
         return None
-
-
-def keyword_line(filename: str, line: int, keyword: str) -> int:
-    """Line of ``keyword=`` in the innermost call that spans ``line``; else ``line``."""
-    tree = _tree(filename)
-    if tree is None:
-        return line
-    best = None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and node.lineno <= line <= (node.end_lineno or node.lineno):
-            for kw in node.keywords:
-                if kw.arg == keyword:
-                    span = (node.end_lineno or node.lineno) - node.lineno
-                    if best is None or span < best[0]:
-                        best = (span, kw.value.lineno)
-    return best[1] if best else line

@@ -175,6 +175,7 @@ def install(w: Watcher) -> Installed:
         w.optimizer_created(optimizer)
 
     inst.patch(torch.optim.Optimizer, "__init__", after_init(optimizer_built))
+    inst.patch(nn.modules.loss._Loss, "__init__", after_init(w.loss_module_created))
 
     def loader_init(original):
         signature = inspect.signature(original)
@@ -361,7 +362,8 @@ def _patch_training_args(inst: Installed, w: Watcher, module: Any) -> None:
         def run(self, *args, **kwargs):
             original(self, *args, **kwargs)
             try:
-                w.training_args_where = where_here(keyword="learning_rate", skip=2)
+                w.training_args_where = where_here(keyword="learning_rate", skip=2,
+                                                   value=getattr(self, "learning_rate", None))
             except Exception as exc:
                 w.record_internal_error("TrainingArguments", exc)
         return run

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from defib.evidence import params as P
-from defib.evidence.callsite import make_where, where_here
+from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here
 from defib.evidence.stats import Moments, Series, Window, rel_spread
 from defib.rules.fmt import num
 from defib.signals import (CLASS_LOSSES, MAX_INTERNAL_ERRORS, MULTILABEL_LOSSES, REGRESSION_LOSSES, DataSignals,
@@ -57,6 +57,37 @@ def guarded(method: Callable) -> Callable:
             self._inside = False
 
     return run
+
+
+def _init_where() -> Any:
+    """The user's line behind an ``nn.init`` call.
+
+    When the init function was called through ``model.apply(fn)``, the line
+    to change is the ``apply`` call, not the body of ``fn``.
+    """
+    frame = user_frame(2)
+    if frame is None:
+        return None
+    outer, via_apply = frame.f_back, False
+    while outer is not None and not is_user_file(outer.f_code.co_filename):
+        via_apply = via_apply or (outer.f_code.co_name == "apply" and "torch" in outer.f_code.co_filename)
+        outer = outer.f_back
+    if via_apply and outer is not None:
+        frame = outer
+    return make_where(frame.f_code.co_filename, frame.f_lineno)
+
+
+def _loss_module_where(depth: int = 8) -> Any:
+    """The construction line of the loss module whose forward made this functional loss call, if any."""
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        frame = frame.f_back
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self") if frame.f_code.co_name == "forward" else None
+        if isinstance(owner, nn.modules.loss._Loss):
+            return getattr(owner, "_defib_where", None)
+    return None
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -237,7 +268,7 @@ class Watcher:
     def init_called(self, tensor: Any) -> None:
         """The user's code ran an ``nn.init`` function on a tensor: remember where."""
         if isinstance(tensor, torch.Tensor) and len(self._init_where) < 4096:
-            where = where_here(skip=3)
+            where = _init_where()
             if where is not None:
                 self._init_where[id(tensor)] = where
 
@@ -246,6 +277,11 @@ class Watcher:
         """The user's code applied an activation: remember its autograd node and line (last few)."""
         if self._grad and isinstance(out, torch.Tensor) and out.grad_fn is not None and self.s.loss is None:
             self._activations.append((out.grad_fn, make_where(frame.f_code.co_filename, frame.f_lineno)))
+
+    @guarded
+    def loss_module_created(self, module: nn.Module) -> None:
+        """``nn.MSELoss(reduction="sum")`` and friends: remember the line, for findings about the reduction."""
+        module._defib_where = where_here(keyword="reduction", skip=4, value=getattr(module, "reduction", None))
 
     @guarded
     def model_built(self, model: nn.Module) -> None:
@@ -325,16 +361,16 @@ class Watcher:
                 if mask is None:
                     d.batches_pad_no_mask += 1
                     if d.mask_where is None:
-                        d.mask_where = where_here(skip=4)
+                        d.mask_where = where_here(keyword="attention_mask", skip=4)
                 else:
                     m = mask.bool() if mask.dtype != torch.bool else mask
                     if m.shape == ids.shape:
                         if bool(m.all()):
                             d.batches_mask_all_ones_with_pad += 1
-                            d.mask_where = d.mask_where or where_here(skip=4)
+                            d.mask_where = d.mask_where or where_here(keyword="attention_mask", skip=4)
                         elif float((m == is_pad).float().mean()) > 0.9:
                             d.batches_mask_inverted += 1
-                            d.mask_where = d.mask_where or where_here(skip=4)
+                            d.mask_where = d.mask_where or where_here(keyword="attention_mask", skip=4)
         if ids.shape[0] > 1:
             uniq = torch.unique(ids, dim=0).shape[0]
             share = 1 - uniq / ids.shape[0]
@@ -377,6 +413,7 @@ class Watcher:
             ls.input_requires_grad = bool(input.requires_grad)
             ls.producer = _grad_fn_chain(input)
             ls.producer_where = self._activation_where(input)
+            ls.module_where = _loss_module_where()
         ls.calls += 1
         ls.input_shape, ls.target_shape = tuple(input.shape), tuple(target.shape)
         ls.input_dtype, ls.target_dtype = str(input.dtype).replace("torch.", ""), str(target.dtype).replace("torch.", "")
@@ -535,7 +572,8 @@ class Watcher:
         if where == "auto":
             where = where_here(skip=4)
         if lr_where == "auto":
-            lr_where = where_here(keyword="lr", skip=4)
+            first = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+            lr_where = where_here(keyword="lr", skip=4, value=float(first) if first is not None else None)
             if self.training_args_where is not None and _built_by_trainer():
                 lr_where = where = self.training_args_where
         self._optimizers[id(optimizer)] = {
@@ -771,7 +809,8 @@ class Watcher:
         batch_sampler = getattr(loader, "batch_sampler", None)
         inner = getattr(batch_sampler, "sampler", None)
         name = type(inner or sampler).__name__
-        self._loaders[id(loader)] = {"where": where_here(keyword="shuffle", skip=4), "sampler": name}
+        shuffled = {"RandomSampler": True, "SequentialSampler": False}.get(name)
+        self._loaders[id(loader)] = {"where": where_here(keyword="shuffle", skip=4, value=shuffled), "sampler": name}
 
     @guarded
     def loader_iter(self, loader: Any) -> None:
@@ -787,7 +826,7 @@ class Watcher:
     def tokenizer_called(self, texts: Any, kwargs: dict, encoding: Any) -> None:
         d = self._data()
         if d.tokenizer_where is None:
-            d.tokenizer_where = where_here(keyword="max_length", skip=4)
+            d.tokenizer_where = where_here(keyword="max_length", skip=4, value=kwargs.get("max_length"))
         ids = encoding.get("input_ids") if hasattr(encoding, "get") else None
         if ids is None or not isinstance(texts, (list, tuple)) or not texts:
             return

@@ -57,7 +57,8 @@ class LossScale(Rule):
         if ls.reduction == "sum" and ls.input_shape:
             factor *= max(1, ls.input_shape[0])
         adaptive = o.optimizer.startswith(ADAPTIVE)
-        where = ls.where if ls.reduction == "sum" else (o.backward_where or ls.where)
+        # reduction='sum' is set where the loss module is built (or at the call); another scale, at backward()
+        where = (ls.module_where or ls.where) if ls.reduction == "sum" else (o.backward_where or ls.where)
         wild = max((v for series in o.update_ratio.values() for _, v in series.pairs() if math.isfinite(v)),
                    default=0.0)
         if not adaptive and (factor >= self.max_factor or factor <= 1 / self.max_factor

@@ -1,0 +1,138 @@
+"""Follow a keyword argument back to the line that set its value.
+
+``AdamW(params, lr=cfg.lr)`` is where the optimizer is built, but the line a
+person edits is ``lr: float = 4e-8`` in the config class, or
+``mask = (ids == pad).long()`` where the mask passed as ``attention_mask=mask``
+was computed. Static and conservative: a value is followed only to an
+assignment that is unambiguous in the file (the last one before the call in
+the same function, or the only one in the file), to a config field, a
+dataclass default or an ``add_argument("--lr", default=...)``; anything else
+stays at the call.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from defib.evidence.callsite import _tree
+
+
+def _call_value(tree: ast.AST, line: int, keyword: str) -> ast.expr | None:
+    """The value node of ``keyword=`` in the innermost call spanning ``line``."""
+    best = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.lineno <= line <= (node.end_lineno or node.lineno):
+            for kw in node.keywords:
+                if kw.arg == keyword:
+                    span = (node.end_lineno or node.lineno) - node.lineno
+                    if best is None or span < best[0]:
+                        best = (span, kw.value)
+    return best[1] if best else None
+
+
+def _scope(tree: ast.AST, line: int) -> ast.AST:
+    """The innermost function containing ``line`` (else the module)."""
+    best, span = tree, None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                node.lineno <= line <= (node.end_lineno or node.lineno):
+            size = (node.end_lineno or node.lineno) - node.lineno
+            if span is None or size < span:
+                best, span = node, size
+    return best
+
+
+def _assigned_names(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Assign):
+        return [t.id for t in node.targets if isinstance(t, ast.Name)]
+    if isinstance(node, (ast.AnnAssign, ast.AugAssign)) and isinstance(node.target, ast.Name):
+        return [node.target.id]
+    return []
+
+
+def _name_origin(tree: ast.AST, line: int, name: str) -> int | None:
+    before = [n.lineno for n in ast.walk(_scope(tree, line)) if name in _assigned_names(n) and n.lineno < line]
+    if before:
+        return max(before)
+    everywhere = [n.lineno for n in ast.walk(tree) if name in _assigned_names(n)]
+    return everywhere[0] if len(everywhere) == 1 else None
+
+
+_MISSING = object()
+
+
+def _literal(node: ast.AST | None) -> object:
+    """The value of a literal expression (``4e-8``, ``-1``, ``2 * 8``), else ``_MISSING``."""
+    if node is None:
+        return _MISSING
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        pass
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div, ast.Add, ast.Sub)):
+        a, b = _literal(node.left), _literal(node.right)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            try:
+                return {ast.Mult: a * b, ast.Add: a + b, ast.Sub: a - b}.get(type(node.op)) \
+                    if not isinstance(node.op, ast.Div) else a / b
+            except ZeroDivisionError:
+                return _MISSING
+    return _MISSING
+
+
+def _matches(node: ast.AST | None, value: object) -> bool:
+    """A literal that equals the value the run used (any literal when that value is unknown)."""
+    lit = _literal(node)
+    if lit is _MISSING:
+        return False
+    if value is None:
+        return True
+    if isinstance(lit, (int, float)) and isinstance(value, (int, float)) and not isinstance(lit, bool):
+        return abs(lit - value) <= 1e-9 * max(abs(lit), abs(value), 1e-30)
+    return lit == value
+
+
+def _attr_origin(tree: ast.AST, attr: str, value: object) -> int | None:
+    """Where a setting called ``attr`` gets the run's value: a field, ``x.attr = ...``, an argparse default, a dict key.
+
+    With the value the run used, a literal that differs (a default the
+    command line overrode) is not the origin.
+    """
+    flags = {f"--{attr}", f"--{attr.replace('_', '-')}"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == attr \
+                and _matches(node.value, value):
+            return node.lineno
+        if isinstance(node, ast.Assign) and _matches(node.value, value) and any(
+                (isinstance(t, ast.Attribute) and t.attr == attr) or (isinstance(t, ast.Name) and t.id == attr)
+                for t in node.targets):
+            return node.lineno
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument" \
+                and any(isinstance(a, ast.Constant) and a.value in flags for a in node.args):
+            default = next((kw.value for kw in node.keywords if kw.arg == "default"), None)
+            if _matches(default, value):
+                return default.lineno
+        if isinstance(node, ast.Dict):
+            for key, val in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and key.value == attr and _matches(val, value):
+                    return val.lineno
+    return None
+
+
+def origin_line(filename: str, line: int, keyword: str, value: object = None) -> int:
+    """The line that set the value passed as ``keyword=`` in the call on ``line`` (``line`` if unknown).
+
+    ``value`` is what the run actually used, when defib knows it.
+    """
+    tree = _tree(filename)
+    if tree is None:
+        return line
+    run_value, value = value, _call_value(tree, line, keyword)
+    if value is None:
+        return line
+    found = None
+    if isinstance(value, ast.Name):
+        found = _name_origin(tree, line, value.id)
+    elif isinstance(value, ast.Attribute):
+        found = _attr_origin(tree, value.attr, run_value)
+    return found or value.lineno

@@ -1,0 +1,59 @@
+"""``where`` follows a keyword argument to the line that set its value."""
+
+from __future__ import annotations
+
+import textwrap
+
+from defib.evidence.provenance import origin_line
+
+SCRIPT = textwrap.dedent('''\
+    import argparse
+    from dataclasses import dataclass
+
+    @dataclass
+    class Config:
+        lr: float = 4e-8
+        max_length: int = 8
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    args = parser.parse_args()
+
+    def collate(items, tok):
+        ids = tok(items)
+        mask = (ids == tok.pad_token_id).long()
+        return ids, mask
+
+    def train(model, cfg, loader, tok):
+        opt = AdamW(model.parameters(),
+                    lr=cfg.lr)
+        sched = get_schedule(opt, num_warmup_steps=args.warmup_steps)
+        for ids, mask in loader:
+            out = model(input_ids=ids, attention_mask=mask)
+        enc = tok(texts, truncation=True, max_length=cfg.max_length)
+        enc = tok(texts, truncation=True, max_length=cfg.max_length * 2)
+        opt2 = AdamW(model.parameters(), lr=3e-5)
+''')
+
+
+def test_follows_values_to_their_origin(tmp_path):
+    path = tmp_path / "train.py"
+    path.write_text(SCRIPT)
+    f = str(path)
+    assert origin_line(f, 19, "lr") == 6                          # cfg.lr -> the dataclass field
+    assert origin_line(f, 19, "lr", value=4e-8) == 6               # ... which is the value the run used
+    assert origin_line(f, 21, "num_warmup_steps") == 10            # args.warmup_steps -> add_argument default
+    assert origin_line(f, 23, "attention_mask") == 15              # mask -> the one assignment in the file
+    assert origin_line(f, 24, "max_length") == 7
+    assert origin_line(f, 27, "lr") == 27                          # a literal: its own line
+
+
+def test_stays_at_the_call_when_unsure(tmp_path):
+    path = tmp_path / "train.py"
+    path.write_text(SCRIPT)
+    f = str(path)
+    assert origin_line(f, 19, "lr", value=1e-3) == 20              # the run used another lr (command line): the call
+    assert origin_line(f, 21, "num_warmup_steps", value=5) == 21
+    assert origin_line(f, 25, "max_length") == 25                  # an expression: the call
+    assert origin_line(f, 19, "weight_decay") == 19                # no such keyword
+    assert origin_line(str(tmp_path / "missing.py"), 3, "lr") == 3
