@@ -12,7 +12,7 @@ import torch
 
 from defib.rules.optim.common import collapsed, not_learning
 import torch.nn.functional as F
-from helpers import BertRegressor, encode, find, sentences, watch
+from helpers import BertRegressor, assert_where, encode, find, sentences, watch
 
 from defib.rules.base import Severity
 from defib.rules.optim.o004_frozen import FrozenParameters
@@ -34,23 +34,25 @@ def _train(model, opt) -> None:
 def test_frozen_head_fires(tiny_model_dir):
     with watch() as w:
         model = BertRegressor(tiny_model_dir)
-        model.requires_grad_(False)
+        model.requires_grad_(False)  # planted
         model.encoder.encoder.layer[-1].requires_grad_(True)  # "train only the top layer", and the head forgotten
         _train(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
     f = find(w.diagnosis, "O004")
     assert f is not None, w.diagnosis.findings
     assert f.cause == "optim.frozen" and f.severity == Severity.ERROR
     assert sorted(f.evidence["head_frozen"]) == ["head.bias", "head.weight"]
+    assert_where(f, test_frozen_head_fires)
 
 
 def test_nearly_everything_frozen_fires(tiny_model_dir):
     with watch() as w:
         model = BertRegressor(tiny_model_dir)
-        model.requires_grad_(False)
+        model.requires_grad_(False)  # planted
         model.encoder.embeddings.LayerNorm.requires_grad_(True)  # 64 of ~1M weights
         _train(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
     f = find(w.diagnosis, "O004")
     assert f is not None and f.severity == Severity.ERROR and f.evidence["trainable_share"] < 1e-3
+    assert_where(f, test_nearly_everything_frozen_fires)
 
 
 def test_linear_probe_is_at_most_info(tiny_model_dir):

@@ -136,3 +136,32 @@ def origin_line(filename: str, line: int, keyword: str, value: object = None) ->
     elif isinstance(value, ast.Attribute):
         found = _attr_origin(tree, value.attr, run_value)
     return found or value.lineno
+
+
+def _freezes(node: ast.AST) -> bool:
+    """``x.requires_grad = False`` or ``x.requires_grad_(False)``."""
+    if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and node.value.value is False:
+        return any(isinstance(t, ast.Attribute) and t.attr == "requires_grad" for t in node.targets)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "requires_grad_":
+        arg = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "requires_grad"), None)
+        return isinstance(arg, ast.Constant) and arg.value is False
+    return False
+
+
+def freeze_line(filenames: list[str], before: dict[str, int] | None = None) -> tuple[str, int] | None:
+    """The line in these files that turns ``requires_grad`` off (attributes are set in C: no hook sees it).
+
+    ``before`` maps a file to the line where the optimizer was built: people
+    freeze, then build the optimizer, so the last freeze above that line is
+    the one that froze this run's model; else the first in the file.
+    """
+    for filename in filenames:
+        tree = _tree(filename)
+        if tree is None:
+            continue
+        lines = sorted(n.lineno for n in ast.walk(tree) if _freezes(n))
+        limit = (before or {}).get(filename)
+        earlier = [ln for ln in lines if limit is not None and ln <= limit]
+        if lines:
+            return filename, (earlier[-1] if earlier else lines[0])
+    return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
 import time
 import traceback
@@ -656,6 +657,8 @@ class Watcher:
         o.n_params = sum(p.numel() for p in all_params)
         o.n_trainable = sum(p.numel() for p in all_params if p.requires_grad)
         o.frozen = [n for n, p in names.values() if not p.requires_grad]
+        if o.frozen:
+            o.frozen_where = self._freeze_where()
         o.param_dtypes = sorted({str(p.dtype).replace("torch.", "") for p in params})
         heads = [p for i, (n, p) in names.items() if P.group_of(n) == "head" and p.requires_grad and i in self._opt_ids]
         cands = heads or [p for p in params if p.requires_grad]
@@ -663,6 +666,19 @@ class Watcher:
         if self._probe is not None and self._backward_since_step >= 1 and self._probe.grad is not None \
                 and self._first_micro_norm is None:
             self._first_micro_norm = float(self._probe.grad.float().norm())
+
+    def _freeze_where(self) -> Any:
+        """Search the user's files defib has seen (the script first) for the line that freezes parameters."""
+        from defib.evidence.provenance import freeze_line
+
+        main = getattr(sys.modules.get("__main__"), "__file__", None)
+        seen = [main] + [getattr(getattr(r, "_defib_where", None), "file", None) for r in self.roots()]
+        seen += [info["where"].file for info in self._optimizers.values() if info.get("where") is not None]
+        files = list(dict.fromkeys(os.path.abspath(f) for f in seen if f and is_user_file(os.path.abspath(f))))
+        opt_lines = {os.path.abspath(i["where"].file): i["where"].line
+                     for i in self._optimizers.values() if i.get("where") is not None}
+        found = freeze_line(files, opt_lines)
+        return make_where(*found) if found else None
 
     def _sample_grads(self, step: int, params: list[nn.Parameter], names: dict) -> None:
         o = self._optim()

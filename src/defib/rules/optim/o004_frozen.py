@@ -57,7 +57,7 @@ class FrozenParameters(Rule):
             return self.finding(
                 f"Every parameter of the head ({', '.join(head_frozen[:3])}...) has requires_grad=False; "
                 f"{share:.1%} of the model's weights can learn.",
-                confidence=0.9, evidence=evidence,
+                confidence=0.9, evidence=evidence, where=o.frozen_where,
                 fix="for p in model.<head>.parameters(): p.requires_grad = True")
         if share < self.min_trainable:
             trainable_head = bool(head_total) and len(head_frozen) < len(head_total)
@@ -66,11 +66,11 @@ class FrozenParameters(Rule):
                 return self.finding(
                     f"The encoder is frozen: only the head trains ({share:.2%} of {o.n_params:,} weights). Fine for a "
                     "linear probe; if predictions stay flat, unfreeze the top encoder layers.",
-                    confidence=0.7 if stuck else 0.3, evidence=evidence,
+                    confidence=0.7 if stuck else 0.3, evidence=evidence, where=o.frozen_where,
                     severity=Severity.WARNING if stuck else Severity.INFO,
                     fix="for p in model.<encoder>.encoder.layer[-2:].parameters(): p.requires_grad = True")
             return self.finding(
                 f"Only {share:.2%} of the model's {o.n_params:,} weights can learn ({len(o.frozen)} tensors are frozen).",
-                confidence=0.85, evidence=evidence,
+                confidence=0.85, evidence=evidence, where=o.frozen_where,
                 fix="Unfreeze the encoder's top layers and the head; freeze only what you mean to.")
         return None
