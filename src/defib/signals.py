@@ -92,7 +92,8 @@ class OptimSignals:
     lr: Series = field(default_factory=Series)  # max learning rate over param groups, per step
     steps: int = 0
     scheduler: str | None = None
-    scheduler_where: Where | None = None
+    scheduler_where: Where | None = None                     # the scheduler's construction
+    scheduler_step_where: Where | None = None                # the user's first scheduler.step() call
     scheduler_steps: int = 0
     grad_norm: dict[str, Series] = field(default_factory=dict)   # per module group
     update_ratio: dict[str, Series] = field(default_factory=dict)  # |dw| / |w| per module group

@@ -38,6 +38,22 @@ def test_schedule_that_ends_after_5_of_40_steps_fires():
     assert_where(f, test_schedule_that_ends_after_5_of_40_steps_fires)
 
 
+def test_epoch_schedule_stepped_every_batch_points_at_the_step_call():
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)  # meant per epoch
+        for x, y in batches(IDS, SCORE, size=16):
+            loss = F.mse_loss(model(x).squeeze(-1), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()  # planted
+    f = find(w.diagnosis, "O003")
+    assert f is not None and f.evidence["scheduler"] == "StepLR", w.diagnosis.findings
+    assert_where(f, test_epoch_schedule_stepped_every_batch_points_at_the_step_call)
+
+
 def test_warmup_then_decay_to_zero_at_the_end_is_silent():
     with watch() as w:
         model = BagOfWords()

@@ -868,7 +868,10 @@ class Watcher:
 
     @guarded
     def scheduler_stepped(self, scheduler: Any) -> None:
-        self._optim().scheduler_steps += 1
+        o = self._optim()
+        o.scheduler_steps += 1
+        if o.scheduler_step_where is None:
+            o.scheduler_step_where = where_here(skip=4)
 
     @guarded
     def clip_called(self) -> None:

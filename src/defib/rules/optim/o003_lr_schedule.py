@@ -44,6 +44,10 @@ class LearningRateSchedule(Rule):
     low_share = 0.01     # learning rate at or below 1% of the configured one is effectively zero
     min_low_steps = 0.5  # share of observed steps spent there
     min_step = 5
+    # schedules whose step counts epochs by convention: stepped about once per optimizer step, they decay
+    # len(loader) times too fast, and the misplaced scheduler.step() call is the line to move
+    epoch_schedulers = ("StepLR", "MultiStepLR", "ExponentialLR")
+    per_batch_share = 0.8  # scheduler steps per optimizer step at or above this: stepped every batch
 
     def check(self, s: Signals) -> Finding | None:
         o = s.optim
@@ -60,6 +64,9 @@ class LearningRateSchedule(Rule):
             return None
         since = low[0]
         where = o.scheduler_where if o.scheduler else (o.lr_where or o.where)
+        if o.scheduler in self.epoch_schedulers and o.scheduler_steps >= self.per_batch_share * s.step \
+                and o.scheduler_step_where is not None:
+            where = o.scheduler_step_where  # an epoch schedule stepped every batch: the step() call is misplaced
         source = f"the {o.scheduler} schedule" if o.scheduler else "the optimizer's configuration"
         return self.finding(
             f"The learning rate is at or below {num(floor)} ({self.low_share:.0%} of {num(peak)}) for {share:.0%} "
