@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from defib.evidence.provenance import origin_line
+from defib.evidence.provenance import label_line, origin_line
 
 SCRIPT = textwrap.dedent('''\
     import argparse
@@ -57,3 +57,34 @@ def test_stays_at_the_call_when_unsure(tmp_path):
     assert origin_line(f, 25, "max_length") == 25                  # an expression: the call
     assert origin_line(f, 19, "weight_decay") == 19                # no such keyword
     assert origin_line(str(tmp_path / "missing.py"), 3, "lr") == 3
+
+
+LABELS = textwrap.dedent('''\
+    class Pairs(Dataset):
+        def __getitem__(self, idx):
+            item = {k: v[idx] for k, v in self.enc.items()}
+            item["labels"] = float(self.scores[idx]) * 20
+            return item
+
+    def collate(rows):
+        batch = tok([r[0] for r in rows])
+        batch["target"] = torch.tensor([r[1] // 5 for r in rows])
+        return batch
+
+    def step(model, batch):
+        target = batch.pop("target")
+        loss = loss_fn(model(**batch), target.float())
+        trainer.train()
+        other = mse(pred, y)
+        again = mse(pred, torch.as_tensor(batch["target"]).view(-1))
+''')
+
+
+def test_label_line_finds_where_targets_are_made(tmp_path):
+    path = tmp_path / "train.py"
+    path.write_text(LABELS)
+    f = str(path)
+    assert label_line(f, 14) == 9     # loss_fn(pred, target) <- target = batch.pop("target") <- batch["target"] = ...
+    assert label_line(f, 15) == 4     # trainer.train(): the Trainer reads "labels"
+    assert label_line(f, 16) is None  # y comes from nowhere this file shows
+    assert label_line(f, 17) == 9

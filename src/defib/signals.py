@@ -44,6 +44,7 @@ class LossSignals:
     producer: tuple[str, ...] = ()            # grad_fn names from the loss input back, nearest first
     producer_where: Where | None = None       # where the loss input was last transformed, if known
     module_where: Where | None = None         # where the loss module (nn.MSELoss(...)) was built, if one was used
+    label_where: Where | None = None          # where the targets were put under their key (item["labels"] = ...)
     input_requires_grad: bool | None = None
     nonfinite_step: int | None = None
     failed: str | None = None                 # the loss call raised this error

@@ -165,3 +165,81 @@ def freeze_line(filenames: list[str], before: dict[str, int] | None = None) -> t
         if lines:
             return filename, (earlier[-1] if earlier else lines[0])
     return None
+
+
+LABEL_KEY = "labels"  # what transformers models and the Trainer read the targets from
+
+
+def _key_of(node: ast.AST | None) -> str | None:
+    """The string key of ``batch["target"]``, ``batch.pop("target")`` or ``batch.get("target")``."""
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+        return node.slice.value
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("pop", "get") \
+            and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+        return node.args[0].value
+    for child in ast.iter_child_nodes(node) if isinstance(node, ast.Call) else ():  # float(batch["score"])
+        key = _key_of(child)
+        if key:
+            return key
+    return None
+
+
+_NAMESPACES = ("torch", "np", "numpy", "F", "nn")
+
+
+def _namespace(node: ast.AST) -> bool:
+    """``torch`` in ``torch.tensor(y)``: a module, not the targets."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name) and node.id in _NAMESPACES
+
+
+def _target_key(tree: ast.AST, line: int) -> str | None:
+    """The key the targets of the loss call on ``line`` were read from (``labels`` if no call is there)."""
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)
+             and len(n.args) >= 2]
+    if not calls:
+        return LABEL_KEY
+    target = min(calls, key=lambda n: (n.end_lineno or n.lineno) - n.lineno).args[1]
+    while isinstance(target, (ast.Call, ast.Attribute)):  # y.float(), y.view(-1), torch.tensor(y) -> y
+        if _key_of(target):
+            break
+        if isinstance(target, ast.Attribute):
+            target = target.value
+        elif isinstance(target.func, ast.Attribute) and not _namespace(target.func.value):
+            target = target.func.value  # a method of the targets
+        elif target.args:
+            target = target.args[0]  # a function of them
+        else:
+            break
+    key = _key_of(target)
+    if key or not isinstance(target, ast.Name):
+        return key
+    scope = _scope(tree, line)
+    sources = [n for n in ast.walk(scope) if isinstance(n, ast.Assign) and n.lineno < line
+               and target.id in _assigned_names(n)]
+    return _key_of(sources[-1].value) if sources else None
+
+
+def label_line(filename: str, line: int) -> int | None:
+    """Where the targets reaching the loss call on ``line`` were put under their key.
+
+    ``item["labels"] = float(score) * 20`` in a Dataset, ``{"labels": ...}``
+    in a list of examples, ``batch["target"] = ...`` in a collate function:
+    the line that made the targets, which is where a constant or mis-scaled
+    label is fixed. None when the file does not show it unambiguously.
+    """
+    tree = _tree(filename)
+    if tree is None:
+        return None
+    key = _target_key(tree, line)
+    if not key:
+        return None
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(_key_of(t) == key for t in node.targets if isinstance(t, ast.Subscript)):
+            found.append(node.lineno)
+        elif isinstance(node, ast.Dict):
+            found += [v.lineno for k, v in zip(node.keys, node.values)
+                      if isinstance(k, ast.Constant) and k.value == key and _key_of(v) != key]  # not a pass-through
+    return min(found) if len(set(found)) == 1 else None

@@ -78,6 +78,17 @@ def _init_where() -> Any:
     return make_where(frame.f_code.co_filename, frame.f_lineno)
 
 
+def _label_where(loss_where: Any) -> Any:
+    """The line that produced the targets of the loss call at ``loss_where`` (see provenance.label_line)."""
+    from defib.evidence.provenance import label_line
+
+    if loss_where is None:
+        return None
+    path = os.path.abspath(loss_where.file)
+    line = label_line(path, loss_where.line)
+    return make_where(path, line) if line else None
+
+
 def _loss_module_where(depth: int = 8) -> Any:
     """The construction line of the loss module whose forward made this functional loss call, if any."""
     frame = sys._getframe(1)
@@ -415,6 +426,7 @@ class Watcher:
             ls.producer = _grad_fn_chain(input)
             ls.producer_where = self._activation_where(input)
             ls.module_where = _loss_module_where()
+            ls.label_where = _label_where(ls.where)
         ls.calls += 1
         ls.input_shape, ls.target_shape = tuple(input.shape), tuple(target.shape)
         ls.input_dtype, ls.target_dtype = str(input.dtype).replace("torch.", ""), str(target.dtype).replace("torch.", "")

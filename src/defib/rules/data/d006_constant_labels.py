@@ -51,7 +51,7 @@ class ConstantLabels(Rule):
             return self.finding(
                 f"{p.target_nonfinite} targets reaching the loss are NaN or infinite.",
                 confidence=0.95, evidence={"nonfinite_targets": p.target_nonfinite},
-                where=s.loss.where if s.loss else None,
+                where=(s.loss.label_where or s.loss.where) if s.loss else None,
                 fix="Drop or repair rows whose label is missing before building the dataset.")
         if seen < self.min_targets:
             return None
@@ -76,7 +76,7 @@ class ConstantLabels(Rule):
         return self.finding(msg, confidence=0.5 if in_order else 0.95,
                             evidence={"targets_seen": seen, "target_mean": round(mean, 6),
                                       "target_std": p.target_std, "label_counts": p.label_counts},
-                            where=s.loss.where if s.loss else None,
+                            where=(s.loss.label_where or s.loss.where) if s.loss else None,
                             fix="Print the label column right before training; fix the parsing or the label map.")
 
 

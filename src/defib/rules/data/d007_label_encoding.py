@@ -50,19 +50,19 @@ class LabelEncoding(Rule):
                 return self.finding(
                     f"Class ids range over {lo}..{hi} but the head has {k} logits (valid ids 0..{k - 1})"
                     + (f"; the loss failed: {ls.failed}" if ls.failed else "."),
-                    confidence=0.95, where=ls.where,
+                    confidence=0.95, where=ls.label_where or ls.where,
                     evidence={"label_min": lo, "label_max": hi, "num_logits": k, "label_counts": p.label_counts},
                     fix=f"labels = labels - {lo}  # or build the head with num_labels={hi - lo + 1}")
             if lo == 1 and hi == k - 1 and k > 2 and sum(p.label_counts.values()) >= self.min_labels:
                 return self.finding(
                     f"Labels use ids 1..{hi} and never 0 while the head has {k} logits: they look 1-based.",
-                    confidence=0.75, severity=Severity.WARNING, where=ls.where,
+                    confidence=0.75, severity=Severity.WARNING, where=ls.label_where or ls.where,
                     evidence={"label_min": lo, "label_max": hi, "num_logits": k},
                     fix="labels = labels - 1; and num_labels = number of classes")
         if ls.family == "multilabel" and p.target_min is not None and (p.target_min < 0 or p.target_max > 1):
             return self.finding(
                 f"{ls.fn} needs targets in [0, 1] but they range over {p.target_min:.3g}..{p.target_max:.3g}.",
-                confidence=0.9, where=ls.where,
+                confidence=0.9, where=ls.label_where or ls.where,
                 evidence={"target_min": p.target_min, "target_max": p.target_max},
                 fix="Use 0/1 (multi-hot) float targets for BCE, or cross-entropy with class ids.")
         return None

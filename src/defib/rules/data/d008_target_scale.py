@@ -61,5 +61,5 @@ class TargetScale(Rule):
             confidence=0.85, severity=sev,
             evidence={"target_mean": round(mean, 4), "target_std": round(std, 4),
                       "pred_mean": round(pred_mean, 4), "pred_std": round(pred_std, 4)},
-            where=s.loss.where,
+            where=s.loss.label_where or s.loss.where,
             fix=f"y = (y - {mean:.3g}) / {std:.3g} for training; predictions back with pred * {std:.3g} + {mean:.3g}")
