@@ -59,6 +59,7 @@ class Case:
     fault_lines: list[int]
     twin: str
     description: str
+    max_steps: int | None = None  # this case's horizon, when the default is too short for its healthy reference
 
     @property
     def healthy(self) -> bool:
@@ -102,7 +103,7 @@ def load_manifest(path: Path) -> list[Case]:
             raise ManifestError(f"{path}: case {name!r}: fault_lines should be line numbers")
         cases.append(Case(name=name, script=t["script"], args=[str(a) for a in t["args"]], task=t["task"],
                           style=t["style"], cause=t["cause"], fault_lines=list(t["fault_lines"]),
-                          twin=t["twin"], description=t["description"]))
+                          twin=t["twin"], description=t["description"], max_steps=t.get("max_steps")))
     return cases
 
 
@@ -145,7 +146,7 @@ def run_case(case: Case, base: Path, runs: Path, steps: int, max_steps: int, tim
     # measures both the diagnosis and the harm (defib does not change the training)
     stop = ["--steps", str(steps)] if steps else []
     cmd = defib_command() + ["run", *stop, *(["--confirm"] if confirm else []), "--json", str(out_json), "--",
-                             sys.executable, case.script, "--max-steps", str(max_steps)] + case.args
+                             sys.executable, case.script, "--max-steps", str(case.max_steps or max_steps)] + case.args
     # one intra-op thread unless told otherwise: on a small shared machine, two spinning
     # threads per process slow every step several-fold; the diagnosis does not depend on it
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
@@ -335,6 +336,9 @@ def render(results: list[Result], command: str, steps: int, max_steps: int, subs
          if steps else f"each script trains {max_steps} optimizer steps (`--max-steps {max_steps}`) under `defib run`, "
                        "then prints its dev metric."),
     ]
+    own = sorted({f"{r.case.name} ({r.case.max_steps})" for r in results if r.case.max_steps})
+    if own:
+        lines.append(f"Cases with their own horizon (manifest `max_steps`): {', '.join(own)}.")
     if subset:
         lines.append(f"\nA subset of the manifest: {len(results)} case(s).")
     lines += [
