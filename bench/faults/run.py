@@ -174,6 +174,22 @@ def run_case(case: Case, base: Path, runs: Path, steps: int, max_steps: int, tim
     return res
 
 
+def confirm_case(case: Case, base: Path, runs: Path, max_steps: int, timeout: float) -> None:
+    """``defib confirm runs/NAME.json --json runs/NAME.json -- python SCRIPT ...``: reruns only, no first run."""
+    report = runs / f"{case.name}.json"
+    cmd = defib_command() + ["confirm", str(report), "--json", str(report), "--",
+                             sys.executable, case.script, "--max-steps", str(case.max_steps or max_steps)] + case.args
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    with (runs / f"{case.name}.confirm.log").open("w", encoding="utf-8") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        fh.flush()
+        try:
+            subprocess.run(cmd, cwd=base, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            fh.write(f"timed out after {timeout:.0f} s\n")
+
+
 def read_report(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -400,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=0, help="defib run --steps N (0: let the script finish and evaluate)")
     ap.add_argument("--max-steps", type=int, default=100, help="the script's --max-steps M")
     ap.add_argument("--confirm", action="store_true", help="defib run --confirm: rerun with the fix and score it")
+    ap.add_argument("--confirm-pass", action="store_true",
+                    help="defib confirm on the reports already in the runs folder (no first run), then score")
     ap.add_argument("--jobs", type=int, default=1, help="parallel runs (only 1: the machine is small)")
     ap.add_argument("--resume", action="store_true", help="rerun only the cases that have no result in the runs folder")
     ap.add_argument("--reuse", action="store_true", help="rescore the JSON already in the runs folder, run nothing")
@@ -426,14 +444,22 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for i, case in enumerate(cases, 1):
         done = (runs / f"{case.name}.meta.json").exists() and (runs / f"{case.name}.json").exists()
-        if args.reuse or (args.resume and done):
+        if args.confirm_pass:
+            if done:
+                print(f"[{i}/{len(cases)}] {case.name}: confirm ...", end=" ", flush=True)
+                confirm_case(case, base, runs, args.max_steps, args.timeout)
+                fixes = (read_report(runs / f"{case.name}.json") or {}).get("confirmed_fixes") or []
+                print(", ".join(f"{f['cause']} {'confirmed' if f['recovered'] else 'not confirmed'}" for f in fixes)
+                      or "nothing to confirm", flush=True)
+            res = reuse_case(case, runs)
+        elif args.reuse or (args.resume and done):
             res = reuse_case(case, runs)
         else:
             print(f"[{i}/{len(cases)}] {case.name} ({case.cause or 'healthy'}) ...", end=" ", flush=True)
             res = run_case(case, base, runs, args.steps, args.max_steps, args.timeout, args.confirm)
         score(res, base)
         results.append(res)
-        if not args.reuse and not (args.resume and done):
+        if not args.reuse and not args.confirm_pass and not (args.resume and done):
             verdict = res.report.get("verdict") if res.report else res.note
             print(f"{verdict}, top-1 {res.top1 or '-'}, {res.seconds:.0f} s", flush=True)
 

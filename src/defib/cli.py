@@ -99,6 +99,37 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
     raise typer.Exit(code if code else (returncode if returncode > 0 else 0))
 
 
+@app.command("confirm", context_settings={"allow_interspersed_args": False})
+def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report written by defib run --json."),
+                command: list[str] = typer.Argument(..., help="The same training command, after --."),
+                json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report with its "
+                                                                             "confirmed_fixes here."),
+                runs: int = typer.Option(2, "--runs", min=1, help="At most this many reruns."),
+                steps: int = typer.Option(0, "--steps", min=0, help="Optimizer steps per rerun (0: as many as the "
+                                                                     "report observed, at most 200).")) -> None:
+    """Prove the fix of a diagnosis you already have: defib confirm report.json -- python train.py ARGS.
+
+    The same as ``defib run --confirm`` without running the script a first time.
+    """
+    from defib.report import json as json_report
+    from defib.report.text import render
+
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        fail(f"{report_path}: no such report")
+    except (OSError, ValueError) as exc:
+        fail(f"{report_path}: not a defib JSON report ({type(exc).__name__})")
+    if not isinstance(report, dict) or "findings" not in report:
+        fail(f"{report_path}: not a defib JSON report (no findings)")
+    _check_command(command)
+    report["confirmed_fixes"] = _confirm(report, command, runs, steps)
+    if json_path is not None:
+        json_report.write(report, json_path)
+    render(report)
+    raise typer.Exit(0 if any(c.get("recovered") for c in report["confirmed_fixes"]) else 1)
+
+
 def _watched(command: list[str], steps: int, extra_env: dict[str, str] | None = None,
              quiet: bool = False) -> tuple[int, dict]:
     """Run ``command`` with defib attached to every Python process it starts; (exit code, report)."""
