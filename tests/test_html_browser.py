@@ -16,7 +16,6 @@ import shutil
 
 import pytest
 from browser import assert_clean, assert_plots_drawn, require_chromium, visit
-from defib.evidence.child import export_signals
 from defib.report.html import write_html
 from html_reports import IMG_PAYLOAD, PAYLOADS, check_report, classification_run, payload_report
 from support import SCRIPTS, run_defib, tiny_script
@@ -79,9 +78,7 @@ def test_healthy_run_report(healthy):
 
 def test_classification_run_report(tmp_path):
     w = classification_run(steps=40)
-    report = w.diagnosis.to_dict()
-    report["signals"] = export_signals(w.watcher.s)
-    write_html(report, tmp_path / "report.html")
+    w.write_html(tmp_path / "report.html")
     v = visit(tmp_path / "report.html")
     assert_clean(v)
     assert_plots_drawn(v, RUN_PLOTS)

@@ -366,7 +366,8 @@ def _flat(r: dict[str, Any]) -> int | None:
 
 RUN_PLOTS = (
     Spec("predictions", "Predictions against targets",
-         "If the red band narrows to a line while the blue one stays wide, the model predicts one value for every input.",
+         "A flatline: the red band narrows to a line while the blue one stays wide (regression), or one class "
+         "fills the whole height (classification).",
          lambda r: predictions_over_time(_sig(r), r.get("task") or "unknown", _flat(r))),
     Spec("final-distribution", "Where the predictions ended up",
          "Predictions that pile into one bar (or one class) while the targets spread out are a flatline.",
