@@ -46,6 +46,13 @@ def test_findings_of_any_command_render_generically():
     assert "example_lengths" in page and "(28 more)" in page  # a long evidence list is cut
 
 
+def test_findings_of_unexpected_shapes_still_render():
+    odd = [{"code": "T001", "message": "no severity, evidence as a list", "evidence": [1.5, 2],
+            "where": "train.py, line 3"}, {"message": "no code at all", "severity": None, "confidence": None}]
+    page = render_html({"findings": odd})
+    assert "[T001]" in page and "[1.5, 2]" in page and "train.py, line 3" in page and "no code at all" in page
+
+
 def test_rule_explanation_comes_from_the_docstring():
     doc = all_rules()["L001"].doc()
     page = render_html({"verdict": "at_risk", "findings": [finding(code="L001")]})

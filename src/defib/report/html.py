@@ -170,10 +170,14 @@ def _finding(i: int, f: dict[str, Any]) -> str:
     parts = [f"<h3>{i}. [{_e(code)}] {_e(title)}</h3><div>{''.join(badges)}</div>",
              f'<p class="message">{_e(f.get("message", ""))}</p>']
     where = f.get("where")
-    if where:
+    if where and not isinstance(where, dict):  # another command's finding may name a place as plain text
+        parts.append(f'<p class="where">At <code>{_e(where)}</code></p>')
+    elif where:
         parts.append(f'<p class="where">At <code>{_e(where.get("file"))}:{_e(where.get("line"))}</code></p>'
                      f'<pre class="where-code"><code>{_e(where.get("code", ""))}</code></pre>')
     evidence = f.get("evidence") or {}
+    if not isinstance(evidence, dict):
+        evidence = {"evidence": evidence}
     if evidence:
         rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_value(v))}</td></tr>" for k, v in evidence.items())
         parts.append(f'<table class="evidence"><caption>Evidence</caption>{rows}</table>')
