@@ -135,3 +135,19 @@ def test_standardise_fix_changes_only_regression_targets(fixed):
     pred, y = torch.zeros(4), torch.tensor([1.0, 2.0, 3.0, 4.0])
     fixed("data.target_scale", mean=2.5, std=2.0)
     assert F.mse_loss(pred, y).item() == pytest.approx(float(((y - 2.5) / 2.0).pow(2).mean()))
+
+
+def test_confirm_command_refuses_a_missing_or_foreign_report(tmp_path):
+    r = run_defib(tmp_path, "confirm", str(tmp_path / "nope.json"), "--", sys.executable, "-c", "pass")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no such report" in r.stderr, r
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": 1}')
+    r = run_defib(tmp_path, "confirm", str(other), "--", sys.executable, "-c", "pass")
+    assert r.returncode == 2 and "not a defib JSON report" in r.stderr, r
+
+
+def test_confirm_command_on_a_healthy_report_reruns_nothing(tmp_path):
+    healthy = tmp_path / "healthy.json"
+    healthy.write_text('{"verdict": "healthy", "steps_observed": 60, "findings": [], "signals": {}}')
+    r = run_defib(tmp_path, "confirm", str(healthy), "--", sys.executable, "-c", "raise SystemExit(3)")
+    assert r.returncode == 1 and "no root cause with a fix" in r.stderr, r

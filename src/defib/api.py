@@ -46,6 +46,20 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def to_dict(self) -> dict:
+        """The diagnosis as the JSON report's dict, with the recorded series (``signals``) for plots."""
+        from defib.evidence.child import export_signals
+
+        out = (self.diagnosis or self.watcher.diagnose()).to_dict()
+        out["signals"] = export_signals(self.watcher.s)
+        return out
+
+    def write_html(self, path: str) -> None:
+        """Write the HTML report (verdict, findings, plots) of what was watched, as ``defib run --html`` does."""
+        from defib.report.html import write_html
+
+        write_html(self.to_dict(), path)
+
     def report(self) -> None:
         from defib.report.text import print_report
 

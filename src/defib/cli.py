@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -59,6 +59,37 @@ def version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
+def html_option() -> Any:
+    """The ``--html PATH`` option, the same on every command that diagnoses."""
+    return typer.Option(None, "--html", help="Write the report as one self-contained HTML file with plots.")
+
+
+def check_outputs(*paths: Optional[Path]) -> None:
+    """Refuse report paths that cannot be files before any work is done (one line, exit 2)."""
+    for path in paths:
+        if path is not None and path.is_dir():
+            fail(f"report path is a directory: {path}")
+
+
+def write_reports(report: dict, json_path: Optional[Path], html_path: Optional[Path]) -> None:
+    """Write the JSON and HTML reports that were asked for; a path that cannot be written is a one-line error."""
+    from defib.report import json as json_report
+
+    for path, write in ((json_path, json_report.write), (html_path, _write_html)):
+        if path is None:
+            continue
+        try:
+            write(report, path)
+        except OSError as exc:
+            fail(f"cannot write the report {path}: {exc.strerror or exc}")
+
+
+def _write_html(report: dict, path: Path) -> None:
+    from defib.report.html import write_html
+
+    write_html(report, path)
+
+
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
                                       help="Show the version and exit.")) -> None:
@@ -68,6 +99,7 @@ def main(version: bool = typer.Option(False, "--version", callback=version_callb
 @app.command(context_settings={"allow_interspersed_args": False})
 def run(command: list[str] = typer.Argument(..., help="The training command, after --: python train.py ARGS"),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
+        html_path: Optional[Path] = html_option(),
         steps: int = typer.Option(0, "--steps", min=0, help="Stop the script after N optimizer steps (0: run to the end)."),
         ignore: list[str] = typer.Option([], "--ignore", help="Rule codes to leave out of the report."),
         quiet: bool = typer.Option(False, "--quiet", help="Print only the verdict line."),
@@ -77,9 +109,9 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
         confirm_steps: int = typer.Option(0, "--confirm-steps", min=0,
                                           help="Optimizer steps per rerun (0: as many as the run observed, "
                                                "at most 200).")) -> None:
-    """Run a training script unchanged and diagnose it: defib run [--json PATH] -- python train.py ARGS."""
+    """Run a training script unchanged and diagnose it: defib run [--json PATH] [--html PATH] -- python train.py ARGS."""
     _check_command(command)
-    from defib.report import json as json_report
+    check_outputs(json_path, html_path)
     from defib.report.text import headline, render
 
     returncode, report = _watched(command, steps)
@@ -89,8 +121,7 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
         report["findings"] = [f for f in report["findings"] if f["code"] not in set(ignore)]
     if confirm:
         report["confirmed_fixes"] = _confirm(report, command, confirm_runs, confirm_steps)
-    if json_path is not None:
-        json_report.write(report, json_path)
+    write_reports(report, json_path, html_path)
     if quiet:
         typer.echo(f"defib: {headline(report)}")
     else:
@@ -104,6 +135,7 @@ def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report writ
                 command: list[str] = typer.Argument(..., help="The same training command, after --."),
                 json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report with its "
                                                                              "confirmed_fixes here."),
+                html_path: Optional[Path] = html_option(),
                 runs: int = typer.Option(2, "--runs", min=1, help="At most this many reruns."),
                 steps: int = typer.Option(0, "--steps", min=0, help="Optimizer steps per rerun (0: as many as the "
                                                                      "report observed, at most 200).")) -> None:
@@ -111,9 +143,9 @@ def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report writ
 
     The same as ``defib run --confirm`` without running the script a first time.
     """
-    from defib.report import json as json_report
     from defib.report.text import render
 
+    check_outputs(json_path, html_path)
     try:
         report = json.loads(report_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -122,10 +154,11 @@ def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report writ
         fail(f"{report_path}: not a defib JSON report ({type(exc).__name__})")
     if not isinstance(report, dict) or "findings" not in report:
         fail(f"{report_path}: not a defib JSON report (no findings)")
+    if command and command[0] == "--":  # after a positional, click passes the separator through
+        command = command[1:]
     _check_command(command)
     report["confirmed_fixes"] = _confirm(report, command, runs, steps)
-    if json_path is not None:
-        json_report.write(report, json_path)
+    write_reports(report, json_path, html_path)
     render(report)
     raise typer.Exit(0 if any(c.get("recovered") for c in report["confirmed_fixes"]) else 1)
 

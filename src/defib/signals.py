@@ -18,6 +18,8 @@ MAX_INTERNAL_ERRORS = 20  # internal errors kept per run (the watcher's and the 
 REGRESSION_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
 CLASS_LOSSES = ("cross_entropy", "nll_loss")
 MULTILABEL_LOSSES = ("binary_cross_entropy_with_logits", "binary_cross_entropy")
+MAX_PLOTTED_CLASSES = 12  # classes given their own share series; the rest are summed as "other"
+QUANTILES = (10, 50, 90)  # percentiles of predictions and targets kept over time for the report
 
 
 @dataclass
@@ -80,6 +82,10 @@ class PredSignals:
     #                                                  predicted-class entropy / label entropy (classification)
     loss_window: Series = field(default_factory=Series)  # recent mean loss
     baseline: Series = field(default_factory=Series)     # constant-predictor loss, as the targets accumulate
+    # for the HTML report's plots, at sampled steps (bounded: Series caps, MAX_PLOTTED_CLASSES)
+    pred_quantiles: dict[str, Series] = field(default_factory=dict)    # regression: p10/p50/p90 of recent predictions
+    target_quantiles: dict[str, Series] = field(default_factory=dict)  # regression: p10/p50/p90 of recent targets
+    class_share: dict[str, Series] = field(default_factory=dict)       # classification: share of recent predictions per class
 
 
 @dataclass

@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any
 
+from defib.evidence import params as P
 from defib.evidence.hooks import _PostImport
 
 STEPS_ENV = "DEFIB_STEPS"
@@ -86,14 +87,56 @@ def observed(watcher: Any) -> dict[str, Any]:
 
 
 def export_signals(s: Any) -> dict[str, Any]:
-    """The recorded series, for plots (bounded: each series keeps at most 512 points)."""
+    """The recorded series, for the HTML report's plots.
+
+    Bounded whatever the run's length: each series keeps at most 513 points
+    (``Series`` caps), the per-group dicts have one entry per module group,
+    the class shares at most ``MAX_PLOTTED_CLASSES`` + 1 (defib.signals), and
+    the final histograms ``HIST_BINS`` bins or ``MAX_PLOTTED_CLASSES`` * 5 classes.
+    """
     out: dict[str, Any] = {}
     if s.preds is not None:
-        out["spread"] = s.preds.spread.to_dict()
-        out["loss"] = s.preds.loss_window.to_dict()
-        out["baseline"] = s.preds.baseline.to_dict()
+        p = s.preds
+        out["spread"] = p.spread.to_dict()
+        out["loss"] = p.loss_window.to_dict()
+        out["baseline"] = p.baseline.to_dict()
+        out["pred_quantiles"] = {k: v.to_dict() for k, v in p.pred_quantiles.items()}
+        out["target_quantiles"] = {k: v.to_dict() for k, v in p.target_quantiles.items()}
+        out["class_share"] = {k: v.to_dict() for k, v in p.class_share.items()}
+        out["final"] = _final_distributions(p)
+    if s.loss is not None:
+        out["step_loss"] = s.loss.values.to_dict()
     if s.optim is not None:
         out["lr"] = s.optim.lr.to_dict()
-        out["grad_norm"] = {k: v.to_dict() for k, v in s.optim.grad_norm.items()}
-        out["update_ratio"] = {k: v.to_dict() for k, v in s.optim.update_ratio.items()}
+        # in model order (embeddings, layers, pooler, head): the rows of the report's heat map
+        out["grad_norm"] = {k: s.optim.grad_norm[k].to_dict() for k in sorted(s.optim.grad_norm, key=P.group_order)}
+        out["update_ratio"] = {k: s.optim.update_ratio[k].to_dict()
+                               for k in sorted(s.optim.update_ratio, key=P.group_order)}
     return out
+
+
+HIST_BINS = 30  # bins of the final prediction / target histograms
+
+
+def _final_distributions(p: Any) -> dict[str, Any]:
+    """The recent predictions against the targets: a shared-bin histogram (regression) or class counts."""
+    import numpy as np
+
+    from defib.signals import MAX_PLOTTED_CLASSES
+
+    if p.task == "classification":
+        top = sorted(p.label_counts, key=lambda c: -p.label_counts[c])[:MAX_PLOTTED_CLASSES * 4]
+        keep = sorted(set(top) | set(sorted(p.pred_counts, key=lambda c: -p.pred_counts[c])[:MAX_PLOTTED_CLASSES]))
+        return {"kind": "classification", "classes": [str(c) for c in keep],
+                "pred_counts": [int(p.pred_counts.get(c, 0)) for c in keep],
+                "label_counts": [int(p.label_counts.get(c, 0)) for c in keep]}
+    preds, targets = np.asarray(p.recent_preds, dtype=float), np.asarray(p.recent_targets, dtype=float)
+    preds, targets = preds[np.isfinite(preds)], targets[np.isfinite(targets)]
+    both = np.concatenate([preds, targets])
+    if both.size == 0:
+        return {}
+    lo, hi = float(both.min()), float(both.max())
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, HIST_BINS + 1)
+    return {"kind": "regression", "bin_edges": edges.tolist(),
+            "pred_counts": np.histogram(preds, edges)[0].tolist(),
+            "target_counts": np.histogram(targets, edges)[0].tolist()}

@@ -30,7 +30,7 @@ from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here
 from defib.evidence.stats import Moments, Series, Window, rel_spread
 from defib.rules.fmt import num
-from defib.signals import (CLASS_LOSSES, MAX_INTERNAL_ERRORS, MULTILABEL_LOSSES, REGRESSION_LOSSES, DataSignals,
+from defib.signals import (CLASS_LOSSES, MAX_INTERNAL_ERRORS, MAX_PLOTTED_CLASSES, QUANTILES, MULTILABEL_LOSSES, REGRESSION_LOSSES, DataSignals,
                            LossSignals, ModelSignals, OptimSignals, PredSignals, Signals)
 
 # grad_fn names that only reshape or copy: walked through to find what produced the loss input
@@ -774,6 +774,8 @@ class Watcher:
             p.pred_counts = dict(Counter(preds.tolist()))
             p.label_counts = dict(self._label_counts)
             p.spread.add(step, _entropy_share(p.pred_counts, p.label_counts))
+            if self._sampling() and preds.size:
+                _add_class_shares(p.class_share, step, p.pred_counts, preds.size)
         else:
             w = self._pred_window.array()
             w = w[np.isfinite(w)]
@@ -784,6 +786,10 @@ class Watcher:
                     # within-batch spread: blind to the drift of a bias chasing batch means
                     p.batch_std = float(np.mean(self._batch_pred_std))
                     p.spread.add(step, p.batch_std / p.target_std)
+                if self._sampling():
+                    _add_quantiles(p.pred_quantiles, step, w)
+                    ys = self._target_window.array()
+                    _add_quantiles(p.target_quantiles, step, ys[np.isfinite(ys)])
             if p.initial_std is None and len(self._initial_preds) >= 2:
                 p.initial_std = float(np.std(self._initial_preds))
                 p.initial_mean = float(np.mean(self._initial_preds))
@@ -935,6 +941,28 @@ class Watcher:
 
         self.s.config["seconds"] = round(time.time() - self.started, 2)
         return diagnose(self.finalize_signals(), first_fired=self._first_fired)
+
+
+def _add_quantiles(into: dict[str, Series], step: int, x: np.ndarray) -> None:
+    """Percentiles of a window at one step: the prediction and target distributions over time, for the report."""
+    if x.size:
+        for q, v in zip(QUANTILES, np.percentile(x, QUANTILES)):
+            into.setdefault(f"p{q}", Series()).add(step, float(v))
+
+
+def _add_class_shares(into: dict[str, Series], step: int, counts: dict[int, int], total: int) -> None:
+    """Share of each predicted class in the window at one step (the first MAX_PLOTTED_CLASSES, the rest as "other")."""
+    other = 0
+    for cls, n in counts.items():
+        if cls < MAX_PLOTTED_CLASSES:
+            into.setdefault(str(cls), Series()).add(step, n / total)
+        else:
+            other += n
+    if other:
+        into.setdefault("other", Series()).add(step, other / total)
+    for name, series in into.items():  # a class no longer predicted drops to 0, not to its last share
+        if series.last_step != step:
+            series.add(step, 0.0)
 
 
 def _entropy_share(pred: dict[int, int], labels: dict[int, int]) -> float:

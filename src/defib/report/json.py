@@ -26,13 +26,17 @@ def dumps(report: dict[str, Any]) -> str:
 
 
 def write(report: dict[str, Any], path: str | os.PathLike) -> None:
+    write_atomic(dumps(report), path)
+
+
+def write_atomic(text: str, path: str | os.PathLike) -> None:
     """Write via a temporary file and rename, so a reader never sees half a report."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dumps(report))
+            fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
