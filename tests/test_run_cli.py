@@ -54,6 +54,18 @@ def test_shape_fault_is_flatlined_with_l001_at_the_loss_line(tiny_model_dir, def
     assert rep["script_exit"] == 0
 
 
+def test_a_flatline_that_recovers_is_announced_both_ways(tiny_model_dir, defib_run):
+    # the broadcasting loss pulls the predictions flat early; the tiny model later spreads them out again
+    r = defib_run(command=tiny_script(tiny_model_dir, "--fault", "shape", "--steps", "120"))
+    flat = r.stderr.find("predictions flatlined at step")
+    assert flat >= 0, r
+    if r.report["verdict"] != "flatlined":
+        assert r.stderr.find("predictions recovered by step") > flat, r
+        assert r.report["flatline"] is None
+    else:
+        assert "recovered" not in r.stderr, r
+
+
 def test_steps_option_stops_the_script(tiny_model_dir, defib_run):
     r = defib_run("--steps", "5", command=tiny_script(tiny_model_dir))
     rep = r.report

@@ -913,6 +913,12 @@ class Watcher:
             if top is not None and top.cause:
                 msg += f"; likely cause: {top.cause} [{top.code}]"
             self.announce(msg)
+        elif d.verdict != "flatlined" and "S001" in self._first_fired:
+            # the predictions spread out again: a later collapse is a new one, with its own step
+            del self._first_fired["S001"]
+            if self._flatline_announced and self.announce is not None:
+                self._flatline_announced = False
+                self.announce(f"defib: predictions recovered by step {self.s.step} (no longer flat)")
         return d
 
     def finalize_signals(self) -> Signals:
