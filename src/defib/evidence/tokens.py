@@ -172,9 +172,15 @@ class TokenCounter:
         lists = [c.to_pylist() for c in cols]
         inputs = lists[0] if pairs is None else list(zip(*lists))
         keys = np.fromiter(map(hash, inputs), dtype=np.int64, count=len(inputs))
-        ids = [e.ids for e in self.full.encode_batch(inputs)]
+        ids = [e.ids for e in self._encode(self.full, inputs)]
         self._count(ids, inputs, keys, row0)
         return keys
+
+    @staticmethod
+    def _encode(tokenizer: Any, inputs: list) -> list:
+        """Batched encoding in Rust; ``encode_batch_fast`` (tokenizers >= 0.20) skips the character offsets."""
+        fast = getattr(tokenizer, "encode_batch_fast", None)
+        return fast(inputs) if fast is not None else tokenizer.encode_batch(inputs)
 
     def _check_lengths(self, cols: list[pa.Array], row0: int) -> None:
         for c, name in zip(cols, self.columns):
@@ -213,7 +219,7 @@ class TokenCounter:
         if len(long):
             s.rows_truncated += len(long)
             s.tokens_cut += int((lens[long] - self.max_length).sum())
-            cut = self.cut.encode_batch([inputs[i] for i in long])
+            cut = self._encode(self.cut, [inputs[i] for i in long])
             id_keys = np.fromiter((hash(tuple(e.ids)) for e in cut), dtype=np.int64, count=len(long))
             self.collide.add(id_keys, keys[long], row0 + long)
 
