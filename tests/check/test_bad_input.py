@@ -254,6 +254,12 @@ def jsonl_empty_label_list(d, m):
     return args(raw(d / "data.jsonl", body), m), ["data.jsonl", "row 2, column 'label'", "empty list"]
 
 
+@case
+def jsonl_ten_megabyte_text(d, m):
+    body = b'{"text": "a", "label": 1}\n{"text": "' + b"x" * (10 << 20) + b'", "label": 0}\n'
+    return args(raw(d / "data.jsonl", body), m), ["data.jsonl", "row 2 (line 2), column 'text'", "characters"]
+
+
 # ---------------------------------------------------------------- model
 @case
 def model_path_missing(d, m):

@@ -116,6 +116,9 @@ def jsonl_problem(path: Path, compression: str | None, columns: list[str], arrow
             for name in columns:
                 if name not in obj:
                     continue
+                if isinstance(obj[name], str) and len(obj[name]) > MAX_FIELD_CHARS:
+                    return (f"{path}: row {row} (line {line_no}), column {name!r} holds {len(obj[name]):,} "
+                            "characters; a text that long is usually a whole file pasted into one field")
                 kind = JSON_KINDS.get(type(obj[name]), "value")
                 if kind == "null":
                     continue
