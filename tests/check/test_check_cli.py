@@ -124,3 +124,12 @@ def test_as_a_real_process(tmp_path, tiny_model_dir):
     assert ok.returncode == 0 and "HEALTHY" in ok.stdout, ok.stderr
     bad = subprocess.run(cmd[:5] + ["--text", "txt"] + cmd[7:], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "did you mean 'text'" in bad.stderr
+
+
+def test_json_lists_in_a_csv_are_multilabel(tmp_path, tiny_model_dir):
+    path = tmp_path / "tags.csv"
+    path.write_text("text,tags\n" + "".join(f'text {i},"[{i % 2}, 1, 0]"\n' for i in range(40)))
+    r = defib_check(path, "--text", "text", "--label", "tags", "--model", tiny_model_dir, json_path=tmp_path / "r.json")
+    c = r.report["check"]
+    assert c["task"] == "multilabel" and c["labels"]["counts"] == {"0": 20, "1": 40, "2": 0}
+    assert "D104" not in {f["code"] for f in r.report["findings"]}  # label 0 varies: not constant

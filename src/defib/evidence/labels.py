@@ -12,6 +12,7 @@ code for a text label, a hash for a list) that the duplicate check compares.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -92,6 +93,8 @@ class LabelCounter:
         empty = pc.equal(trimmed, "")
         if pc.any(empty).as_py():
             self._fail(row0 + _first(empty), "is empty")
+        if self.kind in (None, "list") and pc.all(pc.match_substring_regex(trimmed, r"^\[.*\]$")).as_py():
+            return self._json_lists(trimmed, row0)  # "[0, 1, 1]" in a CSV cell: a multilabel row
         isnum = pc.match_substring_regex(trimmed, NUMBER, ignore_case=True)
         n_num = pc.sum(isnum.cast(pa.int64())).as_py() or 0
         if 0 < n_num < len(arr) or (self.kind == "number" and n_num == 0) or (self.kind == "text" and n_num):
@@ -121,6 +124,24 @@ class LabelCounter:
             self.counts[int(code)] = self.counts.get(int(code), 0) + int(n)
         self._order(keys.astype(np.float64))
         return keys.astype(np.float64)
+
+    def _json_lists(self, arr: pa.Array, row0: int) -> np.ndarray:
+        rows = []
+        for i, cell in enumerate(arr.to_pylist()):
+            try:
+                value = json.loads(cell)
+            except ValueError:
+                value = None
+            if not isinstance(value, list):
+                self._fail(row0 + i, f"is {cell[:40]!r}, not a JSON list like the rows before it")
+            rows.append(value)
+        try:
+            lists = pa.array(rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            raise InputError(f"{self.source}: column {self.column!r} mixes types inside its lists "
+                             f"(rows {row0}..{row0 + len(rows) - 1})") from None
+        self._set_kind("list", row0, arr[0].as_py())
+        return self._lists(lists, row0)
 
     def _numbers(self, y: np.ndarray, row0: int, raw: pa.Array) -> np.ndarray:
         bad = ~np.isfinite(y)
