@@ -173,7 +173,7 @@ def check_cmd(data: Path = typer.Argument(..., help="CSV, TSV, JSON Lines or Par
     from defib.evidence.readers import InputError
 
     if delimiter is not None:
-        delimiter = delimiter.encode().decode("unicode_escape")  # let --delimiter '\t' mean a tab
+        delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)  # --delimiter '\\t' means a tab
         if len(delimiter) != 1:
             fail(f"--delimiter must be one character, got {delimiter!r}")
     try:

@@ -87,7 +87,8 @@ def load_model_config(name: str | os.PathLike) -> ModelSignals:
     local = Path(where) / "config.json"
     try:
         cfg = AutoConfig.from_pretrained(where)
-        raw = json.loads(local.read_text(encoding="utf-8")) if local.exists() else cfg.to_dict()
+        # what the file itself says: to_dict() would invent a default id2label of two labels
+        raw = json.loads(local.read_text(encoding="utf-8")) if local.exists() else cfg.to_diff_dict()
     except Exception as exc:  # a tokenizer-only folder has no config; anything else unreadable is bad input
         if Path(where).is_dir() and not local.exists():
             return out
