@@ -91,7 +91,12 @@ def _format(path: Path) -> tuple[str, str | None]:
                          + (f" (they look like {actual})" if actual else ""))
     if not compression and fmt in TEXT_FORMATS.values() and actual is not None:
         fix = {"gzip": ".gz", "bz2": ".bz2", "zstd": ".zst"}.get(actual)
-        todo = f"rename it to {path.name}{fix}" if fix else f"decompress it or save it as {fmt}"
+        if fix:
+            todo = f"rename it to {path.name}{fix}"
+        elif actual in ("parquet", "arrow"):
+            todo = f"rename it to {path.stem}.{actual}"
+        else:
+            todo = f"decompress it, or save it as {fmt}"
         raise InputError(f"{path}: named {name_suffix} but the file is {actual} data; {todo}")
     if fmt == "parquet" and actual != "parquet":
         raise InputError(f"{path}: named {name_suffix} but it is not a Parquet file (no PAR1 magic bytes)")

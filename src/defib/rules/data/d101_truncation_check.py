@@ -56,7 +56,8 @@ class TruncationInData(Rule):
         p95 = t.length_quantile(0.95)
         evidence = {"rows": t.rows, "rows_truncated": t.rows_truncated, "truncated_share": round(cut, 4),
                     "colliding_rows": t.colliding_rows, "colliding_share": round(collide, 4),
-                    "tokens_cut": t.tokens_cut, "max_length": t.max_length, "length_p50": t.length_quantile(0.5),
+                    "tokens_cut": t.tokens_cut, "tokens_cut_share": round(t.tokens_cut / max(1, t.tokens), 4),
+                    "max_length": t.max_length, "length_p50": t.length_quantile(0.5),
                     "length_p95": p95, "collision_example_rows": t.collision_examples}
         limit = s.model.max_positions if s.model and s.model.max_positions else None
         target = min(p95, limit) if limit else p95

@@ -56,7 +56,7 @@ class ClassImbalanceInData(Rule):
         if ratio < self.max_ratio:
             return None
         weights = {str(c): round(n / (k * m), 3) for c, m in counts.items()}
-        ordered = [weights[str(c)] for c in sorted(counts, key=str)]
+        ordered = [weights[str(c)] for c in sorted(counts)]  # the order of a sorted label2id
         return self.finding(
             f"Class {major!s} has {big:,} rows and class {minor!s} {small:,} ({ratio:.1f}x fewer; "
             f"{small / n:.1%} of {n:,} rows): an unweighted loss can score well by predicting {major!s}.",
