@@ -113,16 +113,19 @@ def real_files(folder: Path) -> dict[str, tuple[str, ...]]:
 
     from defib.demos.data import RT_CLASSES, load_rotten_tomatoes, load_stsb
 
-    s = load_stsb("train")
-    stsb = folder / "stsb-train.tsv"
-    with open(stsb, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, delimiter="\t")
-        w.writerow(["sentence1", "sentence2", "score"])
-        w.writerows(zip(s.sentence1, s.sentence2, s.score))
+    stsb = {}
+    for split in ("train", "dev"):
+        s = load_stsb(split)
+        stsb[split] = folder / f"stsb-{split}.tsv"
+        with open(stsb[split], "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh, delimiter="\t")
+            w.writerow(["sentence1", "sentence2", "score"])
+            w.writerows(zip(s.sentence1, s.sentence2, s.score))
     rt = load_rotten_tomatoes()
     rtp = folder / "rotten_tomatoes.parquet"
     pq.write_table(pa.table({"text": rt.text, "label": [RT_CLASSES[i] for i in rt.label]}), rtp)
-    return {"STS-B train (pairs, max_length 128)": (str(stsb), "sentence1", "sentence2", "score", "128"),
+    return {"STS-B train (pairs, max_length 128)": (str(stsb["train"]), "sentence1", "sentence2", "score", "128"),
+            "STS-B dev (pairs, max_length 128)": (str(stsb["dev"]), "sentence1", "sentence2", "score", "128"),
             "Rotten Tomatoes (default max_length)": (str(rtp), "text", "", "label", "")}
 
 

@@ -60,3 +60,25 @@ def test_progress_bar_draws_on_a_terminal(monkeypatch, capsys):
             tick(rows, None)
     with _progress(False, None) as tick:
         tick(5, 0.5)
+
+
+def test_file_order_statistics_carry_across_batches():
+    import pyarrow as pa
+
+    from defib.evidence.labels import LabelCounter
+
+    rng = np.random.default_rng(1)
+    y = np.cumsum(rng.normal(size=3000)) * 0.1 + rng.normal(size=3000)  # autocorrelated targets
+    lc = LabelCounter("y", "test")
+    for part in np.array_split(y, 7):
+        lc.update(pa.array(part), 1)
+    o = lc.order("regression")
+    d = y - y.mean()
+    assert o.observed == pytest.approx(float(d[1:] @ d[:-1] / (d @ d)), rel=1e-9)
+    classes = rng.integers(0, 3, size=3000)
+    lc = LabelCounter("c", "test")
+    for part in np.array_split(classes, 7):
+        lc.update(pa.array(part), 1)
+    o = lc.order("classification")
+    assert o.observed * 2999 == pytest.approx(np.count_nonzero(classes[1:] == classes[:-1]))
+    assert o.p_value > 1e-3  # a random order is not called grouped

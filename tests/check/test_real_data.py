@@ -2,7 +2,8 @@
 
 What it finds there (also in bench/preflight/README.md): Rotten Tomatoes is
 grouped by label in file order and its "plot" class is 6.8x rarer than
-"fresh"; STS-B is clean at max_length 128 and cut short at 16.
+"fresh"; STS-B is clean at max_length 128 and cut short at 16; its dev split is
+ordered by source, so its scores are autocorrelated in file order (0.22).
 """
 
 from __future__ import annotations
@@ -58,3 +59,10 @@ def test_stsb_pairs_cut_at_16(stsb_tsv):
                          max_length=16)
     f = next(f for f in d.findings if f.code == "D101")
     assert f.evidence["truncated_share"] > 0.8
+
+
+def test_stsb_dev_is_ordered_by_source(tmp_path):
+    s = load_stsb("dev")
+    d = defib.check_data(s.sentence1, s.score, text_pairs=s.sentence2, model=model_path(), max_length=128)
+    f = next(f for f in d.findings if f.code == "D103")
+    assert f.evidence["statistic"] == "lag-1 autocorrelation" and 0.2 < f.evidence["observed"] < 0.3
