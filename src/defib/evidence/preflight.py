@@ -33,7 +33,7 @@ from defib.evidence.tokens import TokenCounter, load_model_config, load_tokenize
 BATCH_ROWS = 4096          # rows per tokenizer call: large enough for Rust's parallelism, small for memory
 LENGTH_BINS = 16           # token-length histogram bins up to max_length (more beyond it)
 CONFLICT_SPREAD = 0.5      # regression: duplicates whose targets differ by more than this many target stds disagree
-EXAMPLES = 5
+EXAMPLES = 5               # row numbers kept as examples of one conflicting group
 
 
 class Preflight:
