@@ -61,8 +61,8 @@ class GroupedLabelsInFile(Rule):
             what = (f"In file order {o.observed:.0%} of neighbouring rows share a label where a random order "
                     f"gives {o.expected:.0%}")
         return self.finding(
-            f"{what} (z = {o.z:.1f}, p {_p(o.p_value)}): the file is grouped by label, so a loader "
-            "that does not shuffle trains on one kind of label at a time.",
+            f"{what} (z = {o.z:.1f}, p {_p(o.p_value)}): the file is grouped or sorted by label, so a loader "
+            "that does not shuffle trains on one range of labels at a time.",
             confidence=min(0.9, 0.5 + o.effect / 2),
             evidence={"statistic": o.statistic, "observed": round(o.observed, 4), "expected": round(o.expected, 4),
                       "z": round(o.z, 2), "p_value": o.p_value, "effect": round(o.effect, 4), "rows": s.rows},
