@@ -30,6 +30,7 @@ class TokenSignals:
     rows_truncated: int = 0                   # rows longer than max_length
     tokens_cut: int = 0                       # tokens dropped by truncation, over all rows
     colliding_rows: int = 0                   # truncated rows whose ids equal a different text's (estimate)
+    colliding_texts: int = 0                  # distinct texts among them (estimate)
     collision_examples: list[int] = field(default_factory=list)  # rows of one such group
     unk_id: int | None = None
     unk_tokens: int = 0
@@ -103,6 +104,7 @@ class LabelSignals:
 class DuplicateSignals:
     """Rows whose text (or text pair) repeats, and those among them whose labels disagree."""
 
+    distinct_texts: int = 0                   # distinct texts (or pairs) in the data (estimate)
     duplicate_rows: int = 0                   # rows whose text appeared before
     conflicting_rows: int = 0                 # rows in a group of equal texts with disagreeing labels (estimate)
     conflicting_groups: int = 0

@@ -21,6 +21,7 @@ def test_shared_prefix_cut_short_collides(tiny_model_dir):
     f = find(d, "D101")
     assert f is not None and f.severity == Severity.ERROR, d.findings
     assert f.evidence["colliding_share"] > 0.9
+    assert f.evidence["colliding_texts"] == f.evidence["distinct_texts"] == 200
     assert f.evidence["rows_truncated"] == 200
     assert d.verdict == "at_risk"
 
@@ -55,3 +56,10 @@ def test_many_rows_cut_without_collisions_warn(tiny_model_dir):
     assert f is not None and f.severity == Severity.WARNING
     assert f.evidence["colliding_rows"] == 0 and f.evidence["truncated_share"] == 1.0
 
+
+
+def test_copies_of_one_long_text_are_not_collisions(tiny_model_dir):
+    rows = [PREFIX * 3] * 50 + texts(150)  # one text, cut, 50 times: duplicates, not distinct texts made alike
+    d = check(rows, [i % 2 for i in range(200)], tiny_model_dir, max_length=16)
+    f = find(d, "D101")
+    assert f is None or f.evidence["colliding_texts"] == 0

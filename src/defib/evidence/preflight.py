@@ -87,6 +87,7 @@ class Preflight:
         out = DuplicateSignals()
         if not len(starts):
             return out
+        out.distinct_texts = len(starts) * self.dups.scale
         out.duplicate_rows = int((sizes - 1).sum()) * self.dups.scale
         lo, hi = np.minimum.reduceat(label_keys, starts), np.maximum.reduceat(label_keys, starts)
         tol = CONFLICT_SPREAD * (lab.std or 0.0) if task == "regression" else 0.0

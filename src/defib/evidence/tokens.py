@@ -236,6 +236,8 @@ class TokenCounter:
         if len(starts):
             mixed = np.minimum.reduceat(text_keys, starts) != np.maximum.reduceat(text_keys, starts)  # (groups,)
             colliding = int(sizes[mixed].sum())
+            in_mixed = np.repeat(mixed, sizes)  # (rows,) a text tokenizes one way, so it sits in one group
+            s.colliding_texts = int(np.unique(text_keys[in_mixed]).size) * self.collide.scale
             if mixed.any():
                 first = int(np.flatnonzero(mixed)[0])
                 example = rows[starts[first]:starts[first] + min(int(sizes[first]), EXAMPLES)].tolist()

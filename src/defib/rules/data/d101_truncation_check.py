@@ -14,8 +14,9 @@ class TruncationInData(Rule):
         Every row is tokenized without truncation to get its true length,
         then the rows longer than ``max_length`` are tokenized again, truncated
         exactly as ``tokenizer(..., truncation=True, max_length=L)`` would. It
-        counts the rows cut, the tokens they lose, and the rows whose truncated
-        ids equal those of a *different* text (or text pair).
+        counts the rows cut, the tokens they lose, and the distinct texts (or
+        text pairs) whose truncated ids equal those of a *different* text, as a
+        share of all distinct texts.
 
     Why it flattens predictions:
         Texts that reach the model as the same ids must get the same
@@ -43,7 +44,7 @@ class TruncationInData(Rule):
     stage = "check"
 
     min_rows = 32             # rows before judging
-    warn_collisions = 0.02    # share of rows whose truncated ids equal a different text's: suspicious
+    warn_collisions = 0.02    # share of distinct texts whose truncated ids equal a different text's: suspicious
     error_collisions = 0.20   # ... and a collapse in the making
     warn_truncated = 0.10     # share of rows cut at max_length (without collisions): the model misses their ends
 
@@ -51,11 +52,13 @@ class TruncationInData(Rule):
         t = s.tokens
         if t.rows < self.min_rows:
             return None
-        collide = t.colliding_rows / t.rows
+        distinct = s.duplicates.distinct_texts if s.duplicates and s.duplicates.distinct_texts else t.rows
+        collide = min(1.0, t.colliding_texts / distinct)  # share of distinct texts, as D001 counts at run time
         cut = t.rows_truncated / t.rows
         p95 = t.length_quantile(0.95)
         evidence = {"rows": t.rows, "rows_truncated": t.rows_truncated, "truncated_share": round(cut, 4),
-                    "colliding_rows": t.colliding_rows, "colliding_share": round(collide, 4),
+                    "colliding_rows": t.colliding_rows, "colliding_texts": t.colliding_texts,
+                    "distinct_texts": distinct, "colliding_share": round(collide, 4),
                     "tokens_cut": t.tokens_cut, "tokens_cut_share": round(t.tokens_cut / max(1, t.tokens), 4),
                     "max_length": t.max_length, "length_p50": t.length_quantile(0.5),
                     "length_p95": p95, "collision_example_rows": t.collision_examples}
@@ -67,8 +70,8 @@ class TruncationInData(Rule):
         if collide >= self.warn_collisions:
             example = f" (e.g. rows {', '.join(map(str, t.collision_examples[:3]))})" if t.collision_examples else ""
             return self.finding(
-                f"{collide:.0%} of rows ({t.colliding_rows:,}) become the same input_ids as a different text once cut "
-                f"at max_length={t.max_length}{example}; {cut:.0%} of rows are longer than that.",
+                f"{collide:.0%} of {distinct:,} distinct texts ({t.colliding_rows:,} rows) become the same input_ids "
+                f"as a different text once cut at max_length={t.max_length}{example}; {cut:.0%} of rows are longer.",
                 confidence=min(0.95, 0.6 + collide), evidence=evidence, fix=fix,
                 severity=Severity.ERROR if collide >= self.error_collisions else Severity.WARNING)
         if cut >= self.warn_truncated:
