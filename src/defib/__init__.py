@@ -4,4 +4,16 @@ __version__ = "0.1.0"
 
 from defib.api import watch  # noqa: E402
 
-__all__ = ["watch", "__version__"]
+__all__ = ["watch", "check_data", "check_file", "InputError", "__version__"]
+
+_LAZY = {"check_data": "defib.evidence.preflight", "check_file": "defib.evidence.preflight",
+         "InputError": "defib.evidence.readers"}
+
+
+def __getattr__(name: str):
+    """The data check loads pyarrow; a watched training process (``defib run``) never needs it."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'defib' has no attribute {name!r}")

@@ -1,7 +1,8 @@
-"""The ``defib`` command line (typer): run, rules, rule."""
+"""The ``defib`` command line (typer): run, check, rules, rule."""
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import shutil
@@ -84,6 +85,17 @@ def write_reports(report: dict, json_path: Optional[Path], html_path: Optional[P
             fail(f"cannot write the report {path}: {exc.strerror or exc}")
 
 
+def _emit(report: dict, json_path: Optional[Path], html_path: Optional[Path], quiet: bool) -> None:
+    """Write the reports asked for, and print the verdict line or the whole text report."""
+    from defib.report.text import headline, render
+
+    write_reports(report, json_path, html_path)
+    if quiet:
+        typer.echo(f"defib: {headline(report)}")
+    else:
+        render(report)
+
+
 def _write_html(report: dict, path: Path) -> None:
     from defib.report.html import write_html
 
@@ -112,8 +124,6 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
     """Run a training script unchanged and diagnose it: defib run [--json PATH] [--html PATH] -- python train.py ARGS."""
     _check_command(command)
     check_outputs(json_path, html_path)
-    from defib.report.text import headline, render
-
     returncode, report = _watched(command, steps)
     report["script_exit"] = returncode
     report["command"] = command
@@ -121,11 +131,7 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
         report["findings"] = [f for f in report["findings"] if f["code"] not in set(ignore)]
     if confirm:
         report["confirmed_fixes"] = _confirm(report, command, confirm_runs, confirm_steps)
-    write_reports(report, json_path, html_path)
-    if quiet:
-        typer.echo(f"defib: {headline(report)}")
-    else:
-        render(report)
+    _emit(report, json_path, html_path, quiet)
     code = _exit_code(report)
     raise typer.Exit(code if code else (returncode if returncode > 0 else 0))
 
@@ -234,6 +240,53 @@ def _exit_code(report: dict) -> int:
     if report.get("verdict") == "flatlined" or any(f.get("severity") == "error" for f in report.get("findings", [])):
         return 1
     return 0
+
+
+class Task(str, enum.Enum):
+    regression = "regression"
+    classification = "classification"
+    multilabel = "multilabel"
+
+
+class FailOn(str, enum.Enum):
+    warning = "warning"
+    error = "error"
+
+
+@app.command("check")
+def check_cmd(data: Path = typer.Argument(..., help="CSV, TSV, JSON Lines or Parquet file, or a save_to_disk folder."),
+              text: str = typer.Option(..., "--text", help="The text column."),
+              label: str = typer.Option(..., "--label", help="The label column."),
+              model: str = typer.Option(..., "--model", help="Model folder (or hub name): its tokenizer and config."),
+              text_pair: Optional[str] = typer.Option(None, "--text-pair", help="The second text column, for pairs."),
+              tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="A tokenizer other than the model's."),
+              max_length: Optional[int] = typer.Option(None, "--max-length", help="Truncation length (default: the model's)."),
+              task: Optional[Task] = typer.Option(None, "--task", help="Default: inferred from the labels."),
+              json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
+              html_path: Optional[Path] = html_option(),
+              fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help="Exit 1 on findings of this severity or worse."),
+              delimiter: Optional[str] = typer.Option(None, "--delimiter", help="CSV field separator (default: by extension)."),
+              ignore: list[str] = typer.Option([], "--ignore", help="Rule codes to leave out of the report."),
+              quiet: bool = typer.Option(False, "--quiet", help="Print only the verdict line.")) -> None:
+    """Check a data file before training: truncation, tokenizer, label order, encoding, scale and balance."""
+    from defib.evidence.preflight import check_file
+    from defib.evidence.readers import InputError
+
+    check_outputs(json_path, html_path)
+    if delimiter is not None:
+        delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)  # --delimiter '\\t' means a tab
+        if len(delimiter) != 1:
+            fail(f"--delimiter must be one character, got {delimiter!r}")
+    try:
+        diagnosis = check_file(data, text=text, label=label, model=model, text_pair=text_pair, tokenizer=tokenizer,
+                               max_length=max_length, task=task.value if task else None, delimiter=delimiter,
+                               progress=not quiet, ignore=tuple(c.upper() for c in ignore))
+    except InputError as exc:
+        fail(str(exc))
+    _emit(diagnosis.to_dict(), json_path, html_path, quiet)
+    worst = max((f.severity for f in diagnosis.findings), default=None)
+    threshold = {"warning": 1, "error": 2}[fail_on.value]
+    raise typer.Exit(1 if worst is not None and int(worst) >= threshold else 0)
 
 
 @app.command("rules")

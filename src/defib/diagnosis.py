@@ -107,18 +107,33 @@ def diagnose(signals: Any, *, first_fired: dict[str, int] | None = None,
             message=f"defib hit {len(errors)} internal error(s) and skipped those measurements; training was not affected.",
             evidence={"errors": errors[:10]},
             fix="Please report this with the evidence above; pass --ignore X001 to silence it."))
-    return _assemble(signals, findings, skipped)
+    return _assemble(signals, findings, skipped, stage)
 
 
-def _assemble(signals: Any, findings: list[Finding], skipped: dict[str, list[str]]) -> Diagnosis:
+def _verdict_before_training(signals: Any, findings: list[Finding]) -> str:
+    """A data check has no steps and no predictions: its rows are its evidence.
+
+    ``at_risk`` when any finding warns (the collapse can only come later),
+    ``healthy`` when none does, ``inconclusive`` when there were no rows to look at.
+    """
+    if not int(getattr(signals, "rows", 0) or 0):
+        return "inconclusive"
+    if any(f.severity >= Severity.WARNING for f in findings if f.code != INTERNAL_CODE):
+        return "at_risk"
+    return "healthy"
+
+
+def _assemble(signals: Any, findings: list[Finding], skipped: dict[str, list[str]], stage: str = "run") -> Diagnosis:
     causes = sorted((f for f in findings if f.cause), key=lambda f: (-int(f.severity), -f.confidence, f.code))
     symptoms = sorted((f for f in findings if not f.cause), key=lambda f: (-int(f.severity), f.code))
-    if causes:
+    if causes and stage == "run":  # a data check's cause-less findings are notes, not symptoms of a cause
         causes[0].symptoms = [f.code for f in symptoms if f.code != INTERNAL_CODE]
     flat = next((f for f in symptoms if f.code == FLATLINE_CODE), None)
     steps = int(getattr(signals, "step", 0) or 0)
     observed_preds = getattr(signals, "preds", None) is not None
-    if flat is not None:
+    if stage == "check":
+        verdict = _verdict_before_training(signals, findings)
+    elif flat is not None:
         verdict = "flatlined"
     elif steps == 0 or not observed_preds:
         verdict = "inconclusive"

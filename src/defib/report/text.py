@@ -24,7 +24,31 @@ def headline(report: dict[str, Any]) -> str:
     head = f"{verdict.upper().replace('_', ' ')}"
     if verdict == "flatlined" and flat:
         head += f" at step {flat.get('step')}"
+    check = report.get("check")
+    if check is not None:
+        return head + f"  ({report.get('task', 'unknown')}, {check.get('rows', 0):,} rows checked)"
     return head + f"  ({report.get('task', 'unknown')}, {report.get('steps_observed', 0)} optimizer steps observed)"
+
+
+def check_lines(check: dict[str, Any]) -> list[str]:
+    """The data check's summary under the headline: source, task inference, lengths, labels."""
+    how = f"inferred: {check.get('task_reason')}" if check.get("task_inferred") else "given"
+    lines = [f"{check.get('source')}: {check.get('rows', 0):,} rows; task {check.get('task')} ({how})"]
+    lengths = check.get("token_lengths") or {}
+    if lengths:
+        cut = check.get("rows_truncated", 0) / max(1, check.get("rows", 1))
+        lines.append(f"tokens per row: median {lengths.get('p50')}, 95% within {lengths.get('p95')}, longest "
+                     f"{lengths.get('longest')}; max_length {check.get('max_length')} "
+                     f"({check.get('max_length_source')}) cuts {cut:.1%} of rows")
+    labels = check.get("labels") or {}
+    if labels.get("kind") == "regression":
+        lines.append(f"labels: mean {_num(labels.get('mean'))}, std {_num(labels.get('std'))}, "
+                     f"range {_num(labels.get('min'))}..{_num(labels.get('max'))}")
+    elif labels.get("counts"):
+        counts = list(labels["counts"].items())
+        shown = ", ".join(f"{k}: {v:,}" for k, v in counts[:6]) + (f", ... ({len(counts)} in all)" if len(counts) > 6 else "")
+        lines.append(f"labels: {shown}")
+    return lines
 
 
 def render(report: dict[str, Any], console: Console | None = None) -> None:
@@ -39,19 +63,25 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
                     style="default")
     if report.get("script_exit") not in (None, 0):
         body.append(f"\nthe script exited with status {report['script_exit']}", style="default")
+    if report.get("check") is not None:
+        for line in check_lines(report["check"]):
+            body.append("\n" + line, style="default")
     if report.get("stopped_after_steps"):
         body.append(f"\ndefib stopped the script after {report['stopped_after_steps']} steps (--steps)", style="default")
     console.print(Panel(body, title="defib", title_align="left", expand=False))
     findings = report.get("findings") or []
     if not findings:
-        note = "No findings." if verdict != "inconclusive" else _inconclusive(report)
+        note = ("No findings." if verdict != "inconclusive" else
+                "No rows to check." if report.get("check") is not None else _inconclusive(report))
         console.print(note)
     for i, f in enumerate(findings, 1):
         sev = f.get("severity", "info")
-        label = f.get("cause") or "symptom"
+        label = f.get("cause") or ("note" if report.get("check") is not None else "symptom")
         console.print(Text.assemble((f"{i}. [{f['code']}] ", "bold"), (label, "bold"),
                                     (f"  {sev}", SEVERITY_STYLE.get(sev, "")),
-                                    (f"  confidence {f.get('confidence', 0):.2f}, first seen at step {f.get('step')}", "dim")))
+                                    (f"  confidence {f.get('confidence', 0):.2f}" + (
+                                        "" if report.get("check") is not None else f", first seen at step {f.get('step')}"),
+                                     "dim")))
         console.print("   " + escape(f.get("message", "")))
         where = f.get("where")
         if where:

@@ -1,0 +1,239 @@
+"""The data preflight: stream a data file (or in-memory columns) once and measure what the check rules read.
+
+``check_file`` is what ``defib check`` runs; ``check_data`` is the same on
+Python lists (``defib.check_data``; ``defib train`` calls it before training).
+Both return a :class:`~defib.diagnosis.Diagnosis` from the check-stage rules,
+with a ``check`` section (rows, task, token-length and label histograms) in
+its JSON. Bad input raises :class:`~defib.evidence.readers.InputError`.
+
+Per batch of rows: the texts go through the fast tokenizer
+(:mod:`defib.evidence.tokens`), the labels through
+:mod:`defib.evidence.labels`, and a hash of each text with its label into a
+keyed sample, from which duplicate texts with disagreeing labels are counted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from defib.check_signals import CheckSignals, DuplicateSignals, LabelSignals
+from defib.diagnosis import Diagnosis, diagnose
+from defib.evidence.labels import LabelCounter, check_task, infer_task, label_summary
+from defib.evidence.readers import InputError, open_table
+from defib.evidence.sampling import KeyedSample, groups
+from defib.evidence.tokens import TokenCounter, load_model_config, load_tokenizer, pick_max_length
+
+BATCH_ROWS = 4096          # rows per tokenizer call: large enough for Rust's parallelism, small for memory
+LENGTH_BINS = 16           # token-length histogram bins up to max_length (more beyond it)
+CONFLICT_SPREAD = 0.5      # regression: duplicates whose targets differ by more than this many target stds disagree
+EXAMPLES = 5               # row numbers kept as examples of one conflicting group
+
+
+class Preflight:
+    """One pass over the rows; :meth:`finish` turns the counters into :class:`CheckSignals`."""
+
+    def __init__(self, *, source: str, text_columns: list[str], label_column: str, model: Any,
+                 tokenizer: Any = None, max_length: int | None = None):
+        self.model = load_model_config(model) if isinstance(model, (str, os.PathLike)) else None
+        tok = load_tokenizer(tokenizer if tokenizer is not None else model)
+        length, origin = pick_max_length(tok, self.model, max_length)
+        self.source, self.text_columns, self.label_column = source, text_columns, label_column
+        self.tokens = TokenCounter(tok, length, origin, pair=len(text_columns) == 2, model=self.model,
+                                   source=source, columns=text_columns)
+        self.labels = LabelCounter(label_column, source)
+        self.dups = KeyedSample()
+        self.rows = 0
+
+    def add(self, texts: pa.Array, pairs: pa.Array | None, labels: pa.Array) -> None:
+        for name, col in zip(self.text_columns, [texts, pairs]):
+            if col is not None and not _is_text(col.type):
+                raise InputError(f"{self.source}: column {name!r} holds {col.type} values, not text")
+        for start in range(0, len(texts), BATCH_ROWS):
+            part = slice(start, start + BATCH_ROWS)
+            row0 = self.rows + 1
+            t = _plain(texts[part])
+            p = _plain(pairs[part]) if pairs is not None else None
+            label_keys = self.labels.update(labels[part], row0)
+            text_keys = self.tokens.update(t, p, row0)
+            self.dups.add(text_keys, label_keys, np.arange(row0, row0 + len(t)))
+            self.rows += len(t)
+
+    def finish(self, task: str | None) -> CheckSignals:
+        lab = self.labels.signals()
+        s = CheckSignals(source=self.source, rows=self.rows, text_columns=self.text_columns,
+                         label_column=self.label_column, model=self.model, tokens=self.tokens.signals())
+        if self.rows == 0:
+            return s
+        if task:
+            check_task(task, lab, self.source)
+            s.task, s.task_inferred, s.task_reason = task, False, "given"
+        else:
+            s.task, s.task_reason = infer_task(lab)
+        s.labels = lab
+        s.order = self.labels.order(s.task)
+        s.duplicates = self._duplicates(lab, s.task)
+        return s
+
+    def _duplicates(self, lab: LabelSignals, task: str) -> DuplicateSignals:
+        text_keys, label_keys, rows = self.dups.arrays()
+        starts, sizes = groups(text_keys)
+        out = DuplicateSignals()
+        if not len(starts):
+            return out
+        out.distinct_texts = len(starts) * self.dups.scale
+        out.duplicate_rows = int((sizes - 1).sum()) * self.dups.scale
+        lo, hi = np.minimum.reduceat(label_keys, starts), np.maximum.reduceat(label_keys, starts)
+        tol = CONFLICT_SPREAD * (lab.std or 0.0) if task == "regression" else 0.0
+        bad = (hi - lo) > tol  # (groups,)
+        out.conflicting_groups = int(bad.sum()) * self.dups.scale
+        out.conflicting_rows = int(sizes[bad].sum()) * self.dups.scale
+        if bad.any():
+            g = int(np.flatnonzero(bad)[np.argmin(rows[starts[bad]])])  # the group that starts earliest in the file
+            span = slice(int(starts[g]), int(starts[g]) + min(int(sizes[g]), EXAMPLES))
+            out.examples = rows[span].tolist()
+            names = {code: text for text, code in self.labels.codes.items()}
+            out.example_labels = [names.get(int(v), v) if lab.kind == "text" else _num(v) for v in label_keys[span]]
+        return out
+
+
+# ---------------------------------------------------------------- entry points
+def check_file(path: str | Path, *, text: str, label: str, model: Any, text_pair: str | None = None,
+               tokenizer: Any = None, max_length: int | None = None, task: str | None = None,
+               delimiter: str | None = None, progress: bool = False, ignore: tuple[str, ...] = ()) -> Diagnosis:
+    """Check a data file (CSV, TSV, JSON Lines, Parquet, or a ``save_to_disk`` folder) for a model."""
+    columns = [text] + ([text_pair] if text_pair else []) + [label]
+    if len(set(columns)) < len(columns):
+        raise InputError(f"the same column is given twice: --text {text}"
+                         + (f" --text-pair {text_pair}" if text_pair else "") + f" --label {label}")
+    table = open_table(path, columns, delimiter=delimiter)
+    pf = Preflight(source=str(path), text_columns=columns[:-1], label_column=label, model=model,
+                   tokenizer=tokenizer, max_length=max_length)
+    with _progress(progress, table.total_rows) as tick:
+        for batch in table.batches:
+            pf.add(batch.column(text), batch.column(text_pair) if text_pair else None, batch.column(label))
+            tick(pf.rows, table.done_fraction() if table.done_fraction else None)
+    if pf.rows == 0:
+        raise InputError(f"{path}: no data rows (only a header, or nothing but blank lines)")
+    return _diagnose(pf.finish(task), ignore)
+
+
+def check_data(texts: Sequence[str], labels: Sequence[Any], *, text_pairs: Sequence[str] | None = None,
+               model: Any, max_length: int | None = None, task: str | None = None,
+               tokenizer: Any = None) -> Diagnosis:
+    """Check in-memory columns: ``defib.check_data(texts, labels, model="path/to/model")``.
+
+    ``model`` is a model folder or hub name (its tokenizer and config are
+    read; no weights are loaded); ``tokenizer`` overrides the tokenizer (a
+    name, a folder, or a fast tokenizer object). ``task`` is inferred from the
+    labels when not given. Rows in messages are counted from 1.
+    """
+    texts_arr = _column(texts, "texts", pa.string())
+    pairs_arr = _column(text_pairs, "text_pairs", pa.string()) if text_pairs is not None else None
+    labels_arr = _column(labels, "labels", None)
+    for name, arr in (("text_pairs", pairs_arr), ("labels", labels_arr)):
+        if arr is not None and len(arr) != len(texts_arr):
+            raise InputError(f"check_data: {len(texts_arr)} texts but {len(arr)} {name}")
+    pf = Preflight(source="check_data", text_columns=["texts"] + (["text_pairs"] if pairs_arr is not None else []),
+                   label_column="labels", model=model, tokenizer=tokenizer, max_length=max_length)
+    pf.add(texts_arr, pairs_arr, labels_arr)
+    return _diagnose(pf.finish(task), ())
+
+
+def _diagnose(s: CheckSignals, ignore: tuple[str, ...]) -> Diagnosis:
+    d = diagnose(s, stage="check", ignore=ignore)
+    d.extra["check"] = check_section(s)
+    return d
+
+
+def check_section(s: CheckSignals) -> dict[str, Any]:
+    """The JSON report's ``check`` section (the HTML report plots it)."""
+    t = s.tokens
+    out: dict[str, Any] = {
+        "source": s.source, "rows": s.rows, "text_columns": s.text_columns, "label_column": s.label_column,
+        "task": s.task, "task_inferred": s.task_inferred, "task_reason": s.task_reason,
+        "max_length": t.max_length if t else None, "max_length_source": t.max_length_source if t else None,
+        "tokenizer": t.tokenizer if t else None,
+        "token_lengths": length_histogram(t.length_counts, t.max_length) if t else None,
+        "labels": label_summary(s.labels, s.task) if s.labels else None,
+    }
+    if t and t.rows:
+        out["rows_truncated"] = t.rows_truncated
+        out["token_lengths"].update(p50=t.length_quantile(0.5), p95=t.length_quantile(0.95))
+    return out
+
+
+def length_histogram(counts: list[int], max_length: int) -> dict[str, Any]:
+    """Token lengths in bins of max_length/16 (max_length is always an edge), to the longest row or 4x max_length."""
+    a = np.asarray(counts, dtype=np.int64)
+    width = max(1, math.ceil(max_length / LENGTH_BINS))
+    longest = len(a) - 1 if len(a) else 0
+    top = min(max(longest + 1, max_length + 1), 4 * max_length)
+    edges = sorted({*range(0, top + width, width), max_length})
+    cum = np.concatenate([[0], np.cumsum(a)])
+    bounded = [min(e, len(a)) for e in edges]
+    bins = [int(cum[hi] - cum[lo]) for lo, hi in zip(bounded[:-1], bounded[1:])]
+    bins[-1] += int(cum[-1] - cum[bounded[-1]])  # rows beyond the last edge join the last bin
+    return {"bin_edges": edges, "counts": bins, "max_length": max_length, "longest": longest}
+
+
+# ---------------------------------------------------------------- helpers
+def _is_text(t: pa.DataType) -> bool:
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+            or (pa.types.is_dictionary(t) and _is_text(t.value_type)))
+
+
+def _plain(arr: pa.Array) -> pa.Array:
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if pa.types.is_null(arr.type):
+        arr = arr.cast(pa.string())
+    return arr
+
+
+def _column(values: Iterable[Any] | None, name: str, type_: pa.DataType | None) -> pa.Array:
+    if hasattr(values, "tolist") and not isinstance(values, list):
+        values = values.tolist()  # numpy arrays, torch tensors, pandas series
+    try:
+        return pa.array(list(values), type=type_)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+        raise InputError(f"check_data: {name} cannot be read as one column ({str(exc).splitlines()[0][:160]})") from None
+
+
+def _num(v: float) -> float | int:
+    return int(v) if float(v).is_integer() else float(v)
+
+
+class _progress:
+    """A rich progress bar on stderr for long checks; a no-op when off or not on a terminal."""
+
+    def __init__(self, enabled: bool, total_rows: int | None):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.total_rows = total_rows
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda rows, fraction: None
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("checking"), BarColumn(), TextColumn("{task.fields[rows]:,} rows"),
+                            TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task("check", total=1.0, rows=0)
+
+        def tick(rows: int, fraction: float | None) -> None:
+            done = rows / self.total_rows if self.total_rows else fraction
+            self.bar.update(self.task, completed=done if done is not None else None, rows=rows)
+
+        return tick
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()

@@ -1,0 +1,307 @@
+"""Open a user's data file as a stream of Arrow record batches, or say in one line what is wrong with it.
+
+Formats: CSV, TSV (optionally .gz/.bz2/.zst compressed), JSON Lines, Parquet,
+and a folder written by ``datasets.Dataset.save_to_disk`` (its ``.arrow``
+files are Arrow IPC streams, read here without the ``datasets`` package).
+
+Everything streams: CSV and JSON Lines in blocks, Parquet by row group, Arrow
+by record batch, so memory does not grow with the file. Nothing is ever
+written next to the input.
+
+pyarrow's own parse errors do not say where the problem is (no row, often no
+column). When one happens, :mod:`defib.evidence.locate` rescans the file with
+the standard library to name the row, and the error becomes an
+:class:`InputError`: one line that the CLI prints before exiting with 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pyarrow as pa
+
+BLOCK_BYTES = 4 << 20       # CSV / JSON block: bounded memory, and fields past this size are an error anyway
+PARQUET_BATCH = 65_536      # rows per Parquet batch
+TEXT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+BINARY_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow"}
+COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+MAGIC = [(b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\xfd7zXZ\x00", "xz"),
+         (b"PK\x03\x04", "zip"), (b"PAR1", "parquet"), (b"ARROW1", "arrow"), (b"\xff\xff\xff\xff", "arrow")]
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+class InputError(ValueError):
+    """Bad input (file, column, label, model): the message is the one line the user sees."""
+
+
+@dataclass
+class Table:
+    """An opened data source: its columns and a stream of batches holding only the wanted ones."""
+
+    path: Path
+    format: str
+    columns: list[str]
+    total_rows: int | None            # known up front for Parquet; None for text formats
+    batches: Iterator[pa.RecordBatch]
+    done_fraction: Callable[[], float] | None = None   # bytes read / file size, for the progress bar
+
+
+def open_table(path: str | Path, columns: list[str], *, delimiter: str | None = None) -> Table:
+    """Open ``path`` and check that ``columns`` exist; raise :class:`InputError` on anything malformed."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if path.is_dir():
+        return _open_saved_dataset(path, columns)
+    fmt, compression = _format(path)
+    if fmt in ("csv", "tsv"):
+        return _open_csv(path, columns, compression, delimiter or ("\t" if fmt == "tsv" else ","))
+    if fmt == "jsonl":
+        return _open_jsonl(path, columns, compression)
+    if fmt == "parquet":
+        return _open_parquet(path, columns)
+    return _open_arrow_files(path, [path], columns)
+
+
+# ---------------------------------------------------------------- format
+def _format(path: Path) -> tuple[str, str | None]:
+    """(format, compression) from the name, checked against the file's first bytes."""
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path}: the file is empty")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    suffixes = [s.lower() for s in path.suffixes]
+    compression = COMPRESSED.get(suffixes[-1]) if suffixes else None
+    name_suffix = suffixes[-2] if compression and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
+    fmt = TEXT_FORMATS.get(name_suffix) or BINARY_FORMATS.get(name_suffix)
+    actual = next((kind for magic, kind in MAGIC if head.startswith(magic)), None)
+    if fmt is None:
+        known = ", ".join(sorted({*TEXT_FORMATS, *BINARY_FORMATS}))
+        hint = f" (its bytes look like {actual})" if actual else ""
+        raise InputError(f"{path}: unknown file type {name_suffix or '(no extension)'!r}{hint}; use one of {known}")
+    if compression and actual != compression:
+        raise InputError(f"{path}: named {suffixes[-1]} but its bytes are not {compression}-compressed"
+                         + (f" (they look like {actual})" if actual else ""))
+    if not compression and fmt in TEXT_FORMATS.values() and actual is not None:
+        fix = {"gzip": ".gz", "bz2": ".bz2", "zstd": ".zst"}.get(actual)
+        if fix:
+            todo = f"rename it to {path.name}{fix}"
+        elif actual in ("parquet", "arrow"):
+            todo = f"rename it to {path.stem}.{actual}"
+        else:
+            todo = f"decompress it, or save it as {fmt}"
+        raise InputError(f"{path}: named {name_suffix} but the file is {actual} data; {todo}")
+    if fmt == "parquet" and actual != "parquet":
+        raise InputError(f"{path}: named {name_suffix} but it is not a Parquet file (no PAR1 magic bytes)")
+    if not compression and head.startswith(UTF16_BOMS):
+        raise InputError(f"{path}: the file is UTF-16 encoded (it starts with a UTF-16 byte order mark); "
+                         "save it as UTF-8")
+    return fmt, compression
+
+
+def missing_column(path: Path, name: str, available: list[str], role: str) -> InputError:
+    """The error for a column that is not there, with a did-you-mean."""
+    lower = {c.lower(): c for c in available}
+    guess = lower.get(name.lower()) or next(iter(difflib.get_close_matches(name, available, n=1, cutoff=0.6)), None)
+    hint = f"; did you mean {guess!r}?" if guess else ""
+    shown = ", ".join(repr(c) for c in available[:12]) + (", ..." if len(available) > 12 else "")
+    return InputError(f"{path}: no column {name!r} (the {role} column){hint} Columns: {shown}")
+
+
+def check_columns(path: Path, available: list[str], columns: list[str], roles: list[str]) -> None:
+    for name, role in zip(columns, roles):
+        if name not in available:
+            raise missing_column(path, name, available, role)
+
+
+# ---------------------------------------------------------------- CSV / TSV
+def _header(path: Path, compression: str | None, delimiter: str) -> list[str]:
+    """The header row, read with the standard library (BOM stripped)."""
+    with pa.input_stream(str(path), compression=compression) as raw:
+        head = raw.read(1 << 20)
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    first = next(csv.reader(io.StringIO(text), delimiter=delimiter), None)
+    if not first or not any(c.strip() for c in first):
+        raise InputError(f"{path}: the first line is empty; expected a header row with column names")
+    return first
+
+
+def _open_csv(path: Path, columns: list[str], compression: str | None, delimiter: str) -> Table:
+    import pyarrow.csv as pacsv
+
+    from defib.evidence.locate import csv_problem
+
+    header = _header(path, compression, delimiter)
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    if dupes:
+        raise InputError(f"{path}: the header names column {dupes[0]!r} more than once")
+    for name in columns:
+        if name not in header:
+            for other in ("\t", ";", "|", ","):
+                if other != delimiter and name in next(csv.reader([delimiter.join(header)], delimiter=other)):
+                    shown = {"\t": "tab", ";": "semicolon", "|": "pipe", ",": "comma"}[other]
+                    raise InputError(f"{path}: the header looks {shown}-separated, not {_name(delimiter)}-separated; "
+                                     f"pass --delimiter {other!r}" + (" or name the file .tsv" if other == "\t" else ""))
+            raise missing_column(path, name, header, "requested")
+    read = pacsv.ReadOptions(block_size=BLOCK_BYTES)
+    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    convert = pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns},
+                                   strings_can_be_null=False)
+    stream = pa.input_stream(str(path), compression=compression)
+    size = path.stat().st_size
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+            for batch in reader:
+                yield batch
+        except pa.ArrowInvalid as exc:
+            raise InputError(csv_problem(path, compression, delimiter, columns, str(exc))) from None
+        finally:
+            stream.close()
+
+    def done() -> float:
+        # compressed streams report the decompressed position; only a plain file gives a fraction
+        return 0.0 if compression or stream.closed else min(1.0, stream.tell() / size)
+
+    return Table(path, "csv" if delimiter != "\t" else "tsv", header, None, batches(), done)
+
+
+def _name(delimiter: str) -> str:
+    return {"\t": "tab", ";": "semicolon", "|": "pipe", ",": "comma"}.get(delimiter, repr(delimiter))
+
+
+# ---------------------------------------------------------------- JSON Lines
+def _open_jsonl(path: Path, columns: list[str], compression: str | None) -> Table:
+    import pyarrow.json as pajson
+
+    from defib.evidence.locate import jsonl_problem
+
+    stream = pa.input_stream(str(path), compression=compression)
+    read = pajson.ReadOptions(block_size=BLOCK_BYTES)
+    try:
+        reader = pajson.open_json(stream, read_options=read)
+    except pa.ArrowInvalid as exc:
+        stream.close()
+        raise InputError(jsonl_problem(path, compression, columns, str(exc))) from None
+    names = reader.schema.names
+    check_columns(path, names, columns, ["requested"] * len(columns))
+    size = path.stat().st_size
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in reader:
+                for name in columns:
+                    if name not in batch.schema.names:
+                        raise missing_column(path, name, batch.schema.names, "requested")
+                yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns], names=columns)
+        except pa.ArrowInvalid as exc:
+            raise InputError(jsonl_problem(path, compression, columns, str(exc))) from None
+        finally:
+            stream.close()
+
+    def done() -> float:
+        return 0.0 if compression or stream.closed else min(1.0, stream.tell() / size)
+
+    return Table(path, "jsonl", names, None, batches(), done)
+
+
+# ---------------------------------------------------------------- Parquet / Arrow
+def _open_parquet(path: Path, columns: list[str]) -> Table:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(str(path))
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
+    names = pf.schema_arrow.names
+    check_columns(path, names, columns, ["requested"] * len(columns))
+    read = {"n": 0}
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in pf.iter_batches(batch_size=PARQUET_BATCH, columns=columns):
+                read["n"] += batch.num_rows
+                yield batch
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{path}: the Parquet data is corrupt after row {read['n']} ({_first_line(exc)})") from None
+
+    total = pf.metadata.num_rows
+    return Table(path, "parquet", names, total, batches(), lambda: read["n"] / total if total else 0.0)
+
+
+def _open_saved_dataset(folder: Path, columns: list[str]) -> Table:
+    """A ``save_to_disk`` folder: ``state.json`` lists the ``.arrow`` files (Arrow IPC streams)."""
+    if (folder / "dataset_dict.json").exists():
+        try:
+            splits = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+        except (OSError, ValueError):
+            splits = []
+        hint = f"; point at one split, e.g. {folder / splits[0]}" if splits else ""
+        raise InputError(f"{folder}: a DatasetDict folder with splits {', '.join(splits) or '(none listed)'}{hint}")
+    files: list[Path] = []
+    state = folder / "state.json"
+    if state.exists():
+        try:
+            files = [folder / f["filename"] for f in json.loads(state.read_text(encoding="utf-8"))["_data_files"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{state}: unreadable state.json ({_first_line(exc)})") from None
+    else:
+        files = sorted(folder.glob("*.arrow"))
+    if not files:
+        raise InputError(f"{folder}: a directory with no dataset in it (expected a data file, or a folder "
+                         "saved by datasets' save_to_disk with .arrow files)")
+    missing = [f for f in files if not f.exists()]
+    if missing:
+        raise InputError(f"{missing[0]}: listed in {state.name} but missing")
+    return _open_arrow_files(folder, files, columns)
+
+
+def _arrow_reader(file: Path) -> pa.ipc.RecordBatchStreamReader:
+    source = pa.memory_map(str(file))
+    try:
+        return pa.ipc.open_stream(source)
+    except pa.ArrowInvalid:
+        try:
+            reader = pa.ipc.open_file(source)
+        except pa.ArrowInvalid as exc:
+            raise InputError(f"{file}: not an Arrow IPC file ({_first_line(exc)})") from None
+        return reader.to_reader() if hasattr(reader, "to_reader") else _file_batches(reader)
+
+
+def _file_batches(reader: pa.ipc.RecordBatchFileReader):
+    return (reader.get_batch(i) for i in range(reader.num_record_batches))
+
+
+def _open_arrow_files(where: Path, files: list[Path], columns: list[str]) -> Table:
+    first = _arrow_reader(files[0])
+    names = first.schema.names
+    check_columns(where, names, columns, ["requested"] * len(columns))
+    done = {"files": 0}
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for i, file in enumerate(files):
+            reader = first if i == 0 else _arrow_reader(file)
+            try:
+                for batch in reader:
+                    if any(c not in batch.schema.names for c in columns):
+                        raise missing_column(file, next(c for c in columns if c not in batch.schema.names),
+                                             batch.schema.names, "requested")
+                    yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns], names=columns)
+            except pa.ArrowInvalid as exc:
+                raise InputError(f"{file}: corrupt Arrow data ({_first_line(exc)})") from None
+            done["files"] = i + 1
+
+    return Table(where, "arrow", names, None, batches(), lambda: done["files"] / len(files))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
