@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from defib.api import watch  # noqa: E402
+from defib.api import probe, watch  # noqa: E402
 
-__all__ = ["watch", "__version__"]
+__all__ = ["probe", "watch", "__version__"]

@@ -16,6 +16,7 @@ from defib.rules.base import Finding, Rule, Severity, all_rules, resolve
 from defib.signals import MAX_INTERNAL_ERRORS
 
 FLATLINE_CODE = "S001"
+PROBE_FLATLINE_CODE = "S101"  # a probe's outputs constant across inputs
 INTERNAL_CODE = "X001"
 
 
@@ -107,18 +108,32 @@ def diagnose(signals: Any, *, first_fired: dict[str, int] | None = None,
             message=f"defib hit {len(errors)} internal error(s) and skipped those measurements; training was not affected.",
             evidence={"errors": errors[:10]},
             fix="Please report this with the evidence above; pass --ignore X001 to silence it."))
-    return _assemble(signals, findings, skipped)
+    return _assemble(signals, findings, skipped, stage)
 
 
-def _assemble(signals: Any, findings: list[Finding], skipped: dict[str, list[str]]) -> Diagnosis:
+def _probe_verdict(signals: Any, flat: Finding | None, findings: list[Finding]) -> str:
+    """A probe asks the model at rest: flat outputs are a flatline, any warning a risk; no probe ran, no verdict."""
+    probe = getattr(signals, "probe", None)
+    if flat is not None:
+        return "flatlined"
+    if probe is None or (probe.initial is None and probe.sensitivity is None):
+        return "inconclusive"
+    return "at_risk" if any(f.severity >= Severity.WARNING for f in findings) else "healthy"
+
+
+def _assemble(signals: Any, findings: list[Finding], skipped: dict[str, list[str]],
+              stage: str = "run") -> Diagnosis:
     causes = sorted((f for f in findings if f.cause), key=lambda f: (-int(f.severity), -f.confidence, f.code))
     symptoms = sorted((f for f in findings if not f.cause), key=lambda f: (-int(f.severity), f.code))
     if causes:
         causes[0].symptoms = [f.code for f in symptoms if f.code != INTERNAL_CODE]
-    flat = next((f for f in symptoms if f.code == FLATLINE_CODE), None)
+    flat_code = PROBE_FLATLINE_CODE if stage == "probe" else FLATLINE_CODE
+    flat = next((f for f in symptoms if f.code == flat_code), None)
     steps = int(getattr(signals, "step", 0) or 0)
     observed_preds = getattr(signals, "preds", None) is not None
-    if flat is not None:
+    if stage == "probe":
+        verdict = _probe_verdict(signals, flat, findings)
+    elif flat is not None:
         verdict = "flatlined"
     elif steps == 0 or not observed_preds:
         verdict = "inconclusive"

@@ -24,6 +24,9 @@ def headline(report: dict[str, Any]) -> str:
     head = f"{verdict.upper().replace('_', ' ')}"
     if verdict == "flatlined" and flat:
         head += f" at step {flat.get('step')}"
+    probe = report.get("probe")
+    if probe:
+        return head + f"  ({report.get('task', 'unknown')}, probe of {probe.get('rows')} rows from {probe.get('source')})"
     return head + f"  ({report.get('task', 'unknown')}, {report.get('steps_observed', 0)} optimizer steps observed)"
 
 
@@ -51,7 +54,8 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         label = f.get("cause") or "symptom"
         console.print(Text.assemble((f"{i}. [{f['code']}] ", "bold"), (label, "bold"),
                                     (f"  {sev}", SEVERITY_STYLE.get(sev, "")),
-                                    (f"  confidence {f.get('confidence', 0):.2f}, first seen at step {f.get('step')}", "dim")))
+                                    (f"  confidence {f.get('confidence', 0):.2f}"
+                                     + ("" if report.get("probe") else f", first seen at step {f.get('step')}"), "dim")))
         console.print("   " + escape(f.get("message", "")))
         where = f.get("where")
         if where:

@@ -1,0 +1,66 @@
+"""D201 (probe): training on the real labels teaches no more than training on shuffled ones."""
+
+from __future__ import annotations
+
+from defib.rules.base import Finding, Rule, Severity, register
+from defib.rules.fmt import num, rnd
+from defib.signals import Signals
+
+
+@register
+class LabelsDoNotBelong(Rule):
+    """The label-permutation control: real labels carry over to held-out rows no better than shuffled labels.
+
+    What it detects:
+        ``defib probe`` trains the model briefly on half the sample, twice
+        from the same start: once on the real labels, once on the same labels
+        shuffled across rows, and measures the loss on the other half. Labels
+        that belong to their texts teach something that carries over, so the
+        real-label run ends clearly below both the constant predictor and the
+        shuffled run. Reported when it does neither (by ``margin`` of the
+        constant-predictor loss), while the same model can overfit one batch
+        (so it can learn, and the labels are what is wrong).
+
+    Why it flattens predictions:
+        When labels are not tied to their texts (rows shuffled separately from
+        labels, a join on the wrong key, an off-by-one after filtering), the
+        only thing the model can learn is the label mean or the majority
+        class: the loss settles at the constant predictor's and predictions
+        go flat.
+
+    Example:
+        ``texts = df.text.tolist(); labels = df.sample(frac=1).label.tolist()``,
+        or ``labels = labels[1:]`` after dropping a header row from texts only.
+
+    Fix:
+        Keep texts and labels in one table and shuffle rows, never columns;
+        check a few (text, label) pairs by eye after every join or filter.
+    """
+
+    code = "D201"
+    cause = "data.label_misalignment"
+    title = "Labels do not belong to their texts"
+    severity = Severity.ERROR
+    stage = "probe"
+    needs = ("probe", "probe.permutation", "probe.overfit")
+
+    margin = 0.1   # share of the constant-predictor loss the real labels must win by (over it, or over shuffled)
+
+    def check(self, s: Signals) -> Finding | None:
+        p, o = s.probe.permutation, s.probe.overfit
+        if o.reached_at is None:  # the model cannot learn at all: another cause (see S102)
+            return None
+        slack = self.margin * p.baseline
+        beats_constant = p.real_loss < p.baseline - slack
+        beats_shuffled = p.real_loss < p.permuted_loss - slack
+        if beats_constant or beats_shuffled:
+            return None
+        return self.finding(
+            f"After {p.steps} steps on {p.rows - p.held_out} rows, the held-out loss is {num(p.real_loss)} with the real "
+            f"labels and {num(p.permuted_loss)} with the labels shuffled (constant predictor {num(p.baseline)}), though "
+            f"the model overfits one batch in {o.reached_at} steps: the labels do not go with their texts.",
+            confidence=0.8,
+            evidence={"held_out_loss_real": rnd(p.real_loss), "held_out_loss_permuted": rnd(p.permuted_loss),
+                      "constant_baseline": rnd(p.baseline), "held_out_rows": p.held_out, "steps": p.steps,
+                      "overfit_steps": o.reached_at},
+            fix="Shuffle rows, never a column alone; print a few (text, label) pairs after each join or filter.")
