@@ -116,7 +116,8 @@ def _probe_verdict(signals: Any, flat: Finding | None, findings: list[Finding]) 
     probe = getattr(signals, "probe", None)
     if flat is not None:
         return "flatlined"
-    if probe is None or (probe.initial is None and probe.sensitivity is None):
+    parts = ("initial", "sensitivity", "grads", "lr_range", "overfit", "permutation")
+    if probe is None or all(getattr(probe, p) is None for p in parts):
         return "inconclusive"
     return "at_risk" if any(f.severity >= Severity.WARNING for f in findings) else "healthy"
 
