@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 from helpers import BertRegressor
-from probing import PERMUTATION_BUDGET, ROWS, Detached, NoMask, probe, shuffled_labels, word_rows
+from probing import PERMUTATION_BUDGET, MeanEmbedding, ROWS, Detached, NoMask, probe, shuffled_labels, word_rows
 
 
 def test_zero_head_initial_cross_entropy_is_ln_k(tiny_model_dir):
@@ -64,13 +64,14 @@ def test_overfit_one_batch_succeeds_when_healthy_and_fails_at_lr_zero(tiny_model
 
 
 def test_lr_sweep_falls_then_runs_away(tiny_model_dir):
-    sig, _ = probe(BertRegressor(tiny_model_dir), tiny_model_dir, only=("lr_range",))
+    model = BertRegressor(tiny_model_dir)
+    sig, _ = probe(model, tiny_model_dir, only=("lr_range",), optimizer=torch.optim.SGD(model.parameters(), lr=1e-3))
     r = sig.lr_range
-    assert r.lrs == sorted(r.lrs) and len(r.lrs) == len(r.losses)
-    assert min(r.losses) < 0.7 * r.losses[0]           # it learned somewhere in the sweep
-    assert r.diverged_lr is not None and r.losses[-1] > 1.5 * min(r.losses)  # and ran away after its minimum
+    assert r.optimizer == "SGD" and r.lrs == sorted(r.lrs) and len(r.lrs) == len(r.losses)
+    assert min(r.losses) < 0.8 * r.losses[0]                      # it learned somewhere in the sweep
+    assert r.diverged_lr is not None and r.diverged_lr > r.min_loss_lr  # and plain SGD ran away after that
+    assert len(r.lrs) < 24                                        # where the sweep stopped early
     assert r.suggested_lr == pytest.approx(r.min_loss_lr / 10)
-    assert 1e-5 < r.suggested_lr < 1e-1
 
 
 def test_mask_roll_moves_outputs_only_if_the_mask_is_used(tiny_model_dir):
@@ -82,15 +83,15 @@ def test_mask_roll_moves_outputs_only_if_the_mask_is_used(tiny_model_dir):
 
 def test_permutation_control_real_labels_beat_shuffled_on_a_learnable_task(tiny_model_dir):
     rows = word_rows(128, seed=0)
-    sig, _ = probe(BertRegressor(tiny_model_dir, n_out=2), tiny_model_dir, rows, only=("permutation",),
+    sig, _ = probe(MeanEmbedding(), tiny_model_dir, rows, only=("permutation",),
                    budget=PERMUTATION_BUDGET)
     p = sig.permutation
-    assert p.real_loss < 0.85 * p.baseline and p.real_loss < p.permuted_loss - 0.1 * p.baseline
+    assert p.real_loss < 0.5 * p.baseline and p.real_loss < p.permuted_loss - 0.5 * p.baseline
 
 
 def test_permutation_control_random_labels_beat_nothing(tiny_model_dir):
     rows = shuffled_labels(word_rows(128, seed=0), seed=0)
-    sig, _ = probe(BertRegressor(tiny_model_dir, n_out=2), tiny_model_dir, rows, only=("permutation",),
+    sig, _ = probe(MeanEmbedding(), tiny_model_dir, rows, only=("permutation",),
                    budget=PERMUTATION_BUDGET)
     p = sig.permutation
     assert p.real_loss > 0.9 * p.baseline and p.real_loss > p.permuted_loss - 0.1 * p.baseline

@@ -32,13 +32,13 @@ class Budget:
 
     max_rows: int = 64          # rows of the sample
     max_length: int = 64        # tokens per row when the probe tokenizes
-    batch_size: int = 16
-    lr_steps: int = 30          # steps of the learning-rate sweep
-    lr_min: float = 1e-7
+    batch_size: int = 8         # rows per training step (gradient flow, LR sweep, permutation control)
+    lr_steps: int = 24          # steps of the learning-rate sweep
+    lr_min: float = 1e-6
     lr_max: float = 1.0
     overfit_rows: int = 8
-    overfit_steps: int = 60
-    permutation_steps: int = 24  # steps per run (two runs)
+    overfit_steps: int = 40
+    permutation_steps: int = 16  # steps per run (two runs)
     default_lr: float = 1e-4    # AdamW's lr for the training probes when the sweep suggests none
     lr_bounds: tuple[float, float] = (1e-5, 1e-2)  # a suggested lr is clamped into this range for them
 
@@ -99,7 +99,7 @@ def run_probes(model: nn.Module, tokenizer: Any, data: Any, *, labels: Any = Non
 
     sig.initial = run("initial", lambda: passive.initial_loss(model, sample, loss_fn))
     sig.sensitivity = run("sensitivity", lambda: passive.sensitivity(model, sample))
-    sig.grads = run("grads", lambda: passive.grad_flow(model, sample, loss_fn))
+    sig.grads = run("grads", lambda: passive.grad_flow(model, sample, loss_fn, rows=budget.batch_size))
     sig.lr_range = run("lr_range", lambda: training.lr_range(
         model, sample, loss_fn, optimizer, steps=budget.lr_steps, lr_min=budget.lr_min, lr_max=budget.lr_max,
         batch_size=budget.batch_size, tick=bar("learning-rate sweep", budget.lr_steps)))

@@ -101,13 +101,13 @@ def _mask_roll(model: nn.Module, batch: dict, task: str, base: torch.Tensor, s: 
     s.mask_effect = delta / spread if spread > 0 else (0.0 if delta == 0 else float("inf"))
 
 
-def grad_flow(model: nn.Module, sample: Sample, loss_fn: LossFn | None) -> GradFlow:
+def grad_flow(model: nn.Module, sample: Sample, loss_fn: LossFn | None, rows: int = 8) -> GradFlow:
     """One backward pass in train mode; gradient norm per module group and the tensors it never reaches."""
     model.train()
     named = list(model.named_parameters())
     for _, p in named:
         p.grad = None
-    batch = slice(0, 16)
+    batch = slice(0, rows)
     with torch.enable_grad():
         pred = outputs(model, sample.rows(batch), sample.task)
         value = loss(pred, sample.labels[batch], sample.task, loss_fn)

@@ -163,6 +163,18 @@ def _split(sample: Sample, at: int) -> tuple[Sample, Sample]:
     return part(slice(0, at)), part(slice(at, len(sample)))
 
 
+def _standardised(sample: Sample, n_train: int) -> Sample:
+    """Regression targets z-scored by the training half's mean and std.
+
+    Without this, both runs spend their few steps walking the output from 0
+    to the targets' mean (STS-B: 2.7), and the held-out loss measures how far
+    they got, not whether the labels go with the texts.
+    """
+    y = sample.labels[:n_train]
+    std = float(y.std()) or 1.0
+    return Sample(inputs=sample.inputs, labels=(sample.labels - y.mean()) / std, task=sample.task)
+
+
 def permutation(model: nn.Module, sample: Sample, loss_fn: LossFn | None, optimizer: torch.optim.Optimizer | None,
                 *, lr: float, steps: int = 24, batch_size: int = 16, seed: int = 0,
                 tick: Tick = _no_tick) -> Permutation:
@@ -175,7 +187,10 @@ def permutation(model: nn.Module, sample: Sample, loss_fn: LossFn | None, optimi
     to their texts teach nothing that carries over either way (memorising
     the training half helps both runs equally, which is why the training
     loss is no test). Each run starts from the untouched weights and optimizer.
+    Regression targets are standardised first (with the default MSE loss).
     """
+    if sample.task == "regression" and loss_fn is None:
+        sample = _standardised(sample, (len(sample) + 1) // 2)
     train, held = _split(sample, (len(sample) + 1) // 2)
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(train), generator=gen).to(train.labels.device)

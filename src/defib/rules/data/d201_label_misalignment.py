@@ -16,10 +16,16 @@ class LabelsDoNotBelong(Rule):
         from the same start: once on the real labels, once on the same labels
         shuffled across rows, and measures the loss on the other half. Labels
         that belong to their texts teach something that carries over, so the
-        real-label run ends clearly below both the constant predictor and the
-        shuffled run. Reported when it does neither (by ``margin`` of the
-        constant-predictor loss), while the same model can overfit one batch
-        (so it can learn, and the labels are what is wrong).
+        real-label run ends clearly below the constant predictor or the
+        shuffled run. Labels that do not belong are exchangeable with a
+        shuffle of themselves, so both runs end alike. Reported when the real
+        labels win neither way (by ``margin`` of the constant-predictor loss)
+        and the two runs end within ``max_gap`` of each other, while the same
+        model can overfit one batch (so it can learn, and the labels are what
+        is wrong) and its encoder is pretrained and answers differently to
+        different inputs. A warning: with a few dozen rows and steps, a hard
+        task (sentence-pair similarity) can also show no gain; probe more
+        rows (``--rows 256``) to settle it.
 
     Why it flattens predictions:
         When labels are not tied to their texts (rows shuffled separately from
@@ -40,26 +46,34 @@ class LabelsDoNotBelong(Rule):
     code = "D201"
     cause = "data.label_misalignment"
     title = "Labels do not belong to their texts"
-    severity = Severity.ERROR
+    severity = Severity.WARNING
     stage = "probe"
     needs = ("probe", "probe.permutation", "probe.overfit")
 
     margin = 0.1   # share of the constant-predictor loss the real labels must win by (over it, or over shuffled)
+    max_gap = 0.3  # misaligned labels are exchangeable with shuffled ones: both runs end within this share
+    min_output_spread = 0.01  # a model that answers the same for every input (S101) learns nothing from texts
+    max_default_layernorms = 0.9  # a random encoder (M102) has no features for the labels to go with
 
     def check(self, s: Signals) -> Finding | None:
-        p, o = s.probe.permutation, s.probe.overfit
+        p, o, v = s.probe.permutation, s.probe.overfit, s.probe.sensitivity
         if o.reached_at is None:  # the model cannot learn at all: another cause (see S102)
             return None
+        if v is not None and (v.output_spread < self.min_output_spread
+                              or (v.layernorm_at_init or 0.0) >= self.max_default_layernorms):
+            return None  # the model, not the labels, explains it
         slack = self.margin * p.baseline
         beats_constant = p.real_loss < p.baseline - slack
         beats_shuffled = p.real_loss < p.permuted_loss - slack
         if beats_constant or beats_shuffled:
             return None
+        if abs(p.real_loss - p.permuted_loss) > self.max_gap * max(p.real_loss, p.permuted_loss):
+            return None  # the two runs disagree: noise from a few rows, not the exchangeable pair misalignment makes
         return self.finding(
             f"After {p.steps} steps on {p.rows - p.held_out} rows, the held-out loss is {num(p.real_loss)} with the real "
             f"labels and {num(p.permuted_loss)} with the labels shuffled (constant predictor {num(p.baseline)}), though "
-            f"the model overfits one batch in {o.reached_at} steps: the labels do not go with their texts.",
-            confidence=0.8,
+            f"the model overfits one batch in {o.reached_at} steps: the labels may not go with their texts.",
+            confidence=0.6,
             evidence={"held_out_loss_real": rnd(p.real_loss), "held_out_loss_permuted": rnd(p.permuted_loss),
                       "constant_baseline": rnd(p.baseline), "held_out_rows": p.held_out, "steps": p.steps,
                       "overfit_steps": o.reached_at},
