@@ -64,6 +64,18 @@ def _raw(model: nn.Module, batch: dict) -> torch.Tensor:
         return outputs(model, batch, "classification")
 
 
+def _check_fits(model: nn.Module, sample: Any) -> None:
+    """Class ids must index the model's logits (else every probe would fail on the same error)."""
+    if sample.task != "classification":
+        return
+    model.eval()
+    with torch.no_grad():
+        width = outputs(model, sample.rows(slice(0, 2)), "classification").shape[1]
+    top = int(sample.labels.max())
+    if top >= width:
+        raise ProbeInputError(f"class id {top} in the labels, but the model has {width} outputs")
+
+
 def _device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
@@ -77,6 +89,7 @@ def run_probes(model: nn.Module, tokenizer: Any, data: Any, *, labels: Any = Non
     with preserved(model, optimizer):
         sample = make_sample(data, labels, tokenizer, task=task, max_rows=budget.max_rows,
                              max_length=budget.max_length, device=_device(model), infer_task=_infer_task(model))
+        _check_fits(model, sample)
     sig = ProbeSignals(task=sample.task, rows=len(sample), source=source)
     if optimizer is not None:
         sig.user_lr = max(float(g["lr"]) for g in optimizer.param_groups)
