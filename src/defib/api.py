@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -10,6 +10,9 @@ from torch import nn
 from defib.diagnosis import Diagnosis
 from defib.evidence.hooks import Installed, install
 from defib.evidence.watch import Watcher, stderr_announce
+
+if TYPE_CHECKING:
+    from defib.evidence.probes import Budget
 
 
 class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
@@ -54,7 +57,7 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
 
 def probe(model: nn.Module, tokenizer: Any, batch_or_data: Any, *, labels: Any = None, task: str | None = None,
           optimizer: torch.optim.Optimizer | None = None, loss_fn: Callable | None = None,
-          budget: Any = None, progress: Callable | None = None, source: str = "caller's data",
+          budget: Budget | None = None, progress: Callable | None = None, source: str = "caller's data",
           ignore: tuple[str, ...] = ()) -> Diagnosis:
     """Ask the model directly, before (or instead of) a training run; returns a diagnosis.
 

@@ -1,4 +1,4 @@
-"""O103: planted: AdamW at lr 0.5 (where the sweep runs away); near-miss: lr 1e-3."""
+"""O103: planted: plain SGD at lr 5 (past where its sweep runs away); near-miss: AdamW at lr 1e-3."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from probing import probe
 
 def test_lr_past_the_sweep_fires(tiny_model_dir):
     model = BertRegressor(tiny_model_dir)
-    sig, d = probe(model, tiny_model_dir, only=("lr_range",), optimizer=torch.optim.AdamW(model.parameters(), lr=0.5))
+    sig, d = probe(model, tiny_model_dir, only=("lr_range",), optimizer=torch.optim.SGD(model.parameters(), lr=5.0))
     f = find(d, "O103")
     assert f is not None and f.cause == "optim.lr_too_high", (d.findings, sig.lr_range)
-    assert f.evidence["user_lr"] == 0.5
+    assert f.evidence["user_lr"] == 5.0 and f.evidence["optimizer"] == "SGD"
 
 
 def test_moderate_lr_is_silent(tiny_model_dir):

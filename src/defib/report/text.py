@@ -22,7 +22,7 @@ def headline(report: dict[str, Any]) -> str:
     verdict = report.get("verdict", "inconclusive")
     flat = report.get("flatline") or {}
     head = f"{verdict.upper().replace('_', ' ')}"
-    if verdict == "flatlined" and flat:
+    if verdict == "flatlined" and flat and not report.get("probe"):
         head += f" at step {flat.get('step')}"
     probe = report.get("probe")
     if probe:

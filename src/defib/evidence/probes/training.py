@@ -66,7 +66,7 @@ def _eval_loss(model: nn.Module, sample: Sample, y: torch.Tensor, loss_fn: LossF
 
 
 def lr_range(model: nn.Module, sample: Sample, loss_fn: LossFn | None, optimizer: torch.optim.Optimizer | None, *,
-             steps: int = 30, lr_min: float = 1e-7, lr_max: float = 1.0, batch_size: int = 16,
+             steps: int = 24, lr_min: float = 1e-6, lr_max: float = 1.0, batch_size: int = 8,
              tick: Tick = _no_tick) -> LRRange:
     """Raise the lr exponentially from ``lr_min`` to ``lr_max`` one step at a time; stop when the loss runs away.
 
@@ -115,7 +115,7 @@ def lr_range(model: nn.Module, sample: Sample, loss_fn: LossFn | None, optimizer
 
 
 def overfit(model: nn.Module, sample: Sample, loss_fn: LossFn | None, optimizer: torch.optim.Optimizer | None, *,
-            lr: float, rows: int = 8, max_steps: int = 60, goal_share: float = 0.1,
+            lr: float, rows: int = 8, max_steps: int = 40, goal_share: float = 0.1,
             tick: Tick = _no_tick) -> Overfit:
     """Train on one batch of ``rows`` rows until its loss is ``goal_share`` of the constant baseline."""
     model.eval()
@@ -176,7 +176,7 @@ def _standardised(sample: Sample, n_train: int) -> Sample:
 
 
 def permutation(model: nn.Module, sample: Sample, loss_fn: LossFn | None, optimizer: torch.optim.Optimizer | None,
-                *, lr: float, steps: int = 24, batch_size: int = 16, seed: int = 0,
+                *, lr: float, steps: int = 16, batch_size: int = 8, seed: int = 0,
                 tick: Tick = _no_tick) -> Permutation:
     """The same short training twice from the same start, on the real labels and on the labels shuffled.
 
@@ -202,5 +202,6 @@ def permutation(model: nn.Module, sample: Sample, loss_fn: LossFn | None, optimi
             _train_on(model, train, y, loss_fn, optimizer, lr, steps, batch_size, tick)
             results.append((_eval_loss(model, held, held.labels, loss_fn), _eval_loss(model, train, y, loss_fn)))
     return Permutation(rows=len(sample), held_out=len(held), steps=steps, start_loss=start, real_loss=results[0][0],
-                       permuted_loss=results[1][0], baseline=baseline(held.labels, sample.task), lr=lr,
+                       permuted_loss=results[1][0], baseline=baseline(held.labels, sample.task),
+                       lr=lr if optimizer is None else max(float(g["lr"]) for g in optimizer.param_groups),
                        real_train_loss=results[0][1], permuted_train_loss=results[1][1])

@@ -58,9 +58,9 @@ class FrozenInProbe(Rule):
         if g.head and not head_frozen:
             return self.finding(
                 f"Only the head can learn: {len(g.frozen)} encoder tensors are frozen and get no gradient "
-                f"({g.trainable_share:.2%} of the weights train).",
+                f"({g.trainable_share * 100:.2g}% of the weights train).",
                 confidence=0.5, severity=Severity.WARNING, evidence=evidence,
                 fix="for p in model.<encoder>.encoder.layer[-2:].parameters(): p.requires_grad = True")
         return self.finding(
-            f"Only {g.trainable_share:.2%} of the weights can learn ({len(g.frozen)} tensors are frozen).",
+            f"Only {g.trainable_share * 100:.2g}% of the weights can learn ({len(g.frozen)} tensors are frozen).",
             confidence=0.85, evidence=evidence, fix="Unfreeze the encoder's top layers and the head.")

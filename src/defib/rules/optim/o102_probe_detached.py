@@ -16,8 +16,10 @@ class DetachedInProbe(Rule):
         trainable parameters whose ``.grad`` stayed None or is exactly zero.
         Reported when they are at least ``min_share`` of the trainable tensors
         outside the head and the pooler (an unused pooler legitimately gets
-        nothing) and the head itself gets gradients: the graph is cut between
-        the encoder and the head.
+        nothing), the head itself gets gradients, and none reaches the
+        embeddings: the graph is cut between the encoder and the head. (A
+        gradient that reaches the embeddings but skips the layers means the
+        head reads an early layer: see M103.)
 
     Why it flattens predictions:
         The encoder never adapts: the head learns on frozen, often
@@ -45,9 +47,11 @@ class DetachedInProbe(Rule):
         g = s.probe.grads
         cut = [n for n in g.no_grad + g.zero_grad if group_of(n) not in ("head", "pooler")]
         encoder = g.trainable_encoder
-        head_gets = "head" in g.norms and g.norms["head"] > 0
+        head_gets = g.norms.get("head", 0.0) > 0
         if not cut or not head_gets or encoder <= 0 or len(cut) / encoder < self.min_share:
             return None
+        if g.norms.get("embeddings", 0.0) > 0:
+            return None  # the gradient reaches the bottom of the encoder: layers are skipped (pooling), not cut off
         return self.finding(
             f"One backward pass from the loss left {len(cut)} of {encoder} trainable encoder tensors without a gradient "
             f"while the head's gradient norm is {g.norms['head']:.3g}: the graph is cut between encoder and head.",
