@@ -86,3 +86,24 @@ def test_a_probe_that_fails_midway_still_restores(tiny_model_dir):
     after = _state(model, opt)
     for key in before:
         assert _same(before[key], after[key]), key
+
+
+def test_a_tokenized_batch_with_labels_is_probed(tiny_model_dir):
+    """``defib.probe`` also takes what a DataLoader yields: a dict with input_ids, attention_mask and labels."""
+    enc = tokenizer(str(tiny_model_dir))([t for t, _ in ROWS[:16]], padding=True, return_tensors="pt")
+    batch = {**enc, "labels": torch.tensor([y for _, y in ROWS[:16]])}
+    d = defib.probe(BertRegressor(tiny_model_dir), None, batch)
+    assert d.task == "regression" and d.extra["probe"]["rows"] == 16
+    assert d.extra["probe"]["initial"]["loss"] > 0 and not d.extra["probe"]["errors"]
+
+
+def test_the_comparison_sees_a_one_ulp_change(tiny_model_dir):
+    """The restore tests can fail: one weight nudged by one float step, or one RNG draw, shows."""
+    model, opt = _setup(tiny_model_dir)
+    before = _state(model, opt)
+    with torch.no_grad():
+        w = model.head.weight
+        w[0, 0] = torch.nextafter(w[0, 0], torch.tensor(float("inf")))
+    assert not _same(before["params"], _state(model, opt)["params"])
+    torch.rand(1)
+    assert not _same(before["torch_rng"], _state(model, opt)["torch_rng"])
