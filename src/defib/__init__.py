@@ -2,9 +2,9 @@
 
 __version__ = "0.1.0"
 
-from defib.api import watch  # noqa: E402
+from defib.api import probe, watch  # noqa: E402
 
-__all__ = ["watch", "check_data", "check_file", "InputError", "__version__"]
+__all__ = ["probe", "watch", "check_data", "check_file", "InputError", "__version__"]
 
 _LAZY = {"check_data": "defib.evidence.preflight", "check_file": "defib.evidence.preflight",
          "InputError": "defib.evidence.readers"}

@@ -1,8 +1,8 @@
-"""The one-line API: ``with defib.watch(model, optimizer) as w: ...``."""
+"""The one-line API: ``with defib.watch(model, optimizer) as w: ...``, and ``defib.probe(model, tokenizer, data)``."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -10,6 +10,9 @@ from torch import nn
 from defib.diagnosis import Diagnosis
 from defib.evidence.hooks import Installed, install
 from defib.evidence.watch import Watcher, stderr_announce
+
+if TYPE_CHECKING:
+    from defib.evidence.probes import Budget
 
 
 class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
@@ -64,3 +67,50 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
         from defib.report.text import print_report
 
         print_report(self.diagnosis or self.watcher.diagnose())
+
+
+def probe(model: nn.Module, tokenizer: Any, batch_or_data: Any, *, labels: Any = None, task: str | None = None,
+          optimizer: torch.optim.Optimizer | None = None, loss_fn: Callable | None = None,
+          budget: Budget | None = None, progress: Callable | None = None, source: str = "caller's data",
+          ignore: tuple[str, ...] = ()) -> Diagnosis:
+    """Ask the model directly, before (or instead of) a training run; returns a diagnosis.
+
+    ``batch_or_data``: a list of texts, a list of (text, text) pairs (tokenized
+    with ``tokenizer``), or a tokenized batch (a dict with ``input_ids``, and
+    ``labels`` unless given). ``task``: "regression" or "classification"
+    (default: one output per row is a regression). ``optimizer``: yours, so
+    that its class and learning rate are what the probes test (its state is
+    restored); without it AdamW at the LR sweep's suggestion. ``loss_fn(outputs,
+    labels)``: yours, else MSE / cross-entropy. Everything the probes touch
+    (weights, grads, modes, optimizer, RNGs) is restored afterwards. The
+    diagnosis' ``extra["probe"]`` holds the LR curve, the per-group gradient
+    norms and the other measurements.
+    """
+    from defib.diagnosis import diagnose
+    from defib.evidence.probes import Budget, run_probes
+    from defib.signals import Signals
+
+    sig = run_probes(model, tokenizer, batch_or_data, labels=labels, task=task, optimizer=optimizer,
+                     loss_fn=loss_fn, budget=budget or Budget(), progress=progress, source=source)
+    diagnosis = diagnose(Signals(task=sig.task, probe=sig), stage="probe", ignore=ignore)
+    diagnosis.extra["probe"] = probe_section(sig)
+    return diagnosis
+
+
+def probe_section(sig: Any) -> dict[str, Any]:
+    """The probe measurements for the JSON report (and the HTML report's plots)."""
+    from dataclasses import asdict
+
+    out: dict[str, Any] = {"rows": sig.rows, "source": sig.source, "user_lr": sig.user_lr,
+                           "seconds": sig.seconds, "errors": sig.errors}
+    r = sig.lr_range
+    out["lr_range"] = None if r is None else {"lrs": r.lrs, "losses": r.losses, "suggested_lr": r.suggested_lr,
+                                              "min_loss_lr": r.min_loss_lr, "diverged_lr": r.diverged_lr,
+                                              "optimizer": r.optimizer}
+    g = sig.grads
+    out["grad_norms"] = None if g is None else g.norms
+    out["gradient_flow"] = None if g is None else {k: v for k, v in asdict(g).items() if k != "norms"}
+    for name in ("initial", "sensitivity", "overfit", "permutation"):
+        part = getattr(sig, name)
+        out[name] = None if part is None else asdict(part)
+    return out

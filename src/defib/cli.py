@@ -1,4 +1,4 @@
-"""The ``defib`` command line (typer): run, check, rules, rule."""
+"""The ``defib`` command line (typer): run, confirm, check, probe, rules, rule."""
 
 from __future__ import annotations
 
@@ -287,6 +287,88 @@ def check_cmd(data: Path = typer.Argument(..., help="CSV, TSV, JSON Lines or Par
     worst = max((f.severity for f in diagnosis.findings), default=None)
     threshold = {"warning": 1, "error": 2}[fail_on.value]
     raise typer.Exit(1 if worst is not None and int(worst) >= threshold else 0)
+
+
+@app.command("probe")
+def probe_cmd(model: str = typer.Option(..., "--model", help="A local model folder (transformers format)."),
+              data: Optional[Path] = typer.Option(None, "--data", help="CSV, TSV or JSONL rows to probe with."),
+              text: str = typer.Option("text", "--text", help="The text column."),
+              text_pair: Optional[str] = typer.Option(None, "--text-pair", help="A second text column (pairs)."),
+              label: str = typer.Option("label", "--label", help="The label column."),
+              task: Optional[str] = typer.Option(None, "--task", help="regression or classification (default: guessed)."),
+              rows: int = typer.Option(64, "--rows", min=8, max=512, help="Rows to probe with."),
+              json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
+              html_path: Optional[Path] = html_option(),
+              ignore: list[str] = typer.Option([], "--ignore", help="Rule codes to leave out of the report."),
+              quiet: bool = typer.Option(False, "--quiet", help="Print only the verdict line.")) -> None:
+    """Ask a model directly: initial loss, input sensitivity, gradient flow, overfit one batch, LR sweep, label control."""
+    if task not in (None, "regression", "classification"):
+        fail(f"--task {task!r}: use regression or classification")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model hub here: a hub name must fail fast, not hang
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from defib.evidence.probes.data import ProbeInputError
+    from defib.evidence.probes.sample_file import builtin_rows, parse_labels, read_rows
+
+    check_outputs(json_path, html_path)
+    if not Path(model).is_dir():
+        fail(f"model folder not found: {model} (defib probe loads a local folder; it never downloads)")
+    try:
+        if data is not None:
+            texts, raw = read_rows(data, text, label, text_pair, rows=rows)
+            labels, task, _ = parse_labels(raw, task, str(data))
+            source = str(data)
+            net, tok = _load_model(model, task, labels)
+        else:
+            net, tok = _load_model(model, task, None)
+            task = task or ("regression" if net.config.num_labels == 1 else "classification")
+            texts, labels, source = builtin_rows(task, net.config.num_labels, rows=rows)
+        diagnosis = _probe_with_progress(net, tok, texts, labels, task, source, tuple(c.upper() for c in ignore))
+    except ProbeInputError as exc:
+        fail(str(exc))
+    report = diagnosis.to_dict()
+    report["model"] = model
+    _emit(report, json_path, html_path, quiet)
+    raise typer.Exit(_exit_code(report))
+
+
+def _load_model(path: str, task: str | None, labels: list | None):
+    """A local checkpoint as a sequence classifier; a bare encoder gets a fresh head sized for the labels."""
+    from defib.evidence.probes.data import ProbeInputError
+
+    try:
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        config = AutoConfig.from_pretrained(path)
+        has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+        if not has_head:
+            if task == "classification" or (task is None and labels is not None and len(set(labels)) <= 20
+                                            and all(isinstance(v, int) for v in labels)):
+                config.num_labels = max(2, int(max(labels)) + 1) if labels else 2
+            else:
+                config.num_labels = 1
+        tok = AutoTokenizer.from_pretrained(path)
+        net = AutoModelForSequenceClassification.from_pretrained(path, config=config)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ProbeInputError(f"cannot load a model from {path}: {str(exc).splitlines()[0]}") from None
+    return net, tok
+
+
+def _probe_with_progress(net, tok, texts, labels, task, source, ignore):
+    """Run defib.probe with a progress bar on stderr for the training probes."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from defib.api import probe
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        def progress(description: str, total: int):
+            task_id = bar.add_task(description, total=total)
+            return lambda: bar.advance(task_id)
+
+        return probe(net, tok, texts, labels=labels, task=task, progress=progress, source=source, ignore=ignore)
 
 
 @app.command("rules")

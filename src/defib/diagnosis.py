@@ -16,6 +16,7 @@ from defib.rules.base import Finding, Rule, Severity, all_rules, resolve
 from defib.signals import MAX_INTERNAL_ERRORS
 
 FLATLINE_CODE = "S001"
+PROBE_FLATLINE_CODE = "S101"  # a probe's outputs constant across inputs
 INTERNAL_CODE = "X001"
 
 
@@ -123,16 +124,31 @@ def _verdict_before_training(signals: Any, findings: list[Finding]) -> str:
     return "healthy"
 
 
-def _assemble(signals: Any, findings: list[Finding], skipped: dict[str, list[str]], stage: str = "run") -> Diagnosis:
+def _probe_verdict(signals: Any, flat: Finding | None, findings: list[Finding]) -> str:
+    """A probe asks the model at rest: flat outputs are a flatline, any warning a risk; no probe ran, no verdict."""
+    probe = getattr(signals, "probe", None)
+    if flat is not None:
+        return "flatlined"
+    parts = ("initial", "sensitivity", "grads", "lr_range", "overfit", "permutation")
+    if probe is None or all(getattr(probe, p) is None for p in parts):
+        return "inconclusive"
+    return "at_risk" if any(f.severity >= Severity.WARNING for f in findings) else "healthy"
+
+
+def _assemble(signals: Any, findings: list[Finding], skipped: dict[str, list[str]],
+              stage: str = "run") -> Diagnosis:
     causes = sorted((f for f in findings if f.cause), key=lambda f: (-int(f.severity), -f.confidence, f.code))
     symptoms = sorted((f for f in findings if not f.cause), key=lambda f: (-int(f.severity), f.code))
-    if causes and stage == "run":  # a data check's cause-less findings are notes, not symptoms of a cause
+    if causes and stage != "check":  # a data check's cause-less findings are notes, not symptoms of a cause
         causes[0].symptoms = [f.code for f in symptoms if f.code != INTERNAL_CODE]
-    flat = next((f for f in symptoms if f.code == FLATLINE_CODE), None)
+    flat_code = PROBE_FLATLINE_CODE if stage == "probe" else FLATLINE_CODE
+    flat = next((f for f in symptoms if f.code == flat_code), None)
     steps = int(getattr(signals, "step", 0) or 0)
     observed_preds = getattr(signals, "preds", None) is not None
     if stage == "check":
         verdict = _verdict_before_training(signals, findings)
+    elif stage == "probe":
+        verdict = _probe_verdict(signals, flat, findings)
     elif flat is not None:
         verdict = "flatlined"
     elif steps == 0 or not observed_preds:

@@ -22,11 +22,14 @@ def headline(report: dict[str, Any]) -> str:
     verdict = report.get("verdict", "inconclusive")
     flat = report.get("flatline") or {}
     head = f"{verdict.upper().replace('_', ' ')}"
-    if verdict == "flatlined" and flat:
+    if verdict == "flatlined" and flat and not report.get("probe"):
         head += f" at step {flat.get('step')}"
     check = report.get("check")
     if check is not None:
         return head + f"  ({report.get('task', 'unknown')}, {check.get('rows', 0):,} rows checked)"
+    probe = report.get("probe")
+    if probe:
+        return head + f"  ({report.get('task', 'unknown')}, probe of {probe.get('rows')} rows from {probe.get('source')})"
     return head + f"  ({report.get('task', 'unknown')}, {report.get('steps_observed', 0)} optimizer steps observed)"
 
 
@@ -69,6 +72,9 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     if report.get("stopped_after_steps"):
         body.append(f"\ndefib stopped the script after {report['stopped_after_steps']} steps (--steps)", style="default")
     console.print(Panel(body, title="defib", title_align="left", expand=False))
+    if report.get("probe"):
+        for line in probe_lines(report["probe"]):
+            console.print("  " + escape(line), style="dim")
     findings = report.get("findings") or []
     if not findings:
         note = ("No findings." if verdict != "inconclusive" else
@@ -80,8 +86,8 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         console.print(Text.assemble((f"{i}. [{f['code']}] ", "bold"), (label, "bold"),
                                     (f"  {sev}", SEVERITY_STYLE.get(sev, "")),
                                     (f"  confidence {f.get('confidence', 0):.2f}" + (
-                                        "" if report.get("check") is not None else f", first seen at step {f.get('step')}"),
-                                     "dim")))
+                                        "" if report.get("check") is not None or report.get("probe")
+                                        else f", first seen at step {f.get('step')}"), "dim")))
         console.print("   " + escape(f.get("message", "")))
         where = f.get("where")
         if where:
@@ -99,6 +105,40 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
                                       f"{_num(c.get('seconds'))} s"), style="dim")
     if findings:
         console.print(Text("Explain a finding: defib rule CODE.  Silence one: --ignore CODE.", style="dim"))
+
+
+def probe_lines(p: dict[str, Any]) -> list[str]:
+    """What each probe measured, one line each (the findings below say what it means)."""
+    out = []
+    i, v, g = p.get("initial"), p.get("sensitivity"), p.get("gradient_flow")
+    if i:
+        out.append(f"initial loss {_num(i['loss'])} (fresh head: {_num(i['reference'])}; "
+                   f"constant predictor: {_num(i['baseline'])})")
+    if v:
+        line = f"outputs differ across {v['rows']} inputs by {_num(v['output_spread'])} of their size"
+        if v.get("mask_effect") is not None:
+            line += f"; another row's attention mask moves them by {_num(v['mask_effect'])} of that spread"
+        out.append(line)
+    if g is not None and p.get("grad_norms") is not None:
+        norms = ", ".join(f"{k} {_num(x)}" for k, x in p["grad_norms"].items())
+        out.append(f"gradient norms: {norms or 'none'}" + (f"; {len(g['frozen'])} tensors frozen" if g["frozen"] else ""))
+    r = p.get("lr_range")
+    if r and r.get("lrs"):
+        out.append(f"LR sweep ({r['optimizer']}): lowest loss at {_num(r['min_loss_lr'])}, "
+                   + (f"runs away at {_num(r['diverged_lr'])}" if r.get("diverged_lr") else "no runaway up to "
+                      f"{_num(r['lrs'][-1])}") + f"; suggested lr {_num(r['suggested_lr'])}")
+    o = p.get("overfit")
+    if o:
+        out.append(f"overfit {o['rows']} rows: " + (f"reached a tenth of the constant loss in {o['reached_at']} steps"
+                                                   if o["reached_at"] else f"not within {o['steps']} steps")
+                   + f" (lr {_num(o['lr'])})")
+    q = p.get("permutation")
+    if q:
+        out.append(f"label control, held-out loss: real labels {_num(q['real_loss'])}, shuffled "
+                   f"{_num(q['permuted_loss'])}, constant predictor {_num(q['baseline'])}")
+    for name, err in (p.get("errors") or {}).items():
+        out.append(f"probe {name} failed: {err}")
+    return out
 
 
 def _inconclusive(report: dict[str, Any]) -> str:
