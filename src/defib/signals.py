@@ -119,6 +119,7 @@ class OptimSignals:
     n_trainable: int = 0
     frozen: list[str] = field(default_factory=list)          # requires_grad False
     frozen_where: Where | None = None                        # the user's line that sets requires_grad False, if found
+    encoder_weight_rms: float | None = None                  # median RMS of the encoder's weight matrices at step 1
     never_grad: list[str] = field(default_factory=list)      # trainable, in the optimizer, grad stays None
     zero_grad_params: list[str] = field(default_factory=list)  # grad present but always exactly zero
     not_in_optimizer: list[str] = field(default_factory=list)  # get gradients, not in any optimizer

@@ -6,13 +6,15 @@ fine-tuning rate 2e-5.
 
 from __future__ import annotations
 
+import pytest
+
 import torch
 import torch.nn.functional as F
 from helpers import BertRegressor, assert_where, encode, find, sentences, watch
 
 from defib.evidence.stats import Series
 from defib.rules.optim.o001_lr_too_high import LearningRateTooHigh
-from defib.signals import LossSignals, OptimSignals, Signals
+from defib.signals import LossSignals, OptimSignals, PredSignals, Signals
 
 ROWS = sentences(192, seed=21)
 
@@ -64,3 +66,29 @@ def test_rule_on_signals():
     # SGD with a summed loss: the loss scale drives the steps (L005), not the lr
     summed = LossSignals(fn="mse_loss", family="regression", reduction="sum")
     assert rule.check(Signals(step=10, optim=_optim(0.05, "SGD"), loss=summed)) is None
+
+
+def _flat_preds(spread: float, loss: float = 2.3) -> PredSignals:
+    p = PredSignals(task="regression")
+    for step in (10, 20, 30):
+        p.spread.add(step, spread)
+        p.loss_window.add(step, loss)
+        p.baseline.add(step, 2.2)
+    return p
+
+
+def test_nominal_step_stands_in_when_an_early_collapse_shrank_the_measured_ones():
+    # AdamW at 1e-3 on weights of RMS 0.045: 0.022 of their scale per step; the measured steps shrank to 5e-6
+    rule = LearningRateTooHigh()
+    o = _optim(5e-6)
+    o.encoder_weight_rms = 0.045
+    f = rule.check(Signals(step=30, optim=o, preds=_flat_preds(0.05)))
+    assert f is not None and f.evidence["nominal_update_ratio"] == pytest.approx(1e-3 / 0.045, rel=1e-3)
+    # near-misses: the same lr on a model that still learns; a moderate lr on a collapsed one; SGD
+    assert rule.check(Signals(step=30, optim=o, preds=_flat_preds(0.6, loss=1.1))) is None
+    moderate = _optim(5e-6)
+    moderate.lr_initial, moderate.encoder_weight_rms = [5e-5], 0.045
+    assert rule.check(Signals(step=30, optim=moderate, preds=_flat_preds(0.05))) is None
+    sgd = _optim(5e-6, "SGD")
+    sgd.encoder_weight_rms = 0.045
+    assert rule.check(Signals(step=30, optim=sgd, preds=_flat_preds(0.05))) is None

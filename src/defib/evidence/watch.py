@@ -669,6 +669,9 @@ class Watcher:
         o.n_params = sum(p.numel() for p in all_params)
         o.n_trainable = sum(p.numel() for p in all_params if p.requires_grad)
         o.frozen = [n for n, p in names.values() if not p.requires_grad]
+        rms = [float(p.detach().float().pow(2).mean().sqrt()) for n, p in names.values()
+               if p.ndim == 2 and P.group_of(n).startswith(("layer.", "embeddings"))]
+        o.encoder_weight_rms = float(np.median(rms)) if rms else None
         if o.frozen:
             o.frozen_where = self._freeze_where()
         o.param_dtypes = sorted({str(p.dtype).replace("torch.", "") for p in params})

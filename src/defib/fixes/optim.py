@@ -25,7 +25,7 @@ class _SetLr(Fix):
 
     @classmethod
     def plan(cls, evidence, finding):
-        lr, ratio = evidence.get("lr"), evidence.get(cls.ratio_key)
+        lr, ratio = evidence.get("lr"), evidence.get("nominal_update_ratio") or evidence.get(cls.ratio_key)
         if isinstance(lr, (int, float)) and lr > 0 and isinstance(ratio, (int, float)) and ratio > 0:
             return {"lr": _one_digit(lr * HEALTHY_UPDATE_RATIO / ratio), "from_lr": lr}
         return {"lr": FALLBACK_LR, "from_lr": lr}

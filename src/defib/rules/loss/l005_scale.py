@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 from defib.rules.base import Finding, Rule, Severity, register
+from defib.rules.optim.common import ADAPTIVE
 from defib.signals import Signals
 
-ADAPTIVE = ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "Adagrad", "Adadelta", "RMSprop", "Adafactor", "LAMB", "Lion")
 
 
 @register

@@ -8,6 +8,10 @@ import statistics
 from defib.signals import OptimSignals, Signals
 
 ENCODER_PREFIXES = ("layer.", "embeddings", "pooler")
+# optimizers that scale each step by a running gradient magnitude, so a loss scale hardly changes their steps
+ADAPTIVE = ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "Adagrad", "Adadelta", "RMSprop", "Adafactor", "LAMB", "Lion")
+# ... of which these move every weight by about lr per step while gradients keep their sign
+LR_SIZED_STEPS = ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "RMSprop", "Lion")
 
 
 def median_update_ratio(o: OptimSignals, encoder_only: bool = False) -> float | None:

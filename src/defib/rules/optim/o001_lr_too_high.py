@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
-from defib.rules.optim.common import collapsed, peak_lr, peak_update_ratio
+from defib.rules.optim.common import LR_SIZED_STEPS, collapsed, not_learning, peak_lr, peak_update_ratio
 from defib.signals import Signals
 
 
@@ -19,6 +19,11 @@ class LearningRateTooHigh(Rule):
         largest and do the damage). A healthy fine-tuning step
         changes a weight matrix by about 1e-4 to 1e-3 of its norm (with Adam:
         roughly learning rate / RMS of the weights; 5e-5 on BERT gives ~1e-3).
+        When the damage is done early (in warmup) the gradients vanish and
+        the measured steps shrink; for optimizers whose steps are about lr
+        per weight (Adam and friends) the nominal ratio, configured lr / RMS
+        of the encoder's weight matrices, then stands in for it, if the
+        predictions are flat or the loss is stuck at the baseline.
 
     Why it flattens predictions:
         Steps that move weights by a percent or more each time erase what
@@ -52,9 +57,9 @@ class LearningRateTooHigh(Rule):
             return None
         ratio = peak_update_ratio(o)
         if ratio is None or ratio < self.max_ratio:
-            return None
+            return self._nominal(s)
         scale = s.loss.scale_factor if s.loss and s.loss.scale_factor else 1.0
-        if not o.optimizer.startswith(("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "RMSprop", "Lion")) and \
+        if not o.optimizer.startswith(LR_SIZED_STEPS) and \
                 (scale >= 100 or (s.loss and s.loss.reduction == "sum")):
             return None  # the loss scale drives these steps: L005
         sev = Severity.ERROR if collapsed(s) or "weight" in o.nonfinite or ratio >= 10 * self.max_ratio \
@@ -65,4 +70,23 @@ class LearningRateTooHigh(Rule):
             f"{ratio / 1e-3:.0f}x a healthy fine-tuning step; learning rate {num(lr)} with {o.optimizer}.",
             confidence=0.85, severity=sev, where=o.lr_where or o.where,
             evidence={"update_ratio_peak": ratio, "lr": lr, "optimizer": o.optimizer},
+            fix="lr=2e-5 with warmup: get_linear_schedule_with_warmup(opt, int(0.1 * total_steps), total_steps)")
+
+    def _nominal(self, s: Signals) -> Finding | None:
+        """Adam-like steps are about lr per weight: lr / weight RMS is the step the run was set up to take."""
+        o = s.optim
+        lr, rms = peak_lr(o), o.encoder_weight_rms
+        if not o.optimizer.startswith(LR_SIZED_STEPS) or not lr or not rms or not (collapsed(s) or not_learning(s)):
+            return None
+        nominal = lr / rms
+        if nominal < self.max_ratio:
+            return None
+        return self.finding(
+            f"{o.optimizer} moves each weight by about the learning rate per step: lr {num(lr)} against an RMS of "
+            f"{num(rms)} for the encoder's weights is {nominal:.2g} of their scale per step, about {nominal / 1e-3:.0f}x "
+            "a healthy fine-tuning step; the predictions collapsed and the measured steps have shrunk since.",
+            confidence=0.75, severity=Severity.ERROR if collapsed(s) else Severity.WARNING,
+            where=o.lr_where or o.where,
+            evidence={"update_ratio_peak": peak_update_ratio(o), "nominal_update_ratio": round(nominal, 6),
+                      "lr": lr, "encoder_weight_rms": round(rms, 6), "optimizer": o.optimizer},
             fix="lr=2e-5 with warmup: get_linear_schedule_with_warmup(opt, int(0.1 * total_steps), total_steps)")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from defib.rules.base import Finding, Rule, Severity, register
-from defib.rules.optim.common import collapsed
+from defib.rules.optim.common import ADAPTIVE, collapsed
 from defib.signals import Signals
 
-ADAPTIVE = ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "Adagrad", "Adadelta", "RMSprop", "Adafactor", "LAMB", "Lion")
 
 
 @register
