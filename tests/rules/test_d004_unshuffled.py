@@ -62,6 +62,28 @@ def test_sorted_rows_with_shuffle_are_silent():
     assert find(w.diagnosis, "D004") is None
 
 
+def test_an_in_order_evaluation_loader_is_not_the_training_loader():
+    """Evaluation loaders read in order, often with gradients enabled (the Trainer's): they do not count."""
+    data = _sorted_set()
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        train = iter(DataLoader(data, batch_size=16, shuffle=True))
+        dev = DataLoader(data, batch_size=64, shuffle=False)
+        for step, (ids, y) in enumerate(train):
+            loss = F.mse_loss(model(ids).squeeze(-1), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % 5 == 4:  # evaluate mid-epoch, the training iterator stays open
+                model.eval()
+                for dev_ids, _ in dev:
+                    model(dev_ids)
+                model.train()
+    assert w.watcher.s.data.sampler == "RandomSampler"
+    assert find(w.diagnosis, "D004") is None
+
+
 def test_rule_on_signals():
     rule = UnshuffledBatches()
 

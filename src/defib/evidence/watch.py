@@ -36,6 +36,7 @@ from defib.signals import (CLASS_LOSSES, MAX_INTERNAL_ERRORS, MAX_PLOTTED_CLASSE
 # grad_fn names that only reshape or copy: walked through to find what produced the loss input
 _PASS_THROUGH = ("View", "Squeeze", "Unsqueeze", "Reshape", "Expand", "Select", "Slice", "Clone", "ToCopy",
                  "Transpose", "Permute", "Alias", "Unsafe", "Index", "Flatten", "Contiguous")
+MAX_LOADERS = 256  # DataLoaders remembered before the dead ones are dropped
 MAX_STEP_LOSSES = 1024  # loss values kept between two optimizer steps (bounded if no step ever comes)
 
 
@@ -166,7 +167,7 @@ class Watcher:
         self._snap: dict[int, tuple[str, nn.Parameter, torch.Tensor]] = {}  # id -> (group, param, copy before the step)
         self._head_hooks: list[Any] = []
         self._loaders: dict[int, dict[str, Any]] = {}
-        self._active_loader: int | None = None
+        self._active_loader: dict | None = None  # the loader iterated last, until a forward shows its use
         self._first_fired: dict[str, int] = {}
         self._flatline_announced = False
         self._step_callbacks: list[Callable[[int], None]] = []
@@ -334,7 +335,9 @@ class Watcher:
         self._add_root(module)
         self._root_active = module
         if not self._grad or not module.training:
+            self._active_loader = None  # the loader iterated last feeds an evaluation, not training
             return
+        self._adopt_loader()
         self._check_batch(ids, mask)
 
     @staticmethod
@@ -847,17 +850,28 @@ class Watcher:
         inner = getattr(batch_sampler, "sampler", None)
         name = type(inner or sampler).__name__
         shuffled = {"RandomSampler": True, "SequentialSampler": False}.get(name)
-        self._loaders[id(loader)] = {"where": where_here(keyword="shuffle", skip=4, value=shuffled), "sampler": name}
+        if len(self._loaders) >= MAX_LOADERS:  # a loader built per batch: forget the dead ones
+            self._loaders = {k: v for k, v in self._loaders.items() if v["ref"]() is not None}
+        # keyed by id, checked by weakref: a loader used once (iter(DataLoader(...))) dies and its id is reused
+        self._loaders[id(loader)] = {"where": where_here(keyword="shuffle", skip=4, value=shuffled), "sampler": name,
+                                     "ref": weakref.ref(loader)}
 
     @guarded
     def loader_iter(self, loader: Any) -> None:
-        if id(loader) in self._loaders and self._grad:
-            self._active_loader = id(loader)
-            info = self._loaders[id(loader)]
+        # only a loader whose batches reach a training forward is the training loader (see _adopt_loader):
+        # the Trainer iterates its evaluation loader, in order, with gradients enabled
+        info = self._loaders.get(id(loader))
+        if info is not None and info["ref"]() is loader and self._grad:
+            self._active_loader = info
+
+    def _adopt_loader(self) -> None:
+        """A training forward ran: the loader iterated last is the one that feeds training."""
+        info = self._active_loader
+        if info is not None:
             d = self._data()
-            if d.sampler is None or d.batches == 0 or self.s.step > 0:
-                d.loader_where, d.sampler = info["where"], info["sampler"]
-                d.shuffle = info["sampler"] not in ("SequentialSampler",)
+            d.loader_where, d.sampler = info["where"], info["sampler"]
+            d.shuffle = info["sampler"] not in ("SequentialSampler",)
+            self._active_loader = None
 
     @guarded
     def tokenizer_called(self, texts: Any, kwargs: dict, encoding: Any) -> None:
