@@ -53,8 +53,8 @@ class ClassImbalance(Rule):
         total = sum(p.label_counts.values())
         major, count = max(p.label_counts.items(), key=lambda kv: kv[1])
         share = count / total
-        if k < 2 or share < self.min_imbalance / k:
-            return None
+        if k < 2 or len(p.label_counts) < 2 or share < self.min_imbalance / k:
+            return None  # one class seen at all is constant labels (D006), not an imbalance a weight can fix
         preds = sum(p.pred_counts.values())
         pred_share = p.pred_counts.get(major, 0) / preds if preds else 0.0
         if pred_share < self.collapsed_share:
