@@ -157,7 +157,7 @@ def install(w: Watcher) -> Installed:
     inst = Installed()
     inst.handles.append(module_hooks.register_module_forward_pre_hook(lambda m, a: w.forward_pre(m, a)))
     inst.handles.append(module_hooks.register_module_forward_hook(
-        lambda m, a, k, o: w.forward_post(m, a, k, o), with_kwargs=True, always_call=True))
+        lambda m, a, k, o=None: w.forward_post(m, a, k, o), with_kwargs=True, always_call=True))  # o: none if forward raised
     inst.handles.append(optimizer_hooks.register_optimizer_step_pre_hook(_step_pre_hook(w)))
     inst.handles.append(optimizer_hooks.register_optimizer_step_post_hook(lambda o, a, k: w.step_post(o, a, k)))
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from defib.evidence import distributed
 from defib.evidence import params as P
 from defib.evidence.callsite import make_where, where_here
 from defib.evidence.stats import Moments, Series, Window, rel_spread
@@ -653,6 +654,18 @@ class Watcher:
             return
         self.s.step += 1
         step = self.s.step
+        due = step <= 3 or step % self.evaluate_every == 0
+        try:
+            self._record_step(step)
+        finally:
+            if due:  # under torchrun every rank reaches this at the same steps, whatever failed above
+                distributed.reduce_signals(self.s)
+        if due:
+            self.evaluate()
+        for cb in list(self._step_callbacks):
+            cb(step)
+
+    def _record_step(self, step: int) -> None:
         o = self._optim()
         o.steps = step
         if self._snap:
@@ -668,10 +681,6 @@ class Watcher:
         self._backward_since_step = 0
         self._zeroed_after_backward = False
         self._update_preds(step)
-        if step <= 3 or step % self.evaluate_every == 0:
-            self.evaluate()
-        for cb in list(self._step_callbacks):
-            cb(step)
 
     def _update_preds(self, step: int) -> None:
         p = self.s.preds

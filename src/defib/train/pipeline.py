@@ -136,6 +136,8 @@ def prepare(opts: TrainOptions) -> Prepared:
                         + ("" if opts.task else f" (inferred; pass --task {FAMILY[loss]} if that is meant)"))
     if loss in ("weighted-ce", "focal") and weights is None and space.task == "classification":
         weights = L.class_weights(counts, always=True)
+    if loss not in ("weighted-ce", "focal"):
+        weights = None  # asked for plain cross-entropy: nothing is weighted
     if space.task == "regression":
         notes.append(f"targets standardised for training: (y - {space.target_mean:.4g}) / {space.target_std:.4g}; "
                      "predictions are mapped back")
@@ -248,9 +250,6 @@ def train(opts: TrainOptions, prep: Prepared, log: Callable[[str], None] = print
     started = time.time()
     space = prep.space
     work = work_dir(opts.out)
-    if not opts.resume and work.exists():
-        shutil.rmtree(work)  # the leftovers of an interrupted run (ours: never the user's --out)
-    work.mkdir(parents=True, exist_ok=True)
     tok = AutoTokenizer.from_pretrained(prep.model)
     train_ds = _Encoded(encode(tok, prep.train, opts.max_length), prep.y_train)
     dev_ds = _Encoded(encode(tok, prep.dev, opts.max_length), prep.y_dev)
@@ -281,7 +280,12 @@ def train(opts: TrainOptions, prep: Prepared, log: Callable[[str], None] = print
         load_best_model_at_end=True, metric_for_best_model=select, greater_is_better=True, save_total_limit=2,
         logging_strategy="epoch" if not opts.eval_every else "steps", logging_steps=opts.eval_every or 500,
         report_to=[], seed=opts.seed, data_seed=opts.seed, disable_tqdm=not opts.progress,
-        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available())
+        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(), ddp_find_unused_parameters=False)  # without it, accelerate runs torchrun ranks on CPU as N separate runs
+    with args.main_process_first():  # under torchrun: rank 0 clears the folder before the others use it
+        if args.process_index == 0 and not opts.resume and work.exists():
+            shutil.rmtree(work)  # the leftovers of an interrupted run (ours: never the user's --out)
+        work.mkdir(parents=True, exist_ok=True)
     weights = torch.tensor(prep.weights) if prep.weights is not None else None
     callback = DefibCallback(json_path=work / "model" / REPORT_FILE, report=False)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
@@ -291,12 +295,14 @@ def train(opts: TrainOptions, prep: Prepared, log: Callable[[str], None] = print
     resume = str(_last_checkpoint(work)) if opts.resume else None
     out = trainer.train(resume_from_checkpoint=resume)
     final = trainer.evaluate()  # the best checkpoint, reloaded at the end of training
+    trainer.accelerator.wait_for_everyone()  # every rank done with the checkpoints before rank 0 moves them
     metrics = {k[len("eval_"):]: float(v) for k, v in final.items()
                if k.startswith("eval_") and k not in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")}
     eval_s = sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history if "eval_runtime" in e)
     train_s = max(1e-9, float(out.metrics.get("train_runtime", 0.0)) - eval_s)  # training only, not dev passes
     epochs_run = float(trainer.state.epoch or 0.0)
-    samples = epochs_run * len(train_ds)
+    start_epoch = (_step_of(resume) or 0) / steps_per_epoch  # a resumed run trained only the rest
+    samples = (epochs_run - start_epoch) * len(train_ds)
     result = TrainResult(out=opts.out, task=space.task, loss=prep.loss, metrics=metrics, wall_s=0.0, train_s=train_s,
                          samples_per_s=samples / train_s, epochs_run=epochs_run,
                          best_step=_step_of(trainer.state.best_model_checkpoint), diagnosis=callback.diagnosis,
