@@ -17,15 +17,21 @@ from defib.train.predict import Loaded, predict
 
 
 def _predict(model_dir, bias_boost: float):
+    """The tiny BERT with a head rescaled so its centred logits vary by 1 and each class wins on some rows."""
     torch.manual_seed(0)
     space = LabelSpace("classification", names=["neg", "pos", "mixed"])
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=3).eval()
-    with torch.no_grad():
-        model.classifier.weight.mul_(4.0)  # a head that has learned to separate the rows (logits spread ~1)
-        model.classifier.bias[0] += bias_boost
     loaded = Loaded(model, AutoTokenizer.from_pretrained(model_dir), space, {"text": "text"}, max_length=32)
-    return predict(loaded, Columns(None, [t for t, _ in sentences(64)], None, None))
-
+    rows = Columns(None, [t for t, _ in sentences(64)], None, None)
+    first = predict(loaded, rows)
+    scale = 1.0 / first.signals.output_spread
+    with torch.no_grad():
+        head = model.classifier
+        head.weight.mul_(scale)
+        head.bias.mul_(scale)
+        head.bias.sub_(torch.tensor(first.outputs.mean(0) * scale))  # a head that has learned to separate the rows
+        head.bias[0] += bias_boost
+    return predict(loaded, rows)
 
 
 def test_bias_that_swamps_the_logits_fires(tiny_model_dir):
