@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from defib.demos.data import RT_CLASSES, load_rotten_tomatoes, load_stsb, model_path
-from defib.train.metrics import classification, regression
+from defib.train.metrics import regression
 
 HERE = Path(__file__).resolve().parent
 SEED = 42
