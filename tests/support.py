@@ -63,3 +63,13 @@ def run_plain(tmp_path: Path, command: list[str], timeout: float = 300) -> RunRe
 def tiny_script(model_dir: Path, *args: str, script: str = "tiny_regression.py") -> list[str]:
     """The command line of one of the test scripts, run by this interpreter."""
     return [sys.executable, str(SCRIPTS / script), "--model", str(model_dir), *args]
+
+
+
+def assert_healthy(diagnosis: Any, steps: int) -> None:
+    """A watched healthy run: every step seen, regression, no error finding, verdict healthy."""
+    assert diagnosis is not None and diagnosis.steps == steps
+    assert diagnosis.task == "regression"
+    errors = [(f.code, f.message) for f in diagnosis.findings if str(f.severity) == "error"]
+    assert not errors, errors
+    assert diagnosis.verdict == "healthy", [(f.code, f.message) for f in diagnosis.findings]

@@ -1,4 +1,4 @@
-"""The ``defib`` command line (typer): run, confirm, check, probe, rules, rule."""
+"""The ``defib`` command line (typer): run, confirm, check, probe, train, predict, rules, rule."""
 
 from __future__ import annotations
 
@@ -369,6 +369,106 @@ def _probe_with_progress(net, tok, texts, labels, task, source, ignore):
             return lambda: bar.advance(task_id)
 
         return probe(net, tok, texts, labels=labels, task=task, progress=progress, source=source, ignore=ignore)
+
+
+@app.command("train")
+def train_cmd(
+        data: Path = typer.Argument(..., help="Training data: CSV, TSV or JSON Lines."),
+        text: str = typer.Option(..., "--text", help="Column with the text."),
+        label: str = typer.Option(..., "--label", help="Column with the label (score, class, or list of labels)."),
+        model: str = typer.Option(..., "--model", help="Pretrained model folder (or a hub name in the local cache)."),
+        out: Path = typer.Option(..., "--out", help="Folder to write the fine-tuned model to (made at the end)."),
+        text_pair: Optional[str] = typer.Option(None, "--text-pair", help="Second text column (sentence pairs)."),
+        task: Optional[str] = typer.Option(None, "--task", help="regression, classification or multilabel "
+                                                                "(default: from the labels)."),
+        dev: Optional[Path] = typer.Option(None, "--dev", help="Dev file with the same columns (default: hold out "
+                                                               "--dev-share of DATA)."),
+        dev_share: float = typer.Option(0.1, "--dev-share", help="Share of DATA held out when there is no --dev."),
+        epochs: float = typer.Option(4.0, "--epochs", min=0.01, help="Epochs (early stopping may end sooner)."),
+        lr: float = typer.Option(5e-5, "--lr", min=0.0, help="Peak learning rate (AdamW)."),
+        batch_size: int = typer.Option(16, "--batch-size", min=1, help="Rows per device per micro-batch."),
+        max_length: int = typer.Option(128, "--max-length", min=8, help="Truncate inputs to this many tokens."),
+        loss: Optional[str] = typer.Option(None, "--loss", help="mse, huber, ce, weighted-ce, focal or bce "
+                                                                "(default: by task; weighted-ce if imbalanced)."),
+        scheduler: str = typer.Option("linear", "--scheduler", help="linear, cosine (after warmup) or plateau."),
+        warmup: float = typer.Option(0.1, "--warmup", min=0.0, max=0.5, help="Share of steps spent warming up."),
+        weight_decay: float = typer.Option(0.01, "--weight-decay", min=0.0, help="AdamW weight decay."),
+        clip: float = typer.Option(1.0, "--clip", min=0.0, help="Clip the gradient norm to this (0: off)."),
+        accumulation: int = typer.Option(1, "--accumulation", min=1, help="Micro-batches per optimizer step."),
+        patience: int = typer.Option(2, "--patience", min=1, help="Evaluations without improvement before stopping."),
+        eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate every N steps (0: every epoch)."),
+        seed: int = typer.Option(42, "--seed", help="Seed for the head, the shuffling and the dev split."),
+        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out at the end if it exists."),
+        no_check: bool = typer.Option(False, "--no-check", help="Skip defib check on the training data."),
+        ignore_check: bool = typer.Option(False, "--ignore-check", help="Train even if defib check finds an error."),
+        no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar.")) -> None:
+    """Fine-tune a BERT-family model the way that does not flatline, with defib watching."""
+    from defib.train import pipeline
+    from defib.train.data import DataError
+    from defib.train.summary import diagnosis_lines, final_table
+
+    opts = pipeline.TrainOptions(
+        data=data, text=text, label=label, model=model, out=out, text_pair=text_pair, task=task, dev=dev,
+        dev_share=dev_share, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, loss=loss,
+        scheduler=scheduler, warmup=warmup, weight_decay=weight_decay, clip=clip, accumulation=accumulation,
+        patience=patience, eval_every=eval_every, seed=seed, resume=resume, overwrite=overwrite, check=not no_check,
+        ignore_check=ignore_check, progress=not no_progress)
+    main_rank = int(os.environ.get("RANK", "0") or 0) == 0
+    say = typer.echo if main_rank else (lambda _msg: None)
+    try:
+        prep = pipeline.prepare(opts)
+        pipeline.check_training_data(opts, prep)
+    except DataError as exc:
+        fail(str(exc))
+    except pipeline.CheckFailed as exc:
+        if main_rank:
+            from defib.report.text import print_report
+
+            print_report(exc.diagnosis)
+        typer.echo("defib: error: defib check found an error in the training data; fix it, or pass --ignore-check",
+                   err=True)
+        raise typer.Exit(1)
+    say(f"defib train: {prep.space.task}, {len(prep.train)} training rows, {len(prep.dev)} dev rows, "
+        f"loss {prep.loss}")
+    for note in prep.notes:
+        say(f"  {note}")
+    result = pipeline.train(opts, prep)
+    if main_rank:
+        for line in diagnosis_lines(result.diagnosis):
+            typer.echo(line)
+        final_table(result)
+        typer.echo(f"model written to {out}")
+    raise typer.Exit(result.diagnosis.exit_code() if result.diagnosis is not None else 0)
+
+
+@app.command("predict")
+def predict_cmd(
+        model_dir: Path = typer.Argument(..., help="A folder written by defib train."),
+        data: Path = typer.Argument(..., help="Rows to predict: CSV, TSV or JSON Lines."),
+        out: Path = typer.Option(..., "--out", help="CSV to write: row, prediction (and class probabilities)."),
+        text: Optional[str] = typer.Option(None, "--text", help="Text column (default: the one trained on)."),
+        text_pair: Optional[str] = typer.Option(None, "--text-pair", help="Second text column (default: as trained)."),
+        batch_size: int = typer.Option(64, "--batch-size", min=1, help="Rows per forward pass."),
+        json_path: Optional[Path] = typer.Option(None, "--json", help="Write the predict-stage diagnosis here.")) -> None:
+    """Predict with a model from defib train, on its own scale, and check the predictions."""
+    from defib.train import predict as P
+    from defib.train.data import DataError
+
+    try:
+        loaded = P.load(model_dir)
+        col = P.read_inputs(loaded, data, text, text_pair)
+    except DataError as exc:
+        fail(str(exc))
+    result = P.predict(loaded, col, batch_size=batch_size)
+    P.write_csv(out, loaded.space, result.values, result.outputs)
+    typer.echo(f"defib predict: {len(result.values)} predictions written to {out}")
+    if json_path is not None:
+        from defib.report import json as json_report
+
+        json_report.write(result.diagnosis.to_dict(), json_path)
+    for f in result.diagnosis.findings:
+        typer.echo(f"defib: warning [{f.code}] {f.cause}: {f.message}", err=True)
 
 
 @app.command("rules")

@@ -71,6 +71,7 @@ def _write_report(watcher: Any, state: dict[str, Any]) -> None:
         report["observed"] = observed(watcher)
         report["pid"] = os.getpid()
         report["rank"] = int(os.environ.get("RANK", "0") or 0)
+        report["ranks"] = watcher.s.config.get("ranks", 1)  # > 1: statistics were reduced across torchrun ranks
         report["signals"] = export_signals(watcher.s)
         out = os.path.join(os.environ[REPORT_ENV], f"report.{os.getpid()}.json")
         json_report.write(report, out)

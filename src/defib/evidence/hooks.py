@@ -126,13 +126,45 @@ def _rewarn(caught: list, frame: Any) -> None:
                                module=frame.f_globals.get("__name__"))
 
 
+def _step_pre_hook(w: Watcher) -> Callable:
+    """The optimizer pre-step hook; with a closure, observe after the closure's forward and backward.
+
+    ``optimizer.step(closure)`` (Lightning, LBFGS) runs forward and backward
+    inside the step, after the pre-step hooks: observed there, every step's
+    loss and gradients would land on the next step. The closure is wrapped so
+    the watcher's pre-step work runs right after its first evaluation; the
+    wrapper returns the closure's own result, so the step is unchanged.
+    """
+    def hook(optimizer: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        positional = len(args) > 1 and callable(args[1])  # args[0] is the optimizer itself
+        closure = args[1] if positional else kwargs.get("closure")
+        if closure is None:
+            w.step_pre(optimizer, args, kwargs)
+            return None
+        observed = []
+
+        @functools.wraps(closure)
+        def closure_then_observe(*c_args: Any, **c_kwargs: Any) -> Any:
+            out = closure(*c_args, **c_kwargs)
+            if not observed:  # LBFGS evaluates the closure again in its line search
+                observed.append(True)
+                w.step_pre(optimizer, args, kwargs)
+            return out
+
+        if positional:
+            return (args[0], closure_then_observe, *args[2:]), kwargs
+        return args, {**kwargs, "closure": closure_then_observe}
+
+    return hook
+
+
 def install(w: Watcher) -> Installed:
     """Attach ``w`` to every model, optimizer and loss in this process."""
     inst = Installed()
     # bound methods, not lambdas: these two run for every module call of every forward
     inst.handles.append(module_hooks.register_module_forward_pre_hook(w.forward_pre))
     inst.handles.append(module_hooks.register_module_forward_hook(w.forward_post, with_kwargs=True, always_call=True))
-    inst.handles.append(optimizer_hooks.register_optimizer_step_pre_hook(lambda o, a, k: w.step_pre(o, a, k)))
+    inst.handles.append(optimizer_hooks.register_optimizer_step_pre_hook(_step_pre_hook(w)))
     inst.handles.append(optimizer_hooks.register_optimizer_step_post_hook(lambda o, a, k: w.step_post(o, a, k)))
 
     for name in LOSS_FUNCTIONS:

@@ -40,6 +40,12 @@ class Series:
     def __len__(self) -> int:
         return len(self.values)
 
+    def set_last(self, value: float) -> None:
+        """Replace the latest value (a statistic reduced across ranks after it was recorded)."""
+        self.last = float(value)
+        if self.steps and self.steps[-1] == self.last_step:
+            self.values[-1] = float(value)
+
     def pairs(self) -> list[tuple[int, float]]:
         out = list(zip(self.steps, self.values))
         if self.last_step is not None and (not out or out[-1][0] != self.last_step):

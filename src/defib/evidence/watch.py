@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from defib.evidence import distributed
 from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here
 from defib.evidence.stats import Moments, Series, Window, rel_spread
@@ -310,7 +311,8 @@ class Watcher:
     def forward_pre(self, module: nn.Module, args: tuple) -> None:
         self._depth += 1
 
-    def forward_post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+    def forward_post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any = None) -> None:
+        # output is missing when the forward raised (always_call=True still calls the hook)
         self._depth = max(0, self._depth - 1)
         if self._depth == 0 or getattr(output, "last_hidden_state", None) is not None:
             self._forward_out(module, args, kwargs, output)
@@ -748,6 +750,18 @@ class Watcher:
             self.apply_fix("after_step", optimizer)
         self.s.step += 1
         step = self.s.step
+        due = step <= 3 or step % self.evaluate_every == 0
+        try:
+            self._record_step(step)
+        finally:
+            if due:  # under torchrun every rank reaches this at the same steps, whatever failed above
+                distributed.reduce_signals(self.s)
+        if due:
+            self.evaluate()
+        for cb in list(self._step_callbacks):
+            cb(step)
+
+    def _record_step(self, step: int) -> None:
         o = self._optim()
         o.steps = step
         if self._snap:
@@ -763,10 +777,6 @@ class Watcher:
         self._backward_since_step = 0
         self._zeroed_after_backward = False
         self._update_preds(step)
-        if step <= 3 or step % self.evaluate_every == 0:
-            self.evaluate()
-        for cb in list(self._step_callbacks):
-            cb(step)
 
     def _update_preds(self, step: int) -> None:
         p = self.s.preds

@@ -98,8 +98,9 @@ class Rule:
     severity: ClassVar[Severity] = Severity.WARNING
     needs: ClassVar[tuple[str, ...]] = ()
     # Which evidence the rule reads: "run" (a watched training run), "check"
-    # (a data file before training) or "probe" (active questions to a model).
-    # One catalogue and one engine serve all three; a stage's diagnosis runs
+    # (a data file before training), "probe" (active questions to a model) or
+    # "predict" (a fine-tuned model's own predictions, defib predict).
+    # One catalogue and one engine serve them all; a stage's diagnosis runs
     # only its own rules, so a data check never lists the runtime rules as
     # skipped for want of gradients.
     stage: ClassVar[str] = "run"
@@ -146,7 +147,7 @@ def register(cls: type[Rule]) -> type[Rule]:
     return cls
 
 
-STAGES = ("run", "check", "probe")
+STAGES = ("run", "check", "probe", "predict")
 
 
 def all_rules(stage: str | None = None) -> dict[str, type[Rule]]:

@@ -1,0 +1,184 @@
+"""Labels as the model trains on them: the task, class ids, standardised targets, class weights.
+
+Everything that must be undone or repeated at prediction time (the target
+scale, the class names) is kept in :class:`LabelSpace`, which is saved with
+the model as ``defib_train.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from defib.train.data import Columns, DataError
+
+TASKS = ("regression", "classification", "multilabel")
+IMBALANCE_RATIO = 1.5     # largest class / smallest class above this: weight the loss (Rotten Tomatoes: 6.7)
+MAX_CLASSES = 1000        # more distinct labels than this in a classification file is a regression target
+
+
+@dataclass
+class LabelSpace:
+    """How labels map to model outputs, and back."""
+
+    task: str
+    names: list[str] = field(default_factory=list)   # class names (classification / multilabel), in id order
+    target_mean: float = 0.0                          # regression: targets are (y - mean) / std for training
+    target_std: float = 1.0
+
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.task == "regression" else len(self.names)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "LabelSpace":
+        return cls(task=data["task"], names=list(data.get("names", [])), target_mean=float(data["target_mean"]),
+                   target_std=float(data["target_std"]))
+
+    # ---------------------------------------------------------------- encode
+    def encode(self, col: Columns, column: str) -> np.ndarray:
+        """Labels as training targets: standardised floats, class ids, or multi-hot rows."""
+        raw = col.labels or []
+        if self.task == "regression":
+            return (_floats(raw, col, column) - self.target_mean) / self.target_std
+        index = {name: i for i, name in enumerate(self.names)}
+        if self.task == "classification":
+            ids = np.empty(len(raw), dtype=np.int64)
+            for row, value in enumerate(raw):
+                key = _class_key(value)
+                if key not in index:
+                    raise DataError(f"{col.path}: row {row + 1}: label {key!r} in column {column!r} is not a class "
+                                    f"of the training data ({', '.join(self.names[:10])})")
+                ids[row] = index[key]
+            return ids
+        hot = np.zeros((len(raw), len(self.names)), dtype=np.float32)
+        for row, value in enumerate(raw):
+            for key in _label_set(value, col, row, column):
+                if key not in index:
+                    raise DataError(f"{col.path}: row {row + 1}: label {key!r} is not one of the training labels")
+                hot[row, index[key]] = 1.0
+        return hot
+
+    def decode(self, outputs: np.ndarray) -> list[Any]:
+        """Model outputs (N, num_outputs) as predictions on the user's scale / names."""
+        if self.task == "regression":
+            return (outputs.reshape(-1) * self.target_std + self.target_mean).tolist()
+        if self.task == "classification":
+            return [self.names[i] for i in outputs.argmax(-1)]
+        return ["|".join(self.names[j] for j in np.flatnonzero(row > 0)) for row in outputs]
+
+    def class_counts(self, targets: np.ndarray) -> np.ndarray:
+        if self.task == "classification":
+            return np.bincount(targets, minlength=len(self.names))
+        return targets.sum(0) if self.task == "multilabel" else np.zeros(0)
+
+
+def build(col: Columns, column: str, task: str | None) -> LabelSpace:
+    """Infer (or check) the task from the training labels and fit the label space on them."""
+    raw = col.labels or []
+    task = task or infer_task(raw)
+    if task == "regression":
+        y = _floats(raw, col, column)
+        std = float(y.std())
+        if not std > 0:
+            raise DataError(f"{col.path}: every label in column {column!r} is {y[0]:g}: nothing to learn")
+        return LabelSpace(task, target_mean=float(y.mean()), target_std=std)
+    if task == "classification":
+        keys = [_class_key(v) for v in raw]
+        names = _ordered(set(keys))
+        if len(names) < 2:
+            raise DataError(f"{col.path}: column {column!r} holds one class ({names[0]!r}): nothing to learn")
+        if len(names) > MAX_CLASSES or any(_is_fraction(k) for k in names[:50]):
+            raise DataError(f"{col.path}: column {column!r} holds {len(names)} distinct values such as "
+                            f"{names[0]!r}: a continuous target (use --task regression)")
+        return LabelSpace(task, names=names)
+    names = _ordered({k for row, v in enumerate(raw) for k in _label_set(v, col, row, column)})
+    if not names:
+        raise DataError(f"{col.path}: column {column!r} holds no labels")
+    return LabelSpace(task, names=names)
+
+
+def infer_task(raw: list[Any]) -> str:
+    """Lists are multilabel; numbers with a fractional part are regression; anything else is classes."""
+    sample = raw[:2000]
+    if any(isinstance(v, list) or (isinstance(v, str) and v.strip().startswith("[")) for v in sample):
+        return "multilabel"
+    numbers = [_number(v) for v in sample]
+    if all(n is not None for n in numbers) and any(n != round(n) for n in numbers):
+        return "regression"
+    return "classification"
+
+
+def class_weights(counts: np.ndarray, always: bool = False) -> np.ndarray | None:
+    """Balanced weights n / (k * count) when the classes are imbalanced (or ``always``), else None."""
+    present = counts[counts > 0]
+    if not always and (present.size < 2 or present.max() / present.min() < IMBALANCE_RATIO):
+        return None
+    weights = counts.sum() / (len(counts) * np.maximum(counts, 1))
+    return weights.astype(np.float32)
+
+
+# ---------------------------------------------------------------- parsing
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _floats(raw: list[Any], col: Columns, column: str) -> np.ndarray:
+    out = np.empty(len(raw), dtype=np.float64)
+    for row, value in enumerate(raw):
+        x = _number(value)
+        if x is None or not math.isfinite(x):
+            raise DataError(f"{col.path}: row {row + 1}: label {value!r} in column {column!r} is not a finite "
+                            "number (--task regression)")
+        out[row] = x
+    return out
+
+
+def _class_key(value: Any) -> str:
+    x = _number(value)
+    if x is not None and x == round(x):
+        return str(int(x))  # 1, 1.0 and "1" are the same class
+    return str(value).strip()
+
+
+def _is_fraction(key: str) -> bool:
+    x = _number(key)
+    return x is not None and x != round(x)
+
+
+def _ordered(keys: set[str]) -> list[str]:
+    """Numeric class names in numeric order, others alphabetically."""
+    if all(_number(k) is not None for k in keys):
+        return sorted(keys, key=lambda k: float(k))
+    return sorted(keys)
+
+
+def _label_set(value: Any, col: Columns, row: int, column: str) -> list[str]:
+    """A multilabel cell: a JSON list (in JSON Lines or as text) or names separated by '|'."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise DataError(f"{col.path}: row {row + 1}: column {column!r} is not a JSON list: {text[:40]!r}") \
+                    from None
+        else:
+            value = [v for v in text.split("|") if v.strip()]
+    if not isinstance(value, list):
+        raise DataError(f"{col.path}: row {row + 1}: column {column!r} is not a list of labels ({value!r})")
+    return [_class_key(v) for v in value]

@@ -1,0 +1,33 @@
+"""Resolve the ``--model`` argument without ever touching the network, and load it for training."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from defib.train.data import DataError
+
+
+def resolve_model(name: str) -> str:
+    """A local folder, or a hub name already in the local cache; anything else is a one-line error.
+
+    The hub is never contacted: offline it would hang, then fail (DESIGN.md),
+    and a training command should not depend on it silently.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise DataError(f"--model {name}: the folder has no config.json (not a transformers model)")
+        return str(path)
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise DataError(f"--model {name}: no such model folder")
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name, local_files_only=True)
+    except Exception:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        raise DataError(f"--model {name}: not a folder, and not in the local hub cache"
+                        + (" (HF_HUB_OFFLINE is set)" if offline else "; download it first or pass a folder")) \
+            from None
+    return name

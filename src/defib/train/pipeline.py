@@ -1,0 +1,404 @@
+"""``defib train``: fine-tune a BERT-family encoder for regression or classification, the way that does not flatline.
+
+The order of work, and why:
+
+1. check everything that can be wrong with the input before any weight is
+   loaded (files, columns, labels for the task, the model folder, the output
+   folder), so bad input costs a second and leaves nothing behind;
+2. run ``defib check`` on the training data when it is available and stop on
+   an error finding (``--ignore-check``: go on anyway);
+3. tokenize once without padding; the collator pads each batch to its own
+   longest row (dynamic padding) and the sampler groups rows of similar
+   length into batches, reshuffled every epoch;
+4. train with the transformers ``Trainer`` (accelerate, mixed precision and
+   multi-GPU come from there), defib watching through its callback;
+5. write everything into a hidden work folder beside ``--out`` and move the
+   model into place only at the end: an interrupted run leaves ``--out``
+   untouched (and ``--resume`` continues from the work folder's checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from defib.train import labels as L
+from defib.train import metrics as M
+from defib.train.data import Columns, DataError, read_columns
+from defib.train.losses import FAMILY, LOSSES, Loss, default_loss
+from defib.train.model import resolve_model
+
+SCHEDULERS = {"linear": "linear", "cosine": "cosine", "plateau": "reduce_lr_on_plateau"}
+META_FILE = "defib_train.json"      # beside the safetensors: the label space, options and dev metrics
+REPORT_FILE = "defib_report.json"   # the diagnosis of the training run (the JSON contract)
+
+
+@dataclass
+class TrainOptions:
+    """Everything ``defib train`` takes; the defaults are the recipe (see the CLI help for each)."""
+
+    data: Path
+    text: str
+    label: str
+    model: str
+    out: Path
+    text_pair: str | None = None
+    task: str | None = None
+    dev: Path | None = None
+    dev_share: float = 0.1        # held out of DATA when no --dev is given
+    epochs: float = 4.0
+    lr: float = 5e-5
+    batch_size: int = 16
+    max_length: int = 128
+    loss: str | None = None       # None: by the task and the class balance
+    scheduler: str = "linear"
+    warmup: float = 0.1           # share of the optimizer steps spent warming up
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    accumulation: int = 1
+    patience: int = 2             # evaluations without a better dev metric before stopping
+    eval_every: int = 0           # optimizer steps between evaluations (0: once per epoch)
+    seed: int = 42
+    resume: bool = False
+    overwrite: bool = False
+    check: bool = True
+    ignore_check: bool = False
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    task: str
+    loss: str
+    metrics: dict[str, float]
+    wall_s: float
+    train_s: float
+    samples_per_s: float
+    epochs_run: float
+    best_step: int | None
+    diagnosis: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+class CheckFailed(Exception):
+    """``defib check`` found an error in the training data (its diagnosis is attached)."""
+
+    def __init__(self, diagnosis: Any):
+        super().__init__("defib check found an error in the training data")
+        self.diagnosis = diagnosis
+
+
+# ---------------------------------------------------------------- input
+@dataclass
+class Prepared:
+    train: Columns
+    dev: Columns
+    space: L.LabelSpace
+    y_train: np.ndarray
+    y_dev: np.ndarray
+    model: str
+    loss: str
+    weights: np.ndarray | None
+    notes: list[str]
+
+
+def prepare(opts: TrainOptions) -> Prepared:
+    """Read and validate every input; raise :class:`DataError` (one line) on the first problem."""
+    _check_options(opts)
+    _check_out(opts)
+    model = resolve_model(opts.model)
+    train = read_columns(opts.data, opts.text, opts.text_pair, opts.label)
+    space = L.build(train, opts.label, opts.task)  # every label checked, with its row in the file
+    notes: list[str] = []
+    if opts.dev is not None:
+        dev = read_columns(opts.dev, opts.text, opts.text_pair, opts.label)
+    else:
+        train, dev = _split(train, opts.dev_share, opts.seed)
+        notes.append(f"dev set: {len(dev)} rows held out of {opts.data.name} ({opts.dev_share:.0%}, seed {opts.seed})")
+        if space.task == "regression":
+            space = L.build(train, opts.label, space.task)  # the target scale of the rows trained on
+    y_train, y_dev = space.encode(train, opts.label), space.encode(dev, opts.label)
+    counts = space.class_counts(y_train)
+    weights = L.class_weights(counts) if space.task == "classification" else None
+    loss = opts.loss or default_loss(space.task, weights is not None)
+    if FAMILY[loss] != space.task:
+        raise DataError(f"--loss {loss} is for {FAMILY[loss]}, but the labels make this {space.task}"
+                        + ("" if opts.task else f" (inferred; pass --task {FAMILY[loss]} if that is meant)"))
+    if loss in ("weighted-ce", "focal") and weights is None and space.task == "classification":
+        weights = L.class_weights(counts, always=True)
+    if loss not in ("weighted-ce", "focal"):
+        weights = None  # asked for plain cross-entropy: nothing is weighted
+    if space.task == "regression":
+        notes.append(f"targets standardised for training: (y - {space.target_mean:.4g}) / {space.target_std:.4g}; "
+                     "predictions are mapped back")
+    elif space.task == "classification":
+        shares = ", ".join(f"{n} {c / counts.sum():.0%}" for n, c in zip(space.names, counts))
+        if loss == "weighted-ce":
+            why = "imbalanced" if opts.loss is None else "--loss weighted-ce"
+            notes.append(f"classes {shares}: {why}, so cross-entropy weighted "
+                         + ", ".join(f"{n} {w:.2f}" for n, w in zip(space.names, weights)))
+        elif loss == "focal":
+            notes.append(f"classes {shares}: focal loss (gamma 2) with class weights "
+                         + ", ".join(f"{n} {w:.2f}" for n, w in zip(space.names, weights)))
+        else:
+            notes.append(f"classes {shares}: plain cross-entropy")
+    positions = _positions(model)
+    if positions and opts.max_length > positions:  # the model cannot read longer inputs: cap, and say so
+        notes.append(f"max_length {opts.max_length} capped at the model's {positions} position embeddings")
+        opts.max_length = positions
+    return Prepared(train, dev, space, y_train, y_dev, model, loss, weights, notes)
+
+
+def _positions(model: str) -> int | None:
+    """The model's position-embedding count (its longest input), if its config says."""
+    from transformers import AutoConfig
+
+    try:
+        n = getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", None)
+    except (OSError, ValueError):
+        return None
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
+def _check_options(opts: TrainOptions) -> None:
+    if opts.task is not None and opts.task not in L.TASKS:
+        raise DataError(f"--task {opts.task}: use one of {', '.join(L.TASKS)}")
+    if opts.loss is not None and opts.loss not in LOSSES:
+        raise DataError(f"--loss {opts.loss}: use one of {', '.join(LOSSES)}")
+    if opts.scheduler not in SCHEDULERS:
+        raise DataError(f"--scheduler {opts.scheduler}: use one of {', '.join(SCHEDULERS)}")
+    if not 0 < opts.dev_share < 1:
+        raise DataError(f"--dev-share {opts.dev_share}: must be between 0 and 1")
+    if opts.text_pair is not None and opts.text_pair == opts.text:
+        raise DataError(f"--text-pair {opts.text_pair}: the same column as --text")
+
+
+def work_dir(out: Path) -> Path:
+    """The hidden folder beside ``out`` where a run writes until it is done."""
+    return out.parent / f".{out.name}.partial"
+
+
+def _check_out(opts: TrainOptions) -> None:
+    out = opts.out
+    if out.exists() and not opts.overwrite:
+        raise DataError(f"--out {out}: already exists (pass --overwrite to replace it at the end of training)")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: exists and is not a folder")
+    if opts.resume and not _last_checkpoint(work_dir(out)):
+        raise DataError(f"--resume: no checkpoint to resume in {work_dir(out)}")
+
+
+def _split(col: Columns, share: float, seed: int) -> tuple[Columns, Columns]:
+    n = len(col)
+    n_dev = max(1, int(round(n * share)))
+    if n - n_dev < 2:
+        raise DataError(f"{col.path}: {n} rows are too few to hold out a dev set; pass --dev")
+    order = np.random.default_rng(seed).permutation(n)
+    parts = []
+    for idx in (order[n_dev:], order[:n_dev]):
+        take = sorted(idx.tolist())
+        parts.append(Columns(col.path, [col.texts[i] for i in take],
+                             [col.pairs[i] for i in take] if col.pairs is not None else None,
+                             [col.labels[i] for i in take] if col.labels is not None else None))
+    return parts[0], parts[1]
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    found = sorted(folder.glob("checkpoints/checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+    return found[-1] if found else None
+
+
+# ---------------------------------------------------------------- data check
+def check_training_data(opts: TrainOptions, prep: Prepared) -> Any:
+    """``defib.check_data`` on the training rows, when this defib has it (None otherwise)."""
+    import defib
+
+    check = getattr(defib, "check_data", None)
+    if check is None or not opts.check:
+        return None
+    from defib.evidence.readers import InputError
+
+    try:
+        diagnosis = check(prep.train.texts, prep.train.labels, text_pairs=prep.train.pairs, model=prep.model,
+                          max_length=opts.max_length, task=prep.space.task)
+    except InputError as exc:
+        raise DataError(str(exc)) from None
+    if diagnosis.exit_code() and not opts.ignore_check:
+        raise CheckFailed(diagnosis)
+    return diagnosis
+
+
+# ---------------------------------------------------------------- training
+class _Encoded:
+    """Tokenized rows (no padding) with their targets, as the Trainer's dataset."""
+
+    def __init__(self, enc: dict[str, list], targets: np.ndarray):
+        self.enc, self.targets = enc, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = {k: v[i] for k, v in self.enc.items()}
+        row["labels"] = self.targets[i].tolist() if self.targets.ndim > 1 else self.targets[i].item()
+        return row
+
+
+def encode(tokenizer: Any, col: Columns, max_length: int) -> dict[str, list]:
+    enc = tokenizer(col.texts, col.pairs, truncation=True, max_length=max_length)
+    return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+def train(opts: TrainOptions, prep: Prepared, log: Callable[[str], None] = print) -> TrainResult:
+    """Fine-tune and write the model to ``opts.out`` (see the module docstring for the order of work)."""
+    import torch
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
+                              EarlyStoppingCallback, Trainer, TrainingArguments)
+
+    from defib.integrations.hf import DefibCallback
+
+    started = time.time()
+    space = prep.space
+    work = work_dir(opts.out)
+    tok = AutoTokenizer.from_pretrained(prep.model)
+    train_ds = _Encoded(encode(tok, prep.train, opts.max_length), prep.y_train)
+    dev_ds = _Encoded(encode(tok, prep.dev, opts.max_length), prep.y_dev)
+    config: dict[str, Any] = {"num_labels": space.num_outputs}
+    if space.task == "regression":
+        config["problem_type"] = "regression"
+    else:
+        config["problem_type"] = ("single_label_classification" if space.task == "classification"
+                                  else "multi_label_classification")
+        config["id2label"] = dict(enumerate(space.names))
+        config["label2id"] = {n: i for i, n in enumerate(space.names)}
+    torch.manual_seed(opts.seed)  # the new head's initialisation
+    with _quiet_transformers():  # its load report lists the new head's weights as missing: expected here
+        model = AutoModelForSequenceClassification.from_pretrained(prep.model, **config)
+
+    steps_per_epoch = math.ceil(len(train_ds) / (opts.batch_size * opts.accumulation * _world_size()))
+    total_steps = max(1, math.ceil(steps_per_epoch * opts.epochs))
+    select = M.SELECT[space.task]
+    every = {"eval_strategy": "steps", "eval_steps": opts.eval_every, "save_strategy": "steps",
+             "save_steps": opts.eval_every} if opts.eval_every else {"eval_strategy": "epoch", "save_strategy": "epoch"}
+    args = TrainingArguments(
+        output_dir=str(work / "checkpoints"), num_train_epochs=opts.epochs, learning_rate=opts.lr,
+        per_device_train_batch_size=opts.batch_size, per_device_eval_batch_size=opts.batch_size * 2,
+        gradient_accumulation_steps=opts.accumulation, weight_decay=opts.weight_decay, max_grad_norm=opts.clip,
+        warmup_steps=0 if opts.scheduler == "plateau" else int(opts.warmup * total_steps),
+        lr_scheduler_type=SCHEDULERS[opts.scheduler], optim="adamw_torch",
+        train_sampling_strategy="group_by_length", **every,
+        load_best_model_at_end=True, metric_for_best_model=select, greater_is_better=True, save_total_limit=2,
+        logging_strategy="epoch" if not opts.eval_every else "steps", logging_steps=opts.eval_every or 500,
+        report_to=[], seed=opts.seed, data_seed=opts.seed, disable_tqdm=not opts.progress,
+        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(), ddp_find_unused_parameters=False)  # without it, accelerate runs torchrun ranks on CPU as N separate runs
+    with args.main_process_first():  # under torchrun: rank 0 clears the folder before the others use it
+        if args.process_index == 0 and not opts.resume and work.exists():
+            shutil.rmtree(work)  # the leftovers of an interrupted run (ours: never the user's --out)
+        work.mkdir(parents=True, exist_ok=True)
+    weights = torch.tensor(prep.weights) if prep.weights is not None else None
+    callback = DefibCallback(json_path=work / "model" / REPORT_FILE, report=False)
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
+                      data_collator=DataCollatorWithPadding(tok), processing_class=tok,
+                      compute_loss_func=Loss(prep.loss, weights), compute_metrics=_metrics_fn(space),
+                      callbacks=[callback, EarlyStoppingCallback(early_stopping_patience=opts.patience)])
+    resume = str(_last_checkpoint(work)) if opts.resume else None
+    out = trainer.train(resume_from_checkpoint=resume)
+    final = trainer.evaluate()  # the best checkpoint, reloaded at the end of training
+    trainer.accelerator.wait_for_everyone()  # every rank done with the checkpoints before rank 0 moves them
+    metrics = {k[len("eval_"):]: float(v) for k, v in final.items()
+               if k.startswith("eval_") and k not in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")}
+    eval_s = sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history if "eval_runtime" in e)
+    train_s = max(1e-9, float(out.metrics.get("train_runtime", 0.0)) - eval_s)  # training only, not dev passes
+    epochs_run = float(trainer.state.epoch or 0.0)
+    start_epoch = (_step_of(resume) or 0) / steps_per_epoch  # a resumed run trained only the rest
+    samples = (epochs_run - start_epoch) * len(train_ds)
+    result = TrainResult(out=opts.out, task=space.task, loss=prep.loss, metrics=metrics, wall_s=0.0, train_s=train_s,
+                         samples_per_s=samples / train_s, epochs_run=epochs_run,
+                         best_step=_step_of(trainer.state.best_model_checkpoint), diagnosis=callback.diagnosis,
+                         notes=prep.notes)
+    if trainer.is_world_process_zero():
+        trainer.save_model(str(work / "model"))  # model.safetensors, config, tokenizer
+        (work / "model" / "training_args.bin").unlink(missing_ok=True)  # a pickle: safetensors and JSON only
+        result.wall_s = time.time() - started
+        _write_meta(work / "model" / META_FILE, opts, prep, result)
+        _move_into_place(work, opts.out)
+    return result
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def _step_of(checkpoint: str | None) -> int | None:
+    if not checkpoint:
+        return None
+    try:
+        return int(checkpoint.rstrip("/").rsplit("-", 1)[-1])
+    except ValueError:
+        return None
+
+
+def _metrics_fn(space: L.LabelSpace) -> Callable[[Any], dict[str, float]]:
+    """Dev metrics on the user's own scale (regression targets mapped back).
+
+    The truth is the Trainer's own ``label_ids``, in the order it predicted
+    (with length grouping the evaluation order is not the file's).
+    """
+    def compute(pred: Any) -> dict[str, float]:
+        out = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        out, truth = np.asarray(out, dtype=np.float64), np.asarray(pred.label_ids)
+        if space.task == "regression":
+            scale = lambda v: v.reshape(-1) * space.target_std + space.target_mean  # noqa: E731
+            return M.regression(scale(out), scale(truth.astype(np.float64)))
+        if space.task == "classification":
+            return M.classification(out.argmax(-1), truth.astype(np.int64), len(space.names))
+        return M.multilabel(out, truth)
+
+    return compute
+
+
+def _write_meta(path: Path, opts: TrainOptions, prep: Prepared, result: TrainResult) -> None:
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
+    meta = {"defib_train": 1, "labels": prep.space.to_json(), "columns": {"text": opts.text,
+            "text_pair": opts.text_pair, "label": opts.label}, "max_length": opts.max_length, "loss": prep.loss,
+            "class_weights": prep.weights.tolist() if prep.weights is not None else None,
+            "base_model": prep.model, "options": options, "dev_metrics": result.metrics,
+            "train_rows": len(prep.train), "dev_rows": len(prep.dev), "epochs_run": result.epochs_run,
+            "best_step": result.best_step, "wall_s": round(result.wall_s, 2),
+            "samples_per_s": round(result.samples_per_s, 2)}
+    path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def _move_into_place(work: Path, out: Path) -> None:
+    """Replace ``out`` by the finished model in two renames; the checkpoints go with the work folder."""
+    old = out.parent / f".{out.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(work / "model", out)
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)

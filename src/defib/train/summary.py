@@ -1,0 +1,42 @@
+"""What ``defib train`` prints: the plan before training, the diagnosis and the final table after."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from defib.train.pipeline import REPORT_FILE, TrainResult
+
+METRIC_ORDER = ("pearson", "spearman", "rmse", "accuracy", "macro_f1", "micro_f1", "exact_match")
+
+
+def final_table(result: TrainResult, console: Console | None = None) -> None:
+    console = console or Console(highlight=False)
+    table = Table(title="defib train", title_justify="left")
+    table.add_column("dev metric")
+    table.add_column("value", justify="right")
+    table.add_row("task", result.task)
+    table.add_row("loss", result.loss)
+    for name in METRIC_ORDER:
+        if name in result.metrics:
+            table.add_row(name, f"{result.metrics[name]:.4f}")
+    table.add_row("epochs run", f"{result.epochs_run:.2f}")
+    table.add_row("wall time", f"{result.wall_s:.1f} s")
+    table.add_row("train samples/s", f"{result.samples_per_s:.1f}")
+    console.print(table)
+
+
+def diagnosis_lines(diagnosis: Any) -> list[str]:
+    """The watched run in a few lines: verdict and the findings that are not notes."""
+    if diagnosis is None:
+        return ["defib: no diagnosis (the watch did not run)"]
+    report = diagnosis.to_dict()
+    from defib.report.text import headline
+
+    lines = [f"defib: {headline(report)}; full report in {REPORT_FILE}"]
+    for f in report["findings"]:
+        if f["severity"] != "info":
+            lines.append(f"  [{f['code']}] {f['severity']}: {f['message']}")
+    return lines
