@@ -32,6 +32,21 @@ def test_missing_zero_grad_fires():
     assert_where(f, test_missing_zero_grad_fires)
 
 
+def test_a_loss_cut_from_the_graph_is_not_a_zero_grad_fault():
+    """No gradient ever arrives (a loss rebuilt from numpy): O006's cut graph, not gradients cleared too early."""
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for x, y in batches(IDS, SCORE, size=16):
+            pred = model(x).squeeze(-1)
+            loss = torch.tensor(float(((pred.detach() - y) ** 2).mean()), requires_grad=True)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert find(w.diagnosis, "O007") is None, w.diagnosis.findings
+    assert find(w.diagnosis, "O006") is not None
+
+
 def test_zero_grad_between_backward_and_step_fires():
     with watch() as w:
         model = BagOfWords()

@@ -644,8 +644,9 @@ class Watcher:
         grads = [p.grad for p in params if p.grad is not None]
         if grads:
             o.steps_with_grads += 1
-        if self._backward_since_step > 0 and (not grads or (self._zeroed_after_backward and
-                                                            not any(bool(g.any()) for g in grads[:4]))):
+        # zero_grad() between backward() and step(); grads that never arrive at all are a cut graph (O006)
+        if self._backward_since_step > 0 and self._zeroed_after_backward and \
+                (not grads or not any(bool(g.any()) for g in grads[:4])):
             o.steps_zeroed_before_step += 1
         if self._probe is not None and self._probe.grad is not None and self._first_micro_norm:
             if self._backward_since_step > 1:
