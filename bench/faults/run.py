@@ -226,7 +226,7 @@ def harmed(res: "Result", twin: "Result | None") -> bool | None:
         return None
     m, t = res.extra.get("metric"), twin.extra["metric"]
     if m is None:
-        return True  # crashed or NaN: no usable model
+        return None if res.report is None else True  # not run: unknown; crashed or NaN: no usable model
     ps, ts = res.extra.get("pred_std"), twin.extra.get("pred_std")
     return m <= t - 0.1 or (ps is not None and ts and ps < 0.5 * ts)
 
