@@ -55,11 +55,16 @@ def test_check_data_accepts_numpy_labels_and_a_tokenizer_object(tiny_model_dir):
 
 def test_progress_bar_draws_on_a_terminal(monkeypatch, capsys):
     monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
-    with _progress(True, 100) as tick:
+    bar = _progress(True, 100)
+    with bar as tick:
         for rows in (10, 50, 100):
             tick(rows, None)
-    with _progress(False, None) as tick:
+        task = bar.bar.tasks[0]
+        assert task.completed == pytest.approx(1.0) and task.fields["rows"] == 100
+    off = _progress(False, None)
+    with off as tick:
         tick(5, 0.5)
+    assert not off.enabled and not hasattr(off, "bar")  # switched off: nothing drawn
 
 
 def test_file_order_statistics_carry_across_batches():
