@@ -84,6 +84,19 @@ def test_defib_run_under_torchrun_reports_once_and_matches_one_process(tiny_mode
     assert codes(two.report) == codes(one.report) and codes(two.report)[0] == "L001"
 
 
+def test_watch_api_under_torchrun_reports_and_writes_on_rank_zero_only(tiny_model_dir, tmp_path):
+    html = tmp_path / "report.html"
+    cmd = _torchrun(2, str(SCRIPTS / "tiny_ddp.py"), "--model", str(tiny_model_dir), "--fault", "shape",
+                    "--steps", "30", "--watch", str(html))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", COLUMNS="200")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("Explain a finding") == 1, proc.stdout  # rank 0's report, not one per rank
+    assert "L001" in proc.stdout
+    assert (tmp_path / "report.html.0").exists() and not (tmp_path / "report.html.1").exists()
+    assert proc.stderr.count("defib: predictions flatlined") <= 1, proc.stderr
+
+
 def test_defib_train_under_torchrun(tiny_model_dir, tmp_path):
     data = tmp_path / "train.csv"
     from rules.helpers import sentences

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from defib.diagnosis import Diagnosis
+from defib.evidence.distributed import is_main_process
 from defib.evidence.hooks import Installed, install
 from defib.evidence.watch import Watcher, stderr_announce
 
@@ -58,15 +59,22 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
         return out
 
     def write_html(self, path: str) -> None:
-        """Write the HTML report (verdict, findings, plots) of what was watched, as ``defib run --html`` does."""
+        """Write the HTML report (verdict, findings, plots) of what was watched, as ``defib run --html`` does.
+
+        Under ``torchrun`` only rank 0 writes: the ranks share their statistics,
+        and several processes writing one path would clobber each other.
+        """
         from defib.report.html import write_html
 
-        write_html(self.to_dict(), path)
+        if is_main_process():
+            write_html(self.to_dict(), path)
 
     def report(self) -> None:
+        """Print the terminal report (rank 0 only under ``torchrun``: one diagnosis per job, not per rank)."""
         from defib.report.text import print_report
 
-        print_report(self.diagnosis or self.watcher.diagnose())
+        if is_main_process():
+            print_report(self.diagnosis or self.watcher.diagnose())
 
 
 def probe(model: nn.Module, tokenizer: Any, batch_or_data: Any, *, labels: Any = None, task: str | None = None,

@@ -414,7 +414,9 @@ def train_cmd(
         scheduler=scheduler, warmup=warmup, weight_decay=weight_decay, clip=clip, accumulation=accumulation,
         patience=patience, eval_every=eval_every, seed=seed, resume=resume, overwrite=overwrite, check=not no_check,
         ignore_check=ignore_check, progress=not no_progress)
-    main_rank = int(os.environ.get("RANK", "0") or 0) == 0
+    from defib.evidence.distributed import is_main_process
+
+    main_rank = is_main_process()
     say = typer.echo if main_rank else (lambda _msg: None)
     try:
         prep = pipeline.prepare(opts)

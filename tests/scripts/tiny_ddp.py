@@ -1,8 +1,11 @@
 """A tiny BERT regressor trained with DistributedDataParallel (gloo, CPU), for ``torchrun`` tests.
 
-Run as ``torchrun --nproc_per_node=N tiny_ddp.py --model DIR [--fault shape]``;
+Run as ``torchrun --nproc_per_node=N tiny_ddp.py --model DIR [--fault shape] [--watch HTML]``;
 each rank trains on its shard of the synthetic sentences (score = positive
 minus negative words). ``--fault shape`` plants the broadcasting MSE.
+``--watch HTML`` trains inside ``defib.watch()`` (the one-line API instead of
+``defib run``), then calls ``report()`` and ``write_html(HTML.<rank>)`` on every
+rank: only rank 0 may print or write.
 """
 
 import argparse
@@ -25,6 +28,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--model", required=True)
 parser.add_argument("--steps", type=int, default=60)
 parser.add_argument("--fault", default="")
+parser.add_argument("--watch", default="")
 args = parser.parse_args()
 
 dist.init_process_group("gloo")
@@ -57,6 +61,10 @@ model = DistributedDataParallel(Regressor())
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 step, epoch = 0, 0
 model.train()
+if args.watch:
+    import defib
+
+    watching = defib.watch().start()
 while step < args.steps:
     sampler.set_epoch(epoch)
     for enc, y in loader:
@@ -69,5 +77,9 @@ while step < args.steps:
         if step >= args.steps:
             break
     epoch += 1
+if args.watch:
+    watching.stop()
+    watching.report()
+    watching.write_html(f"{args.watch}.{dist.get_rank()}")
 print(f"rank {dist.get_rank()} final loss {loss.item():.4f}", flush=True)
 dist.destroy_process_group()

@@ -21,6 +21,7 @@ No-op when ``torch.distributed`` is not initialised or has one rank.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import torch
@@ -34,6 +35,18 @@ def world_size() -> int:
     if not (dist.is_available() and dist.is_initialized()):
         return 1
     return dist.get_world_size()
+
+
+def is_main_process() -> bool:
+    """True on global rank 0, or when there is no process group (``RANK`` is read before one exists).
+
+    Reports, HTML files and announcements come from this process only, so a
+    ``torchrun`` job prints one diagnosis, not one per rank.
+    """
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0") or 0) == 0
 
 
 def reduce_signals(s: Any) -> None:

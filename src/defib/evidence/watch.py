@@ -1024,4 +1024,8 @@ def _built_by_trainer() -> bool:
 
 
 def stderr_announce(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """Print one announcement on stderr, from rank 0 only (every rank sees the same reduced figures)."""
+    from defib.evidence.distributed import is_main_process
+
+    if is_main_process():
+        print(msg, file=sys.stderr, flush=True)
