@@ -46,6 +46,19 @@ def test_findings_of_any_command_render_generically():
     assert "example_lengths" in page and "(28 more)" in page  # a long evidence list is cut
 
 
+def test_probe_report_draws_the_lr_range_curve_and_gradient_flow():
+    probe = {"user_lr": 1e-3, "lr_range": {"lrs": [1e-7, 1e-6, 1e-5, 1e-4, 1e-3], "losses": [1.0, 0.98, 0.7, 0.5, 9.0],
+                                           "suggested_lr": 1e-5, "min_loss_lr": 1e-4, "diverged_lr": 1e-3,
+                                           "optimizer": "AdamW"},
+             "grad_norms": {"embeddings": 0.0, "layer.0": 0.2, "head": 1.5}}
+    page = render_html({"verdict": "at_risk", "task": "regression", "probe": probe, "findings": []})
+    assert plot_ids(page) == {"lr-range", "probe-grad-norm"}
+    assert "suggested 1e-05" in page and "your learning rate 0.001" in page and ">embeddings<" in page
+    assert ">no gradient<" in page  # the embeddings group had none
+    no_curve = render_html({"verdict": "healthy", "probe": {"lr_range": None, "grad_norms": None}, "findings": []})
+    assert 'id="plots"' not in no_curve
+
+
 def test_findings_of_unexpected_shapes_still_render():
     odd = [{"code": "T001", "message": "no severity, evidence as a list", "evidence": [1.5, 2],
             "where": "train.py, line 3"}, {"message": "no code at all", "severity": None, "confidence": None}]

@@ -25,7 +25,7 @@ def test_probe_csv_writes_report(tmp_path, tiny_model_dir):
     data = _csv(tmp_path / "rows.csv")
     out = tmp_path / "probe.json"
     res = run_defib(tmp_path, "probe", "--model", str(tiny_model_dir), "--data", str(data), "--text", "sentence",
-                    "--label", "score", "--json", str(out))
+                    "--label", "score", "--json", str(out), "--html", str(tmp_path / "probe.html"))
     assert res.returncode in (0, 1), res
     report = json.loads(out.read_text())
     assert report["task"] == "regression" and report["verdict"] in ("healthy", "at_risk")
@@ -33,6 +33,8 @@ def test_probe_csv_writes_report(tmp_path, tiny_model_dir):
     assert len(curve["lrs"]) == len(curve["losses"]) > 5 and curve["suggested_lr"] > 0
     assert {"embeddings", "layer.0", "layer.1", "head"} <= set(report["probe"]["grad_norms"])
     assert "probe of 64 rows" in res.stdout
+    page = (tmp_path / "probe.html").read_text()
+    assert 'id="plot-lr-range"' in page and 'id="plot-probe-grad-norm"' in page and "Could not draw" not in page
 
 
 def test_probe_jsonl_classification(tmp_path, tiny_model_dir):

@@ -292,6 +292,63 @@ def lr_and_update_ratio(sig: dict[str, Any], flat_step: int | None):
     return fig
 
 
+# ------------------------------------------------------------------ a probe
+def lr_range_curve(probe: dict[str, Any]):
+    """The learning-rate range test: loss after each step of the exponential sweep, with the LRs it names."""
+    r = probe.get("lr_range") or {}
+    pairs = [(lr, loss) for lr, loss in zip(r.get("lrs") or [], r.get("losses") or [])
+             if lr and lr > 0 and loss is not None and math.isfinite(loss)]
+    if len(pairs) < 2:
+        return None
+    fig, (ax,) = _figure()
+    ax.plot([lr for lr, _ in pairs], [loss for _, loss in pairs], color="black", linewidth=1.5, marker=".")
+    ax.set_xscale("log")
+    _maybe_log(ax, [loss for _, loss in pairs])
+    marks = (("suggested_lr", "suggested", "#2ca02c", "-"), ("min_loss_lr", "lowest loss", "#1f77b4", ":"),
+             ("diverged_lr", "diverged", PRED_COLOUR, "--"))
+    for key, word, colour, style in marks:
+        if r.get(key):
+            ax.axvline(r[key], color=colour, linestyle=style, linewidth=1.2, label=f"{word} {r[key]:.2g}")
+    if probe.get("user_lr"):
+        ax.axvline(probe["user_lr"], color="#9467bd", linestyle="-.", linewidth=1.2,
+                   label=f"your learning rate {probe['user_lr']:.2g}")
+    ax.legend(fontsize=8)
+    ax.set(title=f"Learning-rate range test ({r.get('optimizer') or 'optimizer'}, weights restored afterwards)",
+           xlabel="learning rate (log scale)", ylabel="training loss")
+    return fig
+
+
+def probe_grad_norms(probe: dict[str, Any]):
+    """One backward pass: the gradient norm of each module group as bars; groups without a gradient are marked.
+
+    Bars start at zero on a linear axis; a log axis only when the norms span
+    more than LOG_SPAN (a bar's length on a log axis says little by itself).
+    """
+    norms = probe.get("grad_norms") or {}
+    if not norms:
+        return None
+    names = list(norms)
+    values = [float(norms[n] or 0.0) for n in names]
+    live = [v > 0 and math.isfinite(v) for v in values]
+    positive = [v for v, ok in zip(values, live) if ok]
+    log = bool(positive) and max(positive) > LOG_SPAN * min(positive)
+    floor = min(positive) / 10 if log else 0.0
+    fig, (ax,) = _figure(height=max(2.0, 0.25 * len(names) + 1.0))
+    ax.barh(range(len(names)), [v if ok else floor for v, ok in zip(values, live)], color="#1f77b4")
+    for i, ok in enumerate(live):
+        if not ok:
+            ax.annotate("no gradient", (0.01, i), xycoords=("axes fraction", "data"), va="center", fontsize=8,
+                        color=PRED_COLOUR)
+    ax.set_yticks(range(len(names)), [_short(n) for n in names], fontsize=8)
+    ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(left=floor)
+    ax.set(title="Gradient norm per module group (one backward pass)",
+           xlabel="‖gradient‖" + (" (log scale)" if log else ""))
+    return fig
+
+
 # ------------------------------------------------------------------ a data check
 def token_lengths(check: dict[str, Any]):
     """Histogram of tokens per row, with the max_length that truncates them."""
@@ -397,14 +454,26 @@ CHECK_PLOTS = (
 )
 
 
+PROBE_PLOTS = (
+    Spec("lr-range", "Learning-rate range test",
+         "The loss as the learning rate grows step by step: the suggested rate sits where it falls fastest, well "
+         "before it turns up. A rate of yours far to the right of the turn overwrites the pretrained features.",
+         lambda r: lr_range_curve(r.get("probe") or {})),
+    Spec("probe-grad-norm", "Gradient flow",
+         "Groups marked \"no gradient\" got none in one backward pass: frozen, or cut from the loss.",
+         lambda r: probe_grad_norms(r.get("probe") or {})),
+)
+
+
 def draw(report: dict[str, Any]) -> list[Plot]:
-    """Every plot the report has data for: a watched run's (``signals``), a data check's (``check``).
+    """Every plot the report has data for: a watched run's (``signals``), a data check's (``check``), a probe's.
 
     A plot whose builder raises is reported on the page with its error; the others are still drawn.
     """
     import matplotlib
 
-    specs = (RUN_PLOTS if report.get("signals") else ()) + (CHECK_PLOTS if report.get("check") else ())
+    specs = ((RUN_PLOTS if report.get("signals") else ()) + (CHECK_PLOTS if report.get("check") else ())
+             + (PROBE_PLOTS if report.get("probe") else ()))
     out = []
     with matplotlib.rc_context(STYLE):
         for spec in specs:
