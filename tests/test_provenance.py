@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from defib.evidence.provenance import label_line, origin_line
+from defib.evidence.provenance import label_line, origin_line, receiver_line
 
 SCRIPT = textwrap.dedent('''\
     import argparse
@@ -46,6 +46,28 @@ def test_follows_values_to_their_origin(tmp_path):
     assert origin_line(f, 23, "attention_mask") == 15              # mask -> the one assignment in the file
     assert origin_line(f, 24, "max_length") == 7
     assert origin_line(f, 27, "lr") == 27                          # a literal: its own line
+
+
+BACKWARDS = textwrap.dedent('''\
+    def step(model, x, y, scaler, accelerator):
+        loss = torch.tensor(mse(model(x).detach().numpy(), y), requires_grad=True)
+        loss.backward()
+        total = loss * 2
+        scaler.scale(total).backward()
+        accelerator.backward(total)
+        model(x).sum().backward()
+''')
+
+
+def test_receiver_line_finds_the_tensor_backward_was_called_on(tmp_path):
+    path = tmp_path / "step.py"
+    path.write_text(BACKWARDS)
+    f = str(path)
+    assert receiver_line(f, 3, "backward") == 2      # loss.backward() -> loss = torch.tensor(...)
+    assert receiver_line(f, 5, "backward") == 4      # scaler.scale(total).backward()
+    assert receiver_line(f, 6, "backward") == 4      # accelerator.backward(total)
+    assert receiver_line(f, 7, "backward") is None   # no variable to follow
+    assert receiver_line(f, 1, "backward") is None   # no backward call on that line
 
 
 def test_stays_at_the_call_when_unsure(tmp_path):

@@ -107,6 +107,7 @@ class OptimSignals:
     grad_total: Series = field(default_factory=Series)
     backward_calls: int = 0
     backward_where: Where | None = None
+    leaf_loss_where: Where | None = None      # backward() on a tensor with no graph: the line that built it
     step_where: Where | None = None
     zero_grad_calls: int = 0
     zero_grad_where: Where | None = None

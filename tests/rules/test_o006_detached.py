@@ -2,13 +2,15 @@
 
 Planted: the encoder run under ``torch.no_grad()`` in the training forward
 while the optimizer holds its parameters; the [CLS] vector ``.detach()``-ed
-before the head. Near-misses: a linear probe (encoder frozen and run under
+before the head; the loss rebuilt from NumPy as a new leaf tensor (where:
+the line that built it, not the backward call). Near-misses: a linear probe (encoder frozen and run under
 ``no_grad``, only the head in the optimizer); a healthy model whose BERT pooler
 is computed but unused (it never gets a gradient, legitimately).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from helpers import BertRegressor, assert_where, encode, find, sentences, watch
@@ -69,6 +71,29 @@ def test_detached_cls_fires(tiny_model_dir):
     f = find(w.diagnosis, "O006")
     assert f is not None and f.evidence["groups_with_grad"] == ["head"]
     assert_where(f, DetachedCls)
+
+
+def test_loss_rebuilt_from_numpy_points_at_the_line_that_built_it(tiny_model_dir):
+    def train_numpy_loss(model, opt):
+        model.train()
+        for i in range(0, len(ROWS), 16):
+            enc, y = encode(tiny_model_dir, ROWS[i:i + 16])
+            pred = model(enc["input_ids"], enc["attention_mask"])
+            err = (pred.detach().numpy() - y.numpy()) ** 2
+            loss = torch.tensor(np.mean(err), requires_grad=True)  # planted
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    with watch() as w:
+        model = BertRegressor(tiny_model_dir)
+        train_numpy_loss(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+    f = find(w.diagnosis, "O006")
+    assert f is not None and f.evidence["groups_with_grad"] == [] and f.evidence["loss_without_graph"]
+    assert "no grad_fn" in f.message
+    assert_where(f, train_numpy_loss)
+    # the loss never touches the predictions, so defib cannot see them; the cause still makes the run at risk
+    assert w.diagnosis.verdict == "at_risk"
 
 
 def test_linear_probe_under_no_grad_is_silent(tiny_model_dir):

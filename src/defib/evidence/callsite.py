@@ -63,6 +63,22 @@ def where_here(keyword: str | None = None, skip: int = 2, value: object = None) 
     return make_where(filename, line)
 
 
+def where_made(method: str, skip: int = 2) -> Where | None:
+    """A :class:`Where` for the line that built the value the user's ``x.method()`` call acts on.
+
+    ``loss.backward()`` on a tensor without a graph: the line to edit is
+    ``loss = torch.tensor(...)``, not the backward call. None when the
+    assignment cannot be found unambiguously.
+    """
+    frame = user_frame(skip)
+    if frame is None:
+        return None
+    from defib.evidence.provenance import receiver_line
+
+    line = receiver_line(frame.f_code.co_filename, frame.f_lineno, method)
+    return make_where(frame.f_code.co_filename, line) if line else None
+
+
 def make_where(filename: str, line: int) -> Where:
     code = linecache.getline(filename, line).strip()
     try:

@@ -119,6 +119,36 @@ def _attr_origin(tree: ast.AST, attr: str, value: object) -> int | None:
     return None
 
 
+def _receiver_name(call: ast.Call) -> str | None:
+    """The variable a ``.backward()``-style call acts on: ``loss.backward()``, ``scaler.scale(loss).backward()``,
+    ``accelerator.backward(loss)``."""
+    if call.args and isinstance(call.args[0], ast.Name):
+        return call.args[0].id
+    func = call.func
+    if isinstance(func, ast.Attribute):
+        if isinstance(func.value, ast.Name):
+            return func.value.id
+        if isinstance(func.value, ast.Call) and func.value.args and isinstance(func.value.args[0], ast.Name):
+            return func.value.args[0].id
+    return None
+
+
+def receiver_line(filename: str, line: int, method: str) -> int | None:
+    """The line that built the value ``method`` is called on at ``line`` (``loss = ...`` for ``loss.backward()``).
+
+    None when the call is not found or the variable's assignment is ambiguous.
+    """
+    tree = _tree(filename)
+    if tree is None:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method \
+                and node.lineno <= line <= (node.end_lineno or node.lineno):
+            name = _receiver_name(node)
+            return _name_origin(tree, line, name) if name else None
+    return None
+
+
 def origin_line(filename: str, line: int, keyword: str, value: object = None) -> int:
     """The line that set the value passed as ``keyword=`` in the call on ``line`` (``line`` if unknown).
 

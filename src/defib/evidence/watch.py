@@ -28,7 +28,7 @@ from torch import nn
 
 from defib.evidence import distributed
 from defib.evidence import params as P
-from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here
+from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here, where_made
 from defib.evidence.stats import Moments, Series, Window, rel_spread
 from defib.rules.fmt import num
 from defib.signals import (CLASS_LOSSES, MAX_INTERNAL_ERRORS, MAX_PLOTTED_CLASSES, QUANTILES, MULTILABEL_LOSSES, REGRESSION_LOSSES, DataSignals,
@@ -556,6 +556,8 @@ class Watcher:
         o.backward_calls += 1
         if o.backward_where is None:
             o.backward_where = where_here(skip=4)
+        if tensor.grad_fn is None and o.leaf_loss_where is None:  # a loss rebuilt outside the graph
+            o.leaf_loss_where = where_made("backward", skip=4) or where_here(skip=4)
         if tensor.numel() == 1:
             v = float(tensor.detach())
             self._backward_values.append(v)

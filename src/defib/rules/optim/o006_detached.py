@@ -21,7 +21,8 @@ class DetachedGraph(Rule):
 
     Why it flattens predictions:
         ``.detach()``, ``torch.no_grad()``, ``.data``, ``.item()`` or a NumPy
-        round trip in the forward pass cut the encoder off from the loss: only
+        round trip in the forward pass or the loss (``loss = torch.tensor(np_value,
+        requires_grad=True)`` is a new leaf: its backward reaches nothing) cut the encoder off from the loss: only
         the head learns, on frozen random-ish features, or nothing learns at
         all. Predictions stay near their initial, nearly constant values.
 
@@ -54,17 +55,22 @@ class DetachedGraph(Rule):
         if not (encoder_cut or head_cut):
             return None
         m = s.model
-        where = None
-        if m is not None:
+        # a loss with no graph at all (backward() on a leaf) is the cut itself; then the forward's cut points
+        where = o.leaf_loss_where
+        if where is None and m is not None:
             where = m.nograd_forward_where or (m.head_input_where if m.head_input_detached else None)
         if where is None and s.loss is not None:
             where = s.loss.where
         share_note = "no parameter at all" if not o.groups_with_grad else f"only {', '.join(o.groups_with_grad)}"
+        leaf_note = (" backward() was called on a tensor with no graph (no grad_fn): the loss was rebuilt "
+                     "outside autograd, e.g. torch.tensor(...) of a number or a NumPy value."
+                     if o.leaf_loss_where is not None else "")
         return self.finding(
             f"{len(o.never_grad)} trainable parameter tensors in the optimizer never received a gradient "
-            f"(groups: {', '.join(groups)}); {share_note} did. The graph from the loss does not reach them.",
+            f"(groups: {', '.join(groups)}); {share_note} did. The graph from the loss does not reach them."
+            + leaf_note,
             confidence=0.9,
             evidence={"never_grad": o.never_grad[:20], "count": len(o.never_grad), "groups_without_grad": groups,
-                      "groups_with_grad": o.groups_with_grad},
+                      "groups_with_grad": o.groups_with_grad, "loss_without_graph": o.leaf_loss_where is not None},
             where=where,
             fix="Remove .detach() / torch.no_grad() / .data / .numpy() from the training forward pass")
