@@ -35,6 +35,22 @@ def test_judge_refuses_a_run_that_never_collapsed():
     assert not recovered and "had not collapsed" in reason
 
 
+def test_a_loss_no_better_than_the_constant_predictor_is_a_collapse_even_with_varying_predictions():
+    not_learning = {"spread_ratio": 0.7, "loss": 1.9, "baseline_loss": 2.0, "verdict": "at_risk"}  # 0.95 of baseline
+    learns = {"spread_ratio": 0.6, "loss": 1.0, "baseline_loss": 2.0, "verdict": "healthy"}
+    assert judge(not_learning, learns)[0]
+    recovered, reason = judge(not_learning, {"spread_ratio": 0.6, "loss": 1.85, "baseline_loss": 2.0, "verdict": "at_risk"})
+    assert not recovered and "still 0.925 of the constant predictor" in reason  # better, but still not learning
+    just_below = {"spread_ratio": 0.7, "loss": 1.78, "baseline_loss": 2.0, "verdict": "at_risk"}  # 0.89: learning
+    assert "had not collapsed" in judge(just_below, learns)[1]
+
+
+def test_a_negative_loss_is_not_compared_with_the_baseline():
+    nll_on_logits = {"spread_ratio": 0.1, "loss": -6.0, "baseline_loss": 0.69, "verdict": "at_risk"}
+    recovered, _ = judge(nll_on_logits, {"spread_ratio": 0.8, "loss": 0.4, "baseline_loss": 0.69, "verdict": "healthy"})
+    assert recovered
+
+
 def test_plans_follow_the_evidence():
     lr = plan({"cause": "optim.lr_too_high", "evidence": {"lr": 1e-3, "update_ratio_peak": 0.05}})
     assert lr["params"]["lr"] == pytest.approx(1e-5)  # 1e-3 * 5e-4 / 0.05

@@ -4,10 +4,14 @@ The rerun is the user's own command, stopped after ``steps`` optimizer steps,
 with the fix applied inside it (see :mod:`defib.fixes.base`). Before and
 after are compared at the same step: the prediction spread against the
 targets' (the number the flatline is judged on) and the loss against the
-constant-predictor baseline. A fix is reported ``recovered`` only when the
-run had collapsed (spread below the flat threshold, or a flatline verdict)
-and the rerun's spread is above that threshold with no flatline and a lower
-loss: "the finding went away" is not enough, the predictions must vary again.
+constant-predictor baseline. A run has collapsed when its predictions are
+flat (spread below the flat threshold, or a flatline verdict) or when its loss
+is still within ``NOT_LEARNING`` of the constant predictor's: predictions that
+vary but explain under a tenth of what the mean leaves (R^2 < 0.1 for MSE)
+are no better than flat. A fix is reported ``recovered`` only when the run
+had collapsed and the rerun's predictions vary (spread above the threshold,
+no flatline) with a loss clearly below the baseline and below the run's own:
+"the finding went away" is not enough, the model must learn again.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Callable
 from defib.fixes.base import plan
 from defib.rules.optim.common import FLAT_SPREAD
 
+NOT_LEARNING = 0.9  # loss / constant-predictor loss at or above this: the model has learned (almost) nothing
 RunFn = Callable[[dict[str, str], int], tuple[int, dict[str, Any]]]
 
 
@@ -52,13 +57,16 @@ def figures(report: dict[str, Any], at_step: int | None = None) -> dict[str, Any
 
 
 def _collapsed(fig: dict[str, Any]) -> bool:
-    spread = fig.get("spread_ratio")
-    return fig.get("verdict") == "flatlined" or (spread is not None and math.isfinite(spread) and spread < FLAT_SPREAD)
+    """Flat predictions, or a loss no better than (within NOT_LEARNING of) always predicting the mean / the prior."""
+    spread, rel = fig.get("spread_ratio"), _rel_loss(fig)
+    flat = fig.get("verdict") == "flatlined" or (spread is not None and math.isfinite(spread) and spread < FLAT_SPREAD)
+    return flat or (rel is not None and rel >= NOT_LEARNING)
 
 
 def _rel_loss(fig: dict[str, Any]) -> float | None:
+    """Loss over the constant predictor's; None where the ratio means nothing (a negative "loss": NLL on logits)."""
     loss, base = fig.get("loss"), fig.get("baseline_loss")
-    if loss is None or not base or not math.isfinite(loss):
+    if loss is None or not base or base <= 0 or not math.isfinite(loss) or loss < 0:
         return None
     return loss / base
 
@@ -73,7 +81,12 @@ def judge(before: dict[str, Any], after: dict[str, Any]) -> tuple[bool, str]:
     rb, ra = _rel_loss(before), _rel_loss(after)
     if rb is not None and ra is not None and ra >= rb:
         return False, f"predictions vary again but the loss is no better ({ra:.3g} vs {rb:.3g} of the baseline)"
-    return True, f"spread {_fmt(before.get('spread_ratio'))} -> {_fmt(spread)} of the targets' (flat below {FLAT_SPREAD})"
+    if ra is not None and ra >= NOT_LEARNING:
+        return False, (f"predictions vary but the loss is still {ra:.3g} of the constant predictor's "
+                       f"(learning starts below {NOT_LEARNING})")
+    loss_note = f"; loss {rb:.3g} -> {ra:.3g} of the baseline" if rb is not None and ra is not None else ""
+    return True, (f"spread {_fmt(before.get('spread_ratio'))} -> {_fmt(spread)} of the targets' "
+                  f"(flat below {FLAT_SPREAD}){loss_note}")
 
 
 def _fmt(x: float | None) -> str:
@@ -92,7 +105,8 @@ def confirm(report: dict[str, Any], run: RunFn, *, steps: int, max_runs: int = 2
     steps = max(1, min(steps, int(report.get("steps_observed") or 0) or steps))
     before = figures(report, steps)
     if not _collapsed(before):
-        say(f"defib: --confirm: the predictions had not collapsed by step {steps}, so no rerun can prove a fix")
+        say(f"defib: --confirm: the run had not collapsed by step {steps} (its predictions vary and its loss is below "
+            f"{NOT_LEARNING} of the constant predictor's), so no rerun can prove a fix")
         return out
     for i, (finding, spec) in enumerate(candidates(report, max_runs), 1):
         say(f"defib: confirming the fix for {spec['cause']} ({spec['description']}): "
