@@ -69,18 +69,20 @@ def test_candidates_skip_causes_without_a_fix_and_info_findings():
     assert [f["code"] for f, _ in candidates(report, 2)] == ["L001"]
 
 
-def _script(tiny_model_dir, fault):
-    return [sys.executable, str(SCRIPTS / "tiny_regression.py"), "--model", str(tiny_model_dir), "--fault", fault]
+def _script(tiny_model_dir, fault, steps=60):
+    return [sys.executable, str(SCRIPTS / "tiny_regression.py"), "--model", str(tiny_model_dir), "--fault", fault,
+            "--steps", str(steps)]
 
 
 def test_confirm_proves_the_reshape_fix(tmp_path, tiny_model_dir):
-    r = run_defib(tmp_path, "--confirm", command=_script(tiny_model_dir, "shape"))
+    # 120 steps: by then the fixed tiny model's loss is clearly below the constant predictor's (at 60 it is not yet)
+    r = run_defib(tmp_path, "--confirm", command=_script(tiny_model_dir, "shape", steps=120))
     fixes = r.report["confirmed_fixes"]
     assert len(fixes) == 1, r
     fix = fixes[0]
     assert fix["cause"] == "loss.shape_mismatch" and fix["recovered"], fix
     assert fix["before"]["spread_ratio"] < 0.15 <= fix["after"]["spread_ratio"]
-    assert fix["after"]["loss"] < fix["before"]["loss"]
+    assert fix["after"]["loss"] < 0.9 * fix["after"]["baseline_loss"]
     assert "confirmed" in r.stdout and "--confirm took" in r.stderr
     assert r.returncode == 1  # the run itself still flatlined: confirming a fix does not change the verdict
 
@@ -151,6 +153,41 @@ def test_standardise_fix_changes_only_regression_targets(fixed):
     pred, y = torch.zeros(4), torch.tensor([1.0, 2.0, 3.0, 4.0])
     fixed("data.target_scale", mean=2.5, std=2.0)
     assert F.mse_loss(pred, y).item() == pytest.approx(float(((y - 2.5) / 2.0).pow(2).mean()))
+
+
+def test_mask_fix_passes_the_padding_mask_from_the_models_second_call(fixed, tiny_model_dir):
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(tiny_model_dir)).eval()  # eval: no dropout, outputs comparable
+    ids = torch.tensor([[101, 7, 8, 102, 0, 0], [101, 9, 102, 0, 0, 0]])
+    inverted = (ids == 0).long()
+    with torch.no_grad():
+        right = model(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
+        wrong = model(input_ids=ids, attention_mask=inverted).last_hidden_state
+        w = fixed("data.attention_mask", pad_token_id=0)
+        first = model(input_ids=ids, attention_mask=inverted).last_hidden_state   # finds the model: unchanged
+        second = model(input_ids=ids, attention_mask=inverted).last_hidden_state  # the fix passes the real mask
+    assert torch.equal(first, wrong) and not torch.allclose(wrong, right)
+    assert torch.equal(second, right)
+    assert not w.s.internal_errors
+
+
+def test_pretrained_fix_loads_the_checkpoint_into_a_model_built_from_its_config(fixed, tiny_model_dir):
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    saved = AutoModel.from_pretrained(str(tiny_model_dir)).state_dict()
+    torch.manual_seed(123)
+    model = AutoModel.from_config(AutoConfig.from_pretrained(str(tiny_model_dir)))  # random weights
+    key = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(model.state_dict()[key], saved[key])
+    fixed("model.not_pretrained")
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: after the step the weights are exactly the loaded ones
+    out = model(input_ids=torch.tensor([[101, 7, 8, 102]])).last_hidden_state
+    out.pow(2).mean().backward()
+    opt.step()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
 
 
 def test_confirm_command_refuses_a_missing_or_foreign_report(tmp_path):

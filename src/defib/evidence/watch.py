@@ -214,9 +214,15 @@ class Watcher:
             return
         self._roots.append(weakref.ref(module))
         self._names = {}  # rebuilt lazily
+        if self.fix is not None:  # a confirmation rerun: the fix may change the model's inputs from its next call
+            self._head_hooks.append(module.register_forward_pre_hook(self._fix_model_inputs, with_kwargs=True))
         if self.s.model is None:
             self.s.model = ModelSignals(name=type(module).__name__)
             self._inspect_model(module)
+
+    def _fix_model_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        """Let the confirmation fix rewrite the top-level model's inputs (the global pre-hook sees no kwargs)."""
+        return self.apply_fix("model_inputs", module, args, kwargs, self._data().pad_token_id, default=None)
 
     def _inspect_model(self, root: nn.Module) -> None:
         m = self.s.model
