@@ -1,9 +1,11 @@
 """Per-step overhead of defib watching a real fine-tuning step.
 
-One process, one model: after a warm-up, blocks of K steps run bare, then K
+One process, one model: after a warm-up, blocks of K steps run bare and K
 steps inside ``defib.watch(model, optimizer)`` (the hooks ``defib run``
 installs, at its default settings), repeated R times. Alternating in one run
-keeps a shared, noisy CPU from favouring one side. A step is what a user's loop
+keeps a shared, noisy CPU from favouring one side; both blocks of a pair train
+on the same K batches, and which goes first alternates, so that batch lengths
+and order cannot favour one either. A step is what a user's loop
 does: tokenize 16 STS-B pairs (max_length 64), forward the packaged
 all-MiniLM-L6-v2 with a linear head on CLS, ``F.mse_loss`` on squeezed
 predictions, zero_grad, backward, AdamW step.
@@ -63,20 +65,28 @@ class Batches:
         self.rng = random.Random(seed)
         self.order: list[int] = []
 
-    def next(self):
+    def next(self) -> list[tuple[str, str, float]]:
+        """The next batch's rows (tokenized inside the timed step, like a collate_fn would)."""
         if len(self.order) < BATCH:
             self.order = list(range(len(self.pairs)))
             self.rng.shuffle(self.order)
         idx, self.order = self.order[:BATCH], self.order[BATCH:]
-        s1, s2, y = zip(*(self.pairs[i] for i in idx))
+        return [self.pairs[i] for i in idx]
+
+    def encode(self, rows: list[tuple[str, str, float]]):
+        s1, s2, y = zip(*rows)
         enc = self.tok(list(s1), list(s2), padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
         return enc, torch.tensor(y, dtype=torch.float)
 
 
-def step(model, optimizer, batches) -> tuple[float, float]:
-    """One training step; returns (wall seconds, CPU seconds of this process, all threads)."""
+def step(model, optimizer, batches: Batches, rows) -> tuple[float, float]:
+    """One training step on these rows; returns (wall seconds, CPU seconds of this process, all threads).
+
+    Both sides of a block pair get the very same rows: with dynamic padding a
+    step's time depends on its batch's lengths.
+    """
     start, cpu = time.perf_counter(), time.process_time()
-    enc, y = batches.next()
+    enc, y = batches.encode(rows)
     preds = model(**enc)
     loss = F.mse_loss(preds, y)
     optimizer.zero_grad()
@@ -132,19 +142,29 @@ def main() -> int:
     began = time.perf_counter()
 
     for _ in range(args.warmup):
-        step(model, optimizer, batches)
+        step(model, optimizer, batches, batches.next())
     # one watcher for the whole run, attached only during watched blocks, so that
     # its sampling schedule is that of one long watched run
     w = defib.watch(model, optimizer, announce=None)
     bare_blocks: list[list[tuple[float, float]]] = []
     watched_blocks: list[list[tuple[float, float]]] = []
     for r in range(args.repeats):
-        bare_blocks.append([step(model, optimizer, batches) for _ in range(args.block)])
-        w.start()
-        try:
-            watched_blocks.append([step(model, optimizer, batches) for _ in range(args.block)])
-        finally:
-            w.stop()
+        # both sides of a pair train on the same K batches, and which side goes first alternates,
+        # so neither batch lengths nor a warming cache can favour one side
+        block = [batches.next() for _ in range(args.block)]
+
+        def bare_side() -> None:
+            bare_blocks.append([step(model, optimizer, batches, rows) for rows in block])
+
+        def watched_side() -> None:
+            w.start()
+            try:
+                watched_blocks.append([step(model, optimizer, batches, rows) for rows in block])
+            finally:
+                w.stop()
+
+        for side in ((bare_side, watched_side) if r % 2 == 0 else (watched_side, bare_side)):
+            side()
         print(f"block {r + 1}/{args.repeats}: bare {med(bare_blocks[-1]):.3f} s/step, "
               f"watched {med(watched_blocks[-1]):.3f} s/step", file=sys.stderr, flush=True)
     total = time.perf_counter() - began
@@ -155,6 +175,10 @@ def main() -> int:
     mb, mw = med(bare), med(watched)
     cb, cw = med(bare, 1), med(watched, 1)
     pair_ratios = [med(wb) / med(bb) for bb, wb in zip(bare_blocks, watched_blocks)]
+    # a block's total time counts defib's sampled steps (every sample_every-th step does more work),
+    # which the median of single steps would hide; block totals are paired on the same batches
+    total_ratios = [sum(t[0] for t in wb) / sum(t[0] for t in bb) for bb, wb in zip(bare_blocks, watched_blocks)]
+    sum_ratio = sum(t[0] for t in watched) / sum(t[0] for t in bare)
     argv = " ".join(sys.argv[1:])
     lines = [
         "# Overhead benchmark",
@@ -168,7 +192,8 @@ def main() -> int:
         f"{torch.get_num_threads()} threads; defib {defib.__version__}  ",
         f"Load average (1/5/15 min) at start: {load_start}; at end: {load()}. The CPU is shared with other "
         "work, so absolute times are noisy; alternating blocks in one process is what keeps the ratio fair.  ",
-        f"Steps: {args.warmup} warm-up, then {args.repeats} x ({args.block} bare + {args.block} watched); "
+        f"Steps: {args.warmup} warm-up, then {args.repeats} x ({args.block} bare + {args.block} watched, the same "
+        f"{args.block} batches on both sides, which side goes first alternating); "
         f"{total:.0f} s in all; defib's verdict on the watched steps: {verdict}.",
         "",
         "| | median wall s/step | median CPU s/step | steps |",
@@ -177,9 +202,14 @@ def main() -> int:
         f"| watched | {mw:.3f} | {cw:.3f} | {len(watched)} |",
         f"| **ratio watched/bare** | **{mw / mb:.3f}** | {cw / cb:.3f} | |",
         f"| median of the per-block wall ratios | {statistics.median(pair_ratios):.3f} | | |",
+        f"| **median over block pairs of total watched / total bare wall time** | "
+        f"**{statistics.median(total_ratios):.3f}** | | |",
+        f"| all watched steps' wall time / all bare steps' | {sum_ratio:.3f} | | |",
         "",
         "CPU s/step is this process's CPU time (all threads) over the step: less sensitive than wall time",
-        "to other processes on the machine.",
+        "to other processes on the machine. The block-total ratios include defib's sampled steps (one in",
+        "ten does the heavier statistics), which a median of single steps hides; they are the overhead a",
+        "run pays on average.",
         "",
         "| block | bare median wall s/step | watched median wall s/step | ratio |",
         "|---|---|---|---|",

@@ -20,7 +20,7 @@ One run, one machine, the packaged all-MiniLM-L6-v2:
   cores): ``defib train`` with its default class-weighted loss against the
   same command with ``--loss ce``; macro-F1 on dev.
 
-    python bench/train/run.py            # the full run (about an hour on two idle cores)
+    python bench/train/run.py            # the full run (25 minutes on two idle cores)
     python bench/train/run.py --quick    # tiny slices, to check that it runs
 
 Writes results.json and TABLE.md (the README's table) here after every system, so a run cut short
