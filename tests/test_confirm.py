@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -204,3 +205,7 @@ def test_confirm_command_on_a_healthy_report_reruns_nothing(tmp_path):
     healthy.write_text('{"verdict": "healthy", "steps_observed": 60, "findings": [], "signals": {}}')
     r = run_defib(tmp_path, "confirm", str(healthy), "--", sys.executable, "-c", "raise SystemExit(3)")
     assert r.returncode == 1 and "no root cause with a fix" in r.stderr, r
+    # options may follow the report (what one types), and the command keeps its own options after --
+    out = tmp_path / "out.json"
+    r = run_defib(tmp_path, "confirm", str(healthy), "--json", str(out), "--", sys.executable, "-c", "pass", "--json")
+    assert r.returncode == 1 and json.loads(out.read_text())["confirmed_fixes"] == [], r

@@ -136,7 +136,7 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
     raise typer.Exit(code if code else (returncode if returncode > 0 else 0))
 
 
-@app.command("confirm", context_settings={"allow_interspersed_args": False})
+@app.command("confirm", context_settings={"allow_interspersed_args": True})
 def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report written by defib run --json."),
                 command: list[str] = typer.Argument(..., help="The same training command, after --."),
                 json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report with its "
