@@ -373,8 +373,13 @@ def render(results: list[Result], command: str, steps: int, max_steps: int, subs
         f"{_rate(list(hurt.values()))} |",
         *(_confirm_rows(results, by_name) if any((r.report or {}).get("confirmed_fixes") for r in results) else []),
         "",
-        "| case | expected cause | verdict | top-1 cause | correct? | steps | where ok? | dev metric (twin) | hurt? | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    confirmed = any((r.report or {}).get("confirmed_fixes") for r in results)
+    conf = {r.case.name: confirmation(r, by_name.get(r.case.twin)) for r in results} if confirmed else {}
+    lines += [
+        "| case | expected cause | verdict | top-1 cause | correct? | steps | where ok? | dev metric (twin) | hurt? | seconds |"
+        + (" confirmed fix (after-spread, twin's) |" if confirmed else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if confirmed else ""),
     ]
     for r in results:
         c = r.case
@@ -385,10 +390,24 @@ def render(results: list[Result], command: str, steps: int, max_steps: int, subs
         lines.append(f"| {c.name} | {c.cause or '(healthy)'} | {verdict} | {r.top1 or '-'} | {_mark(correct)} | "
                      f"{'-' if r.steps is None else r.steps} | {_mark(r.where_ok)} | {metric} | "
                      f"{_mark(hurt.get(c.name)) if not c.healthy else '-'} | "
-                     f"{'-' if r.seconds is None else f'{r.seconds:.0f}'} |")
+                     f"{'-' if r.seconds is None else f'{r.seconds:.0f}'} |"
+                     + (f" {_confirm_cell(conf[c.name])} |" if confirmed else ""))
     lines.append("")
     lines.append("correct?: faulty cases, the top-1 cause is the planted one; healthy cases, no alarm.")
     return "\n".join(lines)
+
+
+def _confirm_cell(c: dict) -> str:
+    """One case's confirmation: '-' when nothing was rerun, else the fix's cause, yes/no, the spreads."""
+    if not c.get("tried"):
+        return "-"
+    if not c.get("recovered"):
+        return f"no ({c.get('fix')})"
+    spreads = ""
+    if c.get("after_spread") is not None:
+        twin = c.get("twin_spread")
+        spreads = f" ({c['after_spread']:.2f}, {twin:.2f})" if twin is not None else f" ({c['after_spread']:.2f})"
+    return f"**yes** {c.get('fix')}{spreads}"
 
 
 def _metric(r: Result) -> str:
