@@ -191,6 +191,25 @@ def test_pretrained_fix_loads_the_checkpoint_into_a_model_built_from_its_config(
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
 
 
+def test_missing_params_fix_keeps_a_scheduler_built_before_it_working(fixed, tiny_model_dir):
+    """A scheduler made before the fix adds a group must schedule that group too, not raise (strict zip)."""
+    import torch
+    from transformers import AutoModel, get_linear_schedule_with_warmup
+
+    fixed("optim.missing_params")
+    model = AutoModel.from_pretrained(str(tiny_model_dir))
+    opt = torch.optim.AdamW(model.pooler.parameters(), lr=1e-3)  # the encoder left out
+    sched = get_linear_schedule_with_warmup(opt, num_warmup_steps=2, num_training_steps=10)
+    for _ in range(3):
+        model(input_ids=torch.tensor([[101, 7, 8, 102]])).pooler_output.pow(2).mean().backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+    assert len(opt.param_groups) == 2
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    assert opt.param_groups[1]["lr"] == opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 7 / 8)  # on schedule
+
+
 def test_confirm_command_refuses_a_missing_or_foreign_report(tmp_path):
     r = run_defib(tmp_path, "confirm", str(tmp_path / "nope.json"), "--", sys.executable, "-c", "pass")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no such report" in r.stderr, r

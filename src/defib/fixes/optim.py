@@ -114,9 +114,33 @@ class AccumulateRight(ZeroGradEachStep):
 
 
 class _AddParams(Fix):
-    """Shared: before the first step, give the optimizer the model's parameters it lacks."""
+    """Shared: before the first step, give the optimizer the model's parameters it lacks.
+
+    The new group copies the first group's settings (its scheduled lr, betas,
+    weight decay, a scheduler's ``initial_lr``/``max_lr``), and every scheduler
+    already built on the optimizer gets a matching entry: PyTorch's schedulers
+    keep one base lr (and one lambda) per group and refuse a group they do not
+    know (``zip(..., strict=True)``).
+    """
 
     unfreeze = False
+
+    def __init__(self, params):
+        super().__init__(params)
+        self._schedulers: list = []
+
+    def scheduler_created(self, scheduler):
+        self._schedulers.append(scheduler)
+
+    def _extend_schedulers(self, optimizer) -> None:
+        for sched in self._schedulers:
+            if getattr(sched, "optimizer", None) is not optimizer:
+                continue
+            n = len(optimizer.param_groups)
+            for name in ("base_lrs", "lr_lambdas", "_last_lr", "min_lrs"):
+                values = getattr(sched, name, None)
+                if isinstance(values, list) and values and len(values) == n - 1:
+                    values.append(values[0])
 
     def before_step(self, optimizer, watcher):
         if not self.first_time():
@@ -132,8 +156,8 @@ class _AddParams(Fix):
                     missing.append(p)
         if missing:
             ref = optimizer.param_groups[0]
-            lr = max(float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups)
-            optimizer.add_param_group({"params": missing, "lr": lr, "weight_decay": ref.get("weight_decay", 0.0)})
+            optimizer.add_param_group({**{k: v for k, v in ref.items() if k != "params"}, "params": missing})
+            self._extend_schedulers(optimizer)
 
 
 @fix_for
