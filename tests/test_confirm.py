@@ -52,6 +52,18 @@ def test_a_negative_loss_is_not_compared_with_the_baseline():
     assert recovered
 
 
+def test_class_weights_are_judged_on_the_spread_alone():
+    one_class = {"spread_ratio": 0.0, "loss": 0.2856, "baseline_loss": 0.2851, "verdict": "flatlined"}
+    weighted = {"spread_ratio": 0.9, "loss": 0.896, "baseline_loss": 0.2851, "verdict": "healthy"}  # weighted CE
+    assert not judge(one_class, weighted)[0]                       # its loss is on another scale
+    assert judge(one_class, weighted, compare_loss=False)[0]
+    still_one_class = dict(weighted, spread_ratio=0.05, verdict="flatlined")
+    assert not judge(one_class, still_one_class, compare_loss=False)[0]
+    spec = plan({"cause": "loss.class_imbalance", "evidence": {"label_counts": {"0": 90, "1": 10}}})
+    assert spec["compare_loss"] is False
+    assert plan({"cause": "loss.shape_mismatch", "evidence": {}})["compare_loss"] is True
+
+
 def test_plans_follow_the_evidence():
     lr = plan({"cause": "optim.lr_too_high", "evidence": {"lr": 1e-3, "update_ratio_peak": 0.05}})
     assert lr["params"]["lr"] == pytest.approx(1e-5)  # 1e-3 * 5e-4 / 0.05

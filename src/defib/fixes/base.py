@@ -38,7 +38,8 @@ def plan(finding: dict[str, Any]) -> dict[str, Any] | None:
     params = cls.plan(finding.get("evidence") or {}, finding)
     if params is None:
         return None
-    return {"cause": cls.cause, "params": params, "description": cls.describe(params)}
+    return {"cause": cls.cause, "params": params, "description": cls.describe(params),
+            "compare_loss": not cls.rescales_loss}
 
 
 def build(spec: dict[str, Any]) -> "Fix":
@@ -54,6 +55,9 @@ class Fix:
     """
 
     cause: ClassVar[str] = ""
+    # the fix changes what the loss measures (class weights): its loss is not comparable with the
+    # first run's or with the unweighted constant-predictor baseline, so only the spread is judged
+    rescales_loss: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params

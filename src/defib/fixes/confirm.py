@@ -71,8 +71,14 @@ def _rel_loss(fig: dict[str, Any]) -> float | None:
     return loss / base
 
 
-def judge(before: dict[str, Any], after: dict[str, Any]) -> tuple[bool, str]:
-    """Did the fix restore the predictions? (recovered, the reason in words)."""
+def judge(before: dict[str, Any], after: dict[str, Any], compare_loss: bool = True) -> tuple[bool, str]:
+    """Did the fix restore the predictions? (recovered, the reason in words).
+
+    ``compare_loss=False`` for a fix that changes what the loss measures (class
+    weights): then the predictions' spread alone decides, with no flatline.
+    """
+    if not compare_loss:
+        before, after = _spread_only(before), _spread_only(after)
     if not _collapsed(before):
         return False, "the run had not collapsed by this step, so there is no recovery to prove"
     spread = after.get("spread_ratio")
@@ -87,6 +93,10 @@ def judge(before: dict[str, Any], after: dict[str, Any]) -> tuple[bool, str]:
     loss_note = f"; loss {rb:.3g} -> {ra:.3g} of the baseline" if rb is not None and ra is not None else ""
     return True, (f"spread {_fmt(before.get('spread_ratio'))} -> {_fmt(spread)} of the targets' "
                   f"(flat below {FLAT_SPREAD}){loss_note}")
+
+
+def _spread_only(fig: dict[str, Any]) -> dict[str, Any]:
+    return dict(fig, loss=None)
 
 
 def _fmt(x: float | None) -> str:
@@ -115,7 +125,7 @@ def confirm(report: dict[str, Any], run: RunFn, *, steps: int, max_runs: int = 2
         code, rerun = run({"DEFIB_FIX": json.dumps(spec)}, steps)
         seconds = time.perf_counter() - began
         after = figures(rerun, steps)
-        recovered, why = judge(before, after)
+        recovered, why = judge(before, after, spec.get("compare_loss", True))
         errors = [f for f in rerun.get("findings", []) if f.get("code") == "X001"]
         if errors and not recovered:
             why += "; the fix raised inside the rerun: " + "; ".join(errors[0].get("evidence", {}).get("errors", [])[:2])

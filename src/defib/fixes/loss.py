@@ -64,6 +64,7 @@ class ClassWeights(Fix):
     """Weight cross-entropy by inverse class frequency (n / (K * n_c))."""
 
     cause = "loss.class_imbalance"
+    rescales_loss = True
 
     @classmethod
     def plan(cls, evidence, finding):
