@@ -149,6 +149,15 @@ def test_lr_fix_rescales_every_group_and_keeps_their_ratio(fixed):
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-5, 1e-6])
 
 
+def test_lr_fix_scales_the_built_lr_by_new_over_measured(fixed):
+    """Measured during a warmup (5e-10 of a built 4e-8): the built lr is scaled, not replaced by the new value."""
+    import torch
+
+    fixed("optim.lr_too_low", lr=1e-6, from_lr=5e-10)
+    opt = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=4e-8)
+    assert opt.param_groups[0]["lr"] == pytest.approx(4e-8 * 2000)
+
+
 def test_class_weight_fix_weights_cross_entropy(fixed):
     import torch
     import torch.nn.functional as F

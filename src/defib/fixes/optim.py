@@ -32,16 +32,29 @@ class _SetLr(Fix):
 
     @classmethod
     def describe(cls, params):
-        return f"lr={params['lr']:.0e} (was {params['from_lr']:.2g})" if params.get("from_lr") else f"lr={params['lr']:.0e}"
+        if params.get("from_lr"):
+            return (f"lr={params['lr']:.0e} where it was {params['from_lr']:.2g}: every group's lr "
+                    f"x {params['lr'] / params['from_lr']:.3g}")
+        return f"lr={params['lr']:.0e}"
 
     def optimizer_created(self, optimizer):
+        """Scale every group's lr by new / measured, keeping the ratios between groups and the schedule's shape.
+
+        The measured lr is the one in effect when the update ratio was taken
+        (during a warmup it is a fraction of the lr the optimizer was built
+        with), so the built lr is scaled by the same factor rather than set to
+        the new value: the schedule then reaches the healthy update size where
+        the first run measured a bad one.
+        """
         groups = optimizer.param_groups
         top = max(float(g["lr"]) for g in groups) if groups else 0.0
+        measured = self.params.get("from_lr")
+        factor = self.params["lr"] / measured if measured else (self.params["lr"] / top if top > 0 else 1.0)
         for g in groups:  # keep the ratios between groups (layer-wise decay, a faster head)
-            new = self.params["lr"] * (float(g["lr"]) / top if top > 0 else 1.0)
+            new = float(g["lr"]) * factor if top > 0 else self.params["lr"]
             g["lr"] = torch.tensor(new) if torch.is_tensor(g["lr"]) else new
         if "lr" in optimizer.defaults:
-            optimizer.defaults["lr"] = self.params["lr"]
+            optimizer.defaults["lr"] = max(float(g["lr"]) for g in groups) if groups else self.params["lr"]
 
 
 @fix_for
