@@ -212,14 +212,27 @@ def test_pretrained_fix_loads_the_checkpoint_into_a_model_built_from_its_config(
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
 
 
-def test_missing_params_fix_keeps_a_scheduler_built_before_it_working(fixed, tiny_model_dir):
-    """A scheduler made before the fix adds a group must schedule that group too, not raise (strict zip)."""
+@pytest.mark.parametrize("wrapped", [False, True], ids=["torch", "accelerate"])
+def test_missing_params_fix_keeps_a_scheduler_built_before_it_working(fixed, tiny_model_dir, wrapped, request):
+    """A scheduler made before the fix adds a group must schedule that group too, not raise (strict zip).
+
+    ``wrapped``: the scheduler holds accelerate's optimizer wrapper, as under the transformers Trainer.
+    """
     import torch
     from transformers import AutoModel, get_linear_schedule_with_warmup
 
     fixed("optim.missing_params")
     model = AutoModel.from_pretrained(str(tiny_model_dir))
     opt = torch.optim.AdamW(model.pooler.parameters(), lr=1e-3)  # the encoder left out
+    if wrapped:
+        from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
+
+        Accelerator()  # the wrapper needs accelerate's process state; reset below for the tests after this one
+        request.addfinalizer(lambda: AcceleratorState._reset_state(reset_partial_state=True))
+        from accelerate.optimizer import AcceleratedOptimizer
+
+        opt = AcceleratedOptimizer(opt, device_placement=False)
     sched = get_linear_schedule_with_warmup(opt, num_warmup_steps=2, num_training_steps=10)
     for _ in range(3):
         model(input_ids=torch.tensor([[101, 7, 8, 102]])).pooler_output.pow(2).mean().backward()

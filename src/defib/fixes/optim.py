@@ -147,7 +147,9 @@ class _AddParams(Fix):
 
     def _extend_schedulers(self, optimizer) -> None:
         for sched in self._schedulers:
-            if getattr(sched, "optimizer", None) is not optimizer:
+            # the same groups, not the same object: accelerate's AcceleratedOptimizer (what the Trainer's
+            # scheduler holds) wraps the torch optimizer the step hooks see, and shares its param_groups
+            if getattr(getattr(sched, "optimizer", None), "param_groups", None) is not optimizer.param_groups:
                 continue
             n = len(optimizer.param_groups)
             for name in ("base_lrs", "lr_lambdas", "_last_lr", "min_lrs"):
