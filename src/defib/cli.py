@@ -404,6 +404,7 @@ def train_cmd(
         ignore_check: bool = typer.Option(False, "--ignore-check", help="Train even if defib check finds an error."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar.")) -> None:
     """Fine-tune a BERT-family model the way that does not flatline, with defib watching."""
+    from defib.evidence.distributed import is_main_process
     from defib.train import pipeline
     from defib.train.data import DataError
     from defib.train.summary import diagnosis_lines, final_table
@@ -414,8 +415,6 @@ def train_cmd(
         scheduler=scheduler, warmup=warmup, weight_decay=weight_decay, clip=clip, accumulation=accumulation,
         patience=patience, eval_every=eval_every, seed=seed, resume=resume, overwrite=overwrite, check=not no_check,
         ignore_check=ignore_check, progress=not no_progress)
-    from defib.evidence.distributed import is_main_process
-
     main_rank = is_main_process()
     say = typer.echo if main_rank else (lambda _msg: None)
     try:

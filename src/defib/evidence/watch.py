@@ -222,7 +222,7 @@ class Watcher:
 
     def _fix_model_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         """Let the confirmation fix rewrite the top-level model's inputs (the global pre-hook sees no kwargs)."""
-        return self.apply_fix("model_inputs", module, args, kwargs, self._data().pad_token_id, default=None)
+        return self.apply_fix("model_inputs", module, args, kwargs, default=None)
 
     def _inspect_model(self, root: nn.Module) -> None:
         m = self.s.model

@@ -95,8 +95,7 @@ class Fix:
     def optimizer_created(self, optimizer: Any) -> None:
         pass
 
-    def model_inputs(self, model: Any, args: tuple, kwargs: dict[str, Any],
-                     pad_token_id: int | None) -> tuple[tuple, dict[str, Any]] | None:
+    def model_inputs(self, model: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]] | None:
         """New (args, kwargs) for the top-level model's forward, from its second call on; None keeps them."""
         return None
 

@@ -39,7 +39,7 @@ class PaddingMask(Fix):
     def plan(cls, evidence, finding):
         return {"pad_token_id": evidence["pad_token_id"]} if evidence.get("pad_token_id") is not None else None
 
-    def model_inputs(self, model, args, kwargs, pad_token_id):
+    def model_inputs(self, model, args, kwargs):
         import inspect
 
         pad = self.params["pad_token_id"]
