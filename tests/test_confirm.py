@@ -52,6 +52,17 @@ def test_a_negative_loss_is_not_compared_with_the_baseline():
     assert recovered
 
 
+def test_a_window_of_one_target_is_a_collapse_that_only_mixed_windows_can_end():
+    """Sorted by label and unshuffled: the constant predictor is exact in every window (baseline 0)."""
+    one_class = {"spread_ratio": None, "loss": 0.085, "baseline_loss": -0.0, "verdict": "at_risk"}
+    mixed = {"spread_ratio": 0.9, "loss": 0.6, "baseline_loss": 0.9, "verdict": "healthy"}
+    recovered, reason = judge(one_class, mixed)
+    assert recovered and "one target" in reason
+    assert not judge(one_class, dict(one_class, loss=0.01))[0]                      # still one class per window
+    assert not judge(one_class, dict(mixed, loss=0.88))[0]                          # mixed, but not learning
+    assert "had not collapsed" in judge(dict(one_class, loss=0.0), mixed)[1]        # exact: nothing to recover
+
+
 def test_class_weights_are_judged_on_the_spread_alone():
     one_class = {"spread_ratio": 0.0, "loss": 0.2856, "baseline_loss": 0.2851, "verdict": "flatlined"}
     weighted = {"spread_ratio": 0.9, "loss": 0.896, "baseline_loss": 0.2851, "verdict": "healthy"}  # weighted CE
@@ -262,3 +273,89 @@ def test_confirm_command_on_a_healthy_report_reruns_nothing(tmp_path):
     out = tmp_path / "out.json"
     r = run_defib(tmp_path, "confirm", str(healthy), "--json", str(out), "--", sys.executable, "-c", "pass", "--json")
     assert r.returncode == 1 and json.loads(out.read_text())["confirmed_fixes"] == [], r
+
+
+class _Pooled(__import__("torch").nn.Module):
+    """A tiny sentence model the way users write one: an encoder, a pooling line, a linear head."""
+
+    def __init__(self, path, pooling="cls", no_grad=False, head_std=None):
+        import torch
+        from transformers import AutoModel
+
+        super().__init__()
+        self.encoder = AutoModel.from_pretrained(str(path))
+        self.fc = torch.nn.Linear(self.encoder.config.hidden_size, 2)
+        if head_std is not None:
+            torch.nn.init.normal_(self.fc.weight, std=head_std)
+        self.pooling, self.no_grad = pooling, no_grad
+        self.grad_mode_after_encoder = None
+
+    def forward(self, ids):
+        import torch
+
+        with torch.set_grad_enabled(not self.no_grad and torch.is_grad_enabled()):
+            out = self.encoder(input_ids=ids, output_hidden_states=True)
+            self.grad_mode_after_encoder = torch.is_grad_enabled()
+        vec = out.hidden_states[0][:, 0] if self.pooling == "embeddings" else out.last_hidden_state[:, 0]
+        return self.fc(vec)
+
+
+IDS = [[101, 7, 8, 9, 102], [101, 11, 12, 13, 102]]
+
+
+def _steps(model, n, lr=0.0, opt=None):
+    import torch
+
+    opt = opt or torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(n):
+        opt.zero_grad()
+        model(torch.tensor(IDS)).pow(2).mean().backward()
+        opt.step()
+    return opt
+
+
+def test_grad_fix_lets_the_gradient_past_a_no_grad_inside_the_training_forward(fixed, tiny_model_dir):
+    import torch
+
+    model = _Pooled(tiny_model_dir, no_grad=True).train()
+    w = fixed("optim.detached")
+    _steps(model, 2)  # the fix hooks in at the first step: the second backward reaches the encoder
+    assert all(p.grad is not None for n, p in model.encoder.named_parameters() if not n.startswith("pooler"))
+    assert model.grad_mode_after_encoder is False  # the rest of the user's no_grad block runs as written
+    with torch.no_grad():                          # an evaluation under an outer no_grad stays without a graph
+        assert not model(torch.tensor(IDS)).requires_grad
+    assert not w.s.internal_errors
+    assert plan({"cause": "optim.detached", "evidence": {"groups_with_grad": ["head"]}}) is not None
+    no_graph = {"groups_with_grad": [], "loss_without_graph": True}  # a NumPy loss: nothing to switch back on
+    assert plan({"cause": "optim.detached", "evidence": no_graph}) is None
+
+
+def test_pooling_fix_feeds_the_head_the_last_layers_cls_vector(fixed, tiny_model_dir):
+    import torch
+
+    model = _Pooled(tiny_model_dir, pooling="embeddings")
+    fixed("model.pooling")
+    _steps(model.train(), 1)  # lr 0: the weights stay; the fix hooks in at this step
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.tensor(IDS))
+        right = model.fc(model.encoder(input_ids=torch.tensor(IDS)).last_hidden_state[:, 0])
+        alone = model.fc(torch.zeros(2, model.fc.in_features))  # a head called without an encoder call: untouched
+    assert torch.allclose(out, right)
+    assert torch.equal(alone, model.fc.bias.expand(2, -1))
+    assert plan({"cause": "model.pooling", "evidence": {"head_input_spread": 0.0007}}) is None  # never saw it vary
+
+
+def test_head_fix_reinitialises_and_drops_the_first_steps_gradients(fixed, tiny_model_dir):
+    """The first gradients came through the oversized head: kept, they would stay in Adam's second moment."""
+    import torch
+
+    model = _Pooled(tiny_model_dir, head_std=1.0).train()
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    fixed("model.bad_head_init")
+    opt = _steps(model, 1, opt=torch.optim.AdamW(model.parameters(), lr=1e-3))
+    assert model.fc.weight.std().item() == pytest.approx(0.02, rel=0.3) and not model.fc.bias.any()
+    assert all(torch.equal(v, model.encoder.state_dict()[k]) for k, v in before.items())  # that step was skipped
+    assert not opt.state  # Adam's statistics start with the next, sane gradients
+    _steps(model, 1, opt=opt)
+    assert opt.state

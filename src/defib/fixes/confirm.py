@@ -24,6 +24,7 @@ from typing import Any, Callable
 from defib.fixes.base import plan
 from defib.rules.optim.common import FLAT_SPREAD
 
+SAME_TARGET = 1e-9  # a constant-predictor loss this small: every target in the window is the same
 NOT_LEARNING = 0.9  # loss / constant-predictor loss at or above this: the model has learned (almost) nothing
 RunFn = Callable[[dict[str, str], int], tuple[int, dict[str, Any]]]
 
@@ -64,10 +65,20 @@ def _collapsed(fig: dict[str, Any]) -> bool:
 
 
 def _rel_loss(fig: dict[str, Any]) -> float | None:
-    """Loss over the constant predictor's; None where the ratio means nothing (a negative "loss": NLL on logits)."""
+    """Loss over the constant predictor's; None where the ratio means nothing (a negative "loss": NLL on logits).
+
+    A baseline of 0 means every target in the window was the same (one class
+    per batch from a loader sorted by label): the constant predictor is exact
+    there, so any loss above it is infinitely worse and the predictions'
+    spread is undefined. Such a run cannot be told from a flat one, and counts
+    as collapsed; a fix recovers it only if the rerun's windows hold several
+    targets again and its loss beats their constant predictor.
+    """
     loss, base = fig.get("loss"), fig.get("baseline_loss")
-    if loss is None or not base or base <= 0 or not math.isfinite(loss) or loss < 0:
+    if loss is None or base is None or not math.isfinite(loss) or loss < 0 or base < -SAME_TARGET:
         return None
+    if base <= SAME_TARGET:
+        return math.inf if loss > SAME_TARGET else None
     return loss / base
 
 
@@ -90,6 +101,10 @@ def judge(before: dict[str, Any], after: dict[str, Any], compare_loss: bool = Tr
     if ra is not None and ra >= NOT_LEARNING:
         return False, (f"predictions vary but the loss is still {ra:.3g} of the constant predictor's "
                        f"(learning starts below {NOT_LEARNING})")
+    if rb == math.inf:
+        return True, (f"each window held one target before (the constant predictor was exact); with the fix the "
+                      f"predictions spread {_fmt(spread)} of the targets' (flat below {FLAT_SPREAD}) and the loss is "
+                      f"{_fmt(ra)} of the baseline")
     loss_note = f"; loss {rb:.3g} -> {ra:.3g} of the baseline" if rb is not None and ra is not None else ""
     return True, (f"spread {_fmt(before.get('spread_ratio'))} -> {_fmt(spread)} of the targets' "
                   f"(flat below {FLAT_SPREAD}){loss_note}")

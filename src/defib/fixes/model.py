@@ -1,4 +1,4 @@
-"""Fixes applied to the model: the head's initial scale, an activation that caps the output, pretrained weights."""
+"""Fixes applied to the model: the head's initial scale and input, an activation that caps the output, pretrained weights."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import torch
 from torch import nn
 
-from defib.evidence.params import group_of
+from defib.evidence.params import group_of, head_linears
 from defib.fixes.base import Fix, fix_for
 from defib.fixes.loss import DropActivation
 
@@ -21,6 +21,17 @@ class ReinitHead(Fix):
     cause = "model.bad_head_init"
 
     def before_step(self, optimizer, watcher):
+        """Re-initialise before the first step, and drop that step's gradients.
+
+        The first backward already ran through the oversized head, so its
+        gradients are tens to hundreds of times the normal size everywhere.
+        Applied, they would enter Adam's second-moment estimate, which
+        (beta2 0.999) remembers them for about a thousand steps and divides
+        every later update by them: measured on STS-B, a re-initialised head
+        whose first step kept its gradients still had 1.45x the constant
+        predictor's loss after 100 steps. With ``grad = None`` the optimizer
+        skips the step for every parameter and starts its statistics clean.
+        """
         if not self.first_time():
             return
         for root in watcher.roots():
@@ -29,6 +40,55 @@ class ReinitHead(Fix):
                     nn.init.normal_(module.weight, std=HEAD_STD)
                     if module.bias is not None:
                         nn.init.zeros_(module.bias)
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+
+@fix_for
+class PoolLastLayer(Fix):
+    """Feed the head the last layer's [CLS] vector, last_hidden_state[:, 0], instead of a vector that ignores the input."""
+
+    cause = "model.pooling"
+
+    @classmethod
+    def plan(cls, evidence, finding):
+        return {} if evidence.get("cls_spread") else None  # only where that vector was seen to vary
+
+    def __init__(self, params):
+        super().__init__(params)
+        self._cls = None  # the encoder's last [CLS] vector, until the head takes it
+
+    def before_step(self, optimizer, watcher):
+        """At the first step, hook the encoder's output and the first head layer's input.
+
+        The head gets the vector only when its shape is what the user's pooling
+        gave (batch x hidden), and only once per encoder call: a head called
+        without a fresh encoder forward keeps its own input.
+        """
+        if not self.first_time():
+            return
+        from transformers import PreTrainedModel
+
+        for root in watcher.roots():
+            encoder = next((m for m in root.modules() if isinstance(m, PreTrainedModel)), None)
+            heads = head_linears(root)
+            if encoder is None or not heads:
+                continue
+            encoder.register_forward_hook(self._keep_cls)
+            heads[0].register_forward_pre_hook(self._feed_cls)
+
+    def _keep_cls(self, module, args, output):
+        hidden = getattr(output, "last_hidden_state", None)
+        if hidden is None and isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+            hidden = output[0]
+        self._cls = hidden[:, 0] if isinstance(hidden, torch.Tensor) and hidden.ndim == 3 else None
+
+    def _feed_cls(self, module, args):
+        cls, self._cls = self._cls, None
+        if cls is not None and args and isinstance(args[0], torch.Tensor) and args[0].shape == cls.shape:
+            return (cls.to(args[0].dtype), *args[1:])
+        return None
 
 
 @fix_for
