@@ -140,3 +140,20 @@ def test_predict_refuses_a_bare_encoder_and_a_folder_that_is_no_model(tiny_model
     _one_line_error(_cli("predict", str(tmp_path), str(regression_csv), "--out", str(tmp_path / "p.csv")),
                     "not a transformers model folder")
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_class_weights_balanced_and_sqrt_keep_the_mean_example_weight_at_one():
+    import numpy as np
+
+    from defib.train.labels import class_weights
+
+    counts = np.array([530, 80, 390])
+    balanced, sqrt = class_weights(counts), class_weights(counts, how="sqrt")
+    assert balanced == pytest.approx(counts.sum() / (3 * counts))               # scikit-learn's "balanced"
+    for w in (balanced, sqrt):
+        assert float((counts * w).sum()) == pytest.approx(counts.sum(), rel=1e-5)  # the loss keeps its size
+    assert sqrt[1] / sqrt[0] == pytest.approx((530 / 80) ** 0.5, rel=1e-5)      # half the log-ratio
+    assert class_weights(np.array([100, 90])) is None                         # not imbalanced: no weights
+    bad = _cli("train", "x.csv", "--text", "t", "--label", "l", "--model", "m", "--out", "o",
+               "--class-weights", "inverse")
+    _one_line_error(bad, "--class-weights inverse", "balanced, sqrt")

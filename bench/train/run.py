@@ -17,14 +17,19 @@ One run, one machine, the packaged all-MiniLM-L6-v2:
   ``defib train``'s evaluations between epochs are not counted).
 * Rotten Tomatoes (3 imbalanced classes; a seeded stratified 6,000-row train
   subset and 1,500-row dev set, one epoch, to keep the run short on two
-  cores): ``defib train`` with its default class-weighted loss against the
-  same command with ``--loss ce``; macro-F1 on dev.
+  cores): ``defib train`` with its default class-weighted loss, with
+  ``--class-weights sqrt``, with ``--loss focal`` and with ``--loss ce``
+  (unweighted); macro-F1 on dev, for ``--rt-seeds`` training seeds each (the
+  same split; the seed moves the head's initialisation and the batch order),
+  since one seed's difference between them is within the seed-to-seed spread.
 
-    python bench/train/run.py            # the full run (25 minutes on two idle cores)
+    python bench/train/run.py            # the full run (about an hour on two idle cores)
+    python bench/train/run.py --only rt  # Rotten Tomatoes only (the STS-B rows are kept)
     python bench/train/run.py --quick    # tiny slices, to check that it runs
 
 Writes results.json and TABLE.md (the README's table) here after every system, so a run cut short
-keeps what it measured; ``--quick`` writes results-quick.json only.
+keeps what it measured; ``--quick`` writes results-quick.json only. With ``--only`` the other part's
+rows are kept from the last results.json (with the date they were measured).
 """
 
 from __future__ import annotations
@@ -55,6 +60,10 @@ from defib.train.metrics import regression
 
 HERE = Path(__file__).resolve().parent
 SEED = 42
+WEIGHTED = "defib train (class-weighted, balanced)"
+SQRT = "defib train --class-weights sqrt"
+FOCAL = "defib train --loss focal (balanced weights)"
+UNWEIGHTED = "defib train --loss ce (unweighted)"
 
 
 def write_csv(path: Path, header: list[str], rows: list[tuple]) -> Path:
@@ -190,9 +199,33 @@ def table(results: dict) -> str:
     for r in results["rt"]:
         d = r["dev"]
         metric = f"macro-F1 {d['macro_f1']:.3f}, accuracy {d['accuracy']:.3f}"
-        lines.append(f"| Rotten Tomatoes | {r['system']} | {metric} | {r['samples_per_s']:.1f} | {r['epochs_run']} | "
+        if "min_class_f1" in d:
+            metric += f", rarest-class F1 {d['min_class_f1']:.3f}"
+        system = r["system"] + (f", seed {r['seed']}" if "seed" in r else "")
+        lines.append(f"| Rotten Tomatoes | {system} | {metric} | {r['samples_per_s']:.1f} | {r['epochs_run']} | "
                      f"{r['wall_s']} | {r.get('verdict', '')} {' '.join(r.get('findings', []))} |")
+    lines += rt_summary(results["rt"])
+    if results.get("kept"):
+        lines += ["", f"Rows kept from an earlier run: {results['kept']}."]
     return "\n".join(lines) + "\n"
+
+
+def rt_summary(rows: list[dict]) -> list[str]:
+    """Rotten Tomatoes: each system's macro-F1 over the seeds (mean, sample sd, min-max) and its wins."""
+    by_system: dict[str, dict[int, float]] = {}
+    for r in rows:
+        by_system.setdefault(r["system"], {})[r.get("seed", SEED)] = r["dev"]["macro_f1"]
+    if not any(len(v) > 1 for v in by_system.values()):
+        return []
+    base = by_system.get(UNWEIGHTED, {})
+    out = ["", "| Rotten Tomatoes system | seeds | macro-F1 mean | sd | min-max | seeds above unweighted |",
+           "|---|---|---|---|---|---|"]
+    for system, f1 in by_system.items():
+        v = np.array(list(f1.values()))
+        wins = "" if system == UNWEIGHTED else f"{sum(f1[s] > base[s] for s in f1 if s in base)}/{len(base)}"
+        out.append(f"| {system} | {len(v)} | {v.mean():.4f} | {v.std(ddof=1) if len(v) > 1 else 0:.4f} | "
+                   f"{v.min():.3f}-{v.max():.3f} | {wins} |")
+    return out
 
 
 def main() -> None:
@@ -200,12 +233,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny slices, to check that everything runs")
     parser.add_argument("--only", default="stsb,rt", help="stsb, rt or both")
     parser.add_argument("--naive-steps", type=int, default=120, help="batches the naive loop trains for")
+    parser.add_argument("--rt-seeds", type=int, default=3, help="training seeds per Rotten Tomatoes system")
     args = parser.parse_args()
     quick = args.quick
     results: dict = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                      "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
                                 f"{torch.get_num_threads()} threads", "quick": quick,
                      "load_before": os.getloadavg(), "stsb": [], "rt": []}
+    old = HERE / "results.json"
+    if not quick and old.exists():  # a part not rerun keeps its last rows, dated
+        prev = json.loads(old.read_text())
+        kept = [p for p in ("stsb", "rt") if p not in args.only and prev.get(p)]
+        for part in kept:
+            results[part] = prev[part]
+        if kept:
+            results["kept"] = f"{', '.join(kept)} from the run of {prev.get('kept_date', prev['date'])}"
+            results["kept_date"] = prev.get("kept_date", prev["date"])
 
     def done(part: str, row: dict) -> None:
         results[part].append(row)
@@ -231,9 +274,12 @@ def main() -> None:
             train_csv = write_csv(tmp / "rt_train.csv", ["text", "label"], train)
             dev_csv = write_csv(tmp / "rt_dev.csv", ["text", "label"], dev)
             common = ["--text", "text", "--label", "label", "--epochs", "1", "--lr", "5e-5"]
-            done("rt", defib_train(tmp, "defib train (class-weighted)", train_csv, dev_csv, common))
-            done("rt", defib_train(tmp, "defib train --loss ce (unweighted)", train_csv, dev_csv,
-                                   common + ["--loss", "ce"]))
+            systems = [(WEIGHTED, []), (SQRT, ["--class-weights", "sqrt"]), (FOCAL, ["--loss", "focal"]),
+                       (UNWEIGHTED, ["--loss", "ce"])]
+            for seed in range(SEED, SEED + (1 if quick else args.rt_seeds)):
+                for name, extra in systems:
+                    row = defib_train(tmp, f"{name} {seed}", train_csv, dev_csv, common + extra + ["--seed", str(seed)])
+                    done("rt", dict(row, system=name, seed=seed))
     print("done", flush=True)
 
 

@@ -390,6 +390,9 @@ def train_cmd(
         max_length: int = typer.Option(128, "--max-length", min=8, help="Truncate inputs to this many tokens."),
         loss: Optional[str] = typer.Option(None, "--loss", help="mse, huber, ce, weighted-ce, focal or bce "
                                                                 "(default: by task; weighted-ce if imbalanced)."),
+        class_weights: str = typer.Option("balanced", "--class-weights",
+                                          help="balanced (n / (k * count)) or sqrt (count ** -0.5): how "
+                                               "weighted-ce and focal weight the classes."),
         scheduler: str = typer.Option("linear", "--scheduler", help="linear, cosine (after warmup) or plateau."),
         warmup: float = typer.Option(0.1, "--warmup", min=0.0, max=0.5, help="Share of steps spent warming up."),
         weight_decay: float = typer.Option(0.01, "--weight-decay", min=0.0, help="AdamW weight decay."),
@@ -412,8 +415,8 @@ def train_cmd(
     opts = pipeline.TrainOptions(
         data=data, text=text, label=label, model=model, out=out, text_pair=text_pair, task=task, dev=dev,
         dev_share=dev_share, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, loss=loss,
-        scheduler=scheduler, warmup=warmup, weight_decay=weight_decay, clip=clip, accumulation=accumulation,
-        patience=patience, eval_every=eval_every, seed=seed, resume=resume, overwrite=overwrite, check=not no_check,
+        class_weights=class_weights, scheduler=scheduler, warmup=warmup, weight_decay=weight_decay, clip=clip,
+        accumulation=accumulation, patience=patience, eval_every=eval_every, seed=seed, resume=resume, overwrite=overwrite, check=not no_check,
         ignore_check=ignore_check, progress=not no_progress)
     main_rank = is_main_process()
     say = typer.echo if main_rank else (lambda _msg: None)

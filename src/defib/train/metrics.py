@@ -17,6 +17,7 @@ def regression(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
 def classification(pred: np.ndarray, y: np.ndarray, k: int) -> dict[str, float]:
     f1 = [_f1(pred == c, y == c) for c in range(k) if (y == c).any() or (pred == c).any()]
     return {"accuracy": float((pred == y).mean()), "macro_f1": float(np.mean(f1)) if f1 else 0.0,
+            "min_class_f1": float(min(f1)) if f1 else 0.0,  # the class an imbalanced run neglects shows here
             "classes_predicted": int(np.unique(pred).size)}
 
 

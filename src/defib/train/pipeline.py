@@ -60,6 +60,7 @@ class TrainOptions:
     batch_size: int = 16
     max_length: int = 128
     loss: str | None = None       # None: by the task and the class balance
+    class_weights: str = "balanced"  # how weighted-ce / focal weight the classes (labels.WEIGHTINGS)
     scheduler: str = "linear"
     warmup: float = 0.1           # share of the optimizer steps spent warming up
     weight_decay: float = 0.01
@@ -129,13 +130,13 @@ def prepare(opts: TrainOptions) -> Prepared:
             space = L.build(train, opts.label, space.task)  # the target scale of the rows trained on
     y_train, y_dev = space.encode(train, opts.label), space.encode(dev, opts.label)
     counts = space.class_counts(y_train)
-    weights = L.class_weights(counts) if space.task == "classification" else None
+    weights = L.class_weights(counts, how=opts.class_weights) if space.task == "classification" else None
     loss = opts.loss or default_loss(space.task, weights is not None)
     if FAMILY[loss] != space.task:
         raise DataError(f"--loss {loss} is for {FAMILY[loss]}, but the labels make this {space.task}"
                         + ("" if opts.task else f" (inferred; pass --task {FAMILY[loss]} if that is meant)"))
     if loss in ("weighted-ce", "focal") and weights is None and space.task == "classification":
-        weights = L.class_weights(counts, always=True)
+        weights = L.class_weights(counts, always=True, how=opts.class_weights)
     if loss not in ("weighted-ce", "focal"):
         weights = None  # asked for plain cross-entropy: nothing is weighted
     if space.task == "regression":
@@ -145,10 +146,10 @@ def prepare(opts: TrainOptions) -> Prepared:
         shares = ", ".join(f"{n} {c / counts.sum():.0%}" for n, c in zip(space.names, counts))
         if loss == "weighted-ce":
             why = "imbalanced" if opts.loss is None else "--loss weighted-ce"
-            notes.append(f"classes {shares}: {why}, so cross-entropy weighted "
+            notes.append(f"classes {shares}: {why}, so cross-entropy weighted ({opts.class_weights}) "
                          + ", ".join(f"{n} {w:.2f}" for n, w in zip(space.names, weights)))
         elif loss == "focal":
-            notes.append(f"classes {shares}: focal loss (gamma 2) with class weights "
+            notes.append(f"classes {shares}: focal loss (gamma 2) with class weights ({opts.class_weights}) "
                          + ", ".join(f"{n} {w:.2f}" for n, w in zip(space.names, weights)))
         else:
             notes.append(f"classes {shares}: plain cross-entropy")
@@ -175,6 +176,8 @@ def _check_options(opts: TrainOptions) -> None:
         raise DataError(f"--task {opts.task}: use one of {', '.join(L.TASKS)}")
     if opts.loss is not None and opts.loss not in LOSSES:
         raise DataError(f"--loss {opts.loss}: use one of {', '.join(LOSSES)}")
+    if opts.class_weights not in L.WEIGHTINGS:
+        raise DataError(f"--class-weights {opts.class_weights}: use one of {', '.join(L.WEIGHTINGS)}")
     if opts.scheduler not in SCHEDULERS:
         raise DataError(f"--scheduler {opts.scheduler}: use one of {', '.join(SCHEDULERS)}")
     if not 0 < opts.dev_share < 1:
