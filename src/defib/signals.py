@@ -111,6 +111,9 @@ class OptimSignals:
     step_where: Where | None = None
     zero_grad_calls: int = 0
     zero_grad_where: Where | None = None
+    # the first zero_grad() between a backward() and its step(): the misplaced call. The first call of all
+    # may be a framework's (under Lightning's manual optimization, fit() makes one before any training_step)
+    late_zero_grad_where: Where | None = None
     steps_without_zero_grad: int = 0          # steps with no zero_grad since the previous step
     steps_zeroed_before_step: int = 0         # steps whose gradients were cleared after backward, before step
     steps_with_grads: int = 0

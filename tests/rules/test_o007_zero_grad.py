@@ -62,6 +62,22 @@ def test_zero_grad_between_backward_and_step_fires():
     assert_where(f, test_zero_grad_between_backward_and_step_fires)
 
 
+def test_points_at_the_misplaced_zero_grad_not_an_earlier_one():
+    """A framework (Lightning's fit) may clear the gradients once before the first step: point at the late call."""
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        opt.zero_grad()  # a setup call, in its right place
+        for x, y in batches(IDS, SCORE, size=16):
+            loss = F.mse_loss(model(x).squeeze(-1), y)
+            loss.backward()
+            opt.zero_grad()  # planted
+            opt.step()
+    f = find(w.diagnosis, "O007")
+    assert f is not None and "steps on zeros" in f.message
+    assert_where(f, test_points_at_the_misplaced_zero_grad_not_an_earlier_one)
+
+
 def test_zero_grad_after_step_is_silent():
     with watch() as w:
         model = BagOfWords()

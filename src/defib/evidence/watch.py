@@ -590,6 +590,8 @@ class Watcher:
             o.zero_grad_where = where_here(skip=4)
         if self._backward_since_step > 0:
             self._zeroed_after_backward = True
+            if o.late_zero_grad_where is None:
+                o.late_zero_grad_where = where_here(skip=4)
 
     # ------------------------------------------------------------------ optimizer
     @guarded

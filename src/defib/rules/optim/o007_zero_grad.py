@@ -60,7 +60,7 @@ class ZeroGradPlacement(Rule):
             return self.finding(
                 f"At {o.steps_zeroed_before_step} of {s.step} steps the gradients were cleared after backward() "
                 "and before step(): the optimizer steps on zeros.",
-                confidence=0.95, where=o.zero_grad_where or o.step_where,
+                confidence=0.95, where=o.late_zero_grad_where or o.zero_grad_where or o.step_where,
                 evidence={"steps_zeroed_before_step": o.steps_zeroed_before_step, "steps": s.step},
                 fix="optimizer.zero_grad(); loss.backward(); optimizer.step()")
         return None
