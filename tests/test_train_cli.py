@@ -56,17 +56,17 @@ def test_train_then_predict_regression(tiny_model_dir, tmp_path, regression_csv)
     assert abs(pred.mean() - truth.mean()) < 0.5 * truth.std() and pred.std() > 0.4 * truth.std()
 
 
-def test_imbalanced_classes_get_weighted_loss_and_probabilities(tiny_model_dir, tmp_path):
+def test_imbalanced_classes_get_focal_weighted_loss_and_probabilities(tiny_model_dir, tmp_path):
     rows = [(t, "pos" if s > 1 else "neg" if s < -1 else "mixed") for t, s in sentences(300)]
     data = _write_csv(tmp_path / "cls.csv", rows, ("review", "label"))
     out = tmp_path / "cls_model"
     r = run_defib(tmp_path, "train", str(data), "--text", "review", "--label", "label", "--model", str(tiny_model_dir),
                   "--out", str(out), "--epochs", "1", "--lr", "3e-3", "--no-progress")
     assert r.returncode in (0, 1), r
-    assert "imbalanced, so cross-entropy weighted" in r.stdout, r
+    assert "imbalanced, so focal loss (gamma 2) with class weights (balanced)" in r.stdout, r
     assert "macro_f1" in r.stdout
     meta = json.loads((out / "defib_train.json").read_text())
-    assert meta["loss"] == "weighted-ce" and meta["labels"]["names"] == ["mixed", "neg", "pos"]
+    assert meta["loss"] == "focal" and meta["labels"]["names"] == ["mixed", "neg", "pos"]
     weights = meta["class_weights"]
     assert weights[0] < weights[1] and weights[0] < weights[2]  # "mixed" is the common class
     p = run_defib(tmp_path, "predict", str(out), str(data), "--out", str(tmp_path / "p.csv"))

@@ -389,7 +389,7 @@ def train_cmd(
         batch_size: int = typer.Option(16, "--batch-size", min=1, help="Rows per device per micro-batch."),
         max_length: int = typer.Option(128, "--max-length", min=8, help="Truncate inputs to this many tokens."),
         loss: Optional[str] = typer.Option(None, "--loss", help="mse, huber, ce, weighted-ce, focal or bce "
-                                                                "(default: by task; weighted-ce if imbalanced)."),
+                                                                "(default: by task; focal with class weights if imbalanced)."),
         class_weights: str = typer.Option("balanced", "--class-weights",
                                           help="balanced (n / (k * count)) or sqrt (count ** -0.5): how "
                                                "weighted-ce and focal weight the classes."),

@@ -145,11 +145,11 @@ def prepare(opts: TrainOptions) -> Prepared:
     elif space.task == "classification":
         shares = ", ".join(f"{n} {c / counts.sum():.0%}" for n, c in zip(space.names, counts))
         if loss == "weighted-ce":
-            why = "imbalanced" if opts.loss is None else "--loss weighted-ce"
-            notes.append(f"classes {shares}: {why}, so cross-entropy weighted ({opts.class_weights}) "
+            notes.append(f"classes {shares}: --loss weighted-ce, so cross-entropy weighted ({opts.class_weights}) "
                          + ", ".join(f"{n} {w:.2f}" for n, w in zip(space.names, weights)))
         elif loss == "focal":
-            notes.append(f"classes {shares}: focal loss (gamma 2) with class weights ({opts.class_weights}) "
+            why = "imbalanced, so " if opts.loss is None else ""
+            notes.append(f"classes {shares}: {why}focal loss (gamma 2) with class weights ({opts.class_weights}) "
                          + ", ".join(f"{n} {w:.2f}" for n, w in zip(space.names, weights)))
         else:
             notes.append(f"classes {shares}: plain cross-entropy")
