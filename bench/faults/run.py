@@ -306,9 +306,15 @@ def _confirm_rows(results: list[Result], by_name: dict[str, Result]) -> list[str
     secs = [s for c in conf.values() for s in c.get("seconds", []) if isinstance(s, (int, float))]
     false_ok = [r.case.name for r in results if r.case.healthy and conf[r.case.name].get("recovered")]
     unreal = [n for n, c in conf.items() if c.get("recovered") and c.get("real") is False]
+    hurt = [r for r in right if harmed(r, by_name.get(r.case.twin))]
     return [
         f"| fixes confirmed, among faulty runs whose top-1 cause is right | "
         f"{_rate([conf[r.case.name].get('recovered', False) for r in right])} |",
+        # a fault that did not harm the model leaves no collapse for a fix to undo: the rate among those that did
+        f"| fixes confirmed, among those runs that hurt the model | "
+        f"{_rate([conf[r.case.name].get('recovered', False) for r in hurt])} |",
+        f"| fixes confirmed with an after-spread at least half the healthy twin's, among faulty runs whose top-1 "
+        f"cause is right | {_rate([conf[r.case.name].get('real', False) for r in right])} |",
         f"| confirmations on healthy runs | {len(false_ok)} {', '.join(false_ok)} |",
         f"| confirmations whose after-spread is below half the healthy twin's | {len(unreal)} {', '.join(unreal)} |",
         f"| median extra seconds per confirmation rerun | {statistics.median(secs) if secs else 'n/a'} "
