@@ -18,7 +18,10 @@ def classification(pred: np.ndarray, y: np.ndarray, k: int) -> dict[str, float]:
     f1 = [_f1(pred == c, y == c) for c in range(k) if (y == c).any() or (pred == c).any()]
     return {"accuracy": float((pred == y).mean()), "macro_f1": float(np.mean(f1)) if f1 else 0.0,
             "min_class_f1": float(min(f1)) if f1 else 0.0,  # the class an imbalanced run neglects shows here
-            "classes_predicted": int(np.unique(pred).size)}
+            "classes_predicted": int(np.unique(pred).size),
+            # classes the dev set holds that the model never predicts: not a flatline (other classes vary),
+            # but the partial collapse that imbalanced labels cause, worth a line at the end of training
+            "classes_missed": int(sum(1 for c in range(k) if (y == c).any() and not (pred == c).any()))}
 
 
 def multilabel(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:

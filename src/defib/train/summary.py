@@ -26,6 +26,26 @@ def final_table(result: TrainResult, console: Console | None = None) -> None:
     table.add_row("wall time", f"{result.wall_s:.1f} s")
     table.add_row("train samples/s", f"{result.samples_per_s:.1f}")
     console.print(table)
+    warning = missed_classes_warning(result)
+    if warning:
+        console.print(warning, style="yellow")
+
+
+def missed_classes_warning(result: TrainResult) -> str | None:
+    """A line when dev classes are never predicted, with what to try; None otherwise.
+
+    On bench/train's Rotten Tomatoes one epoch of cross-entropy, weighted or
+    not, left the 8% class unpredicted on some seeds while the run looked
+    healthy (two classes of three vary, so there is no flatline to find).
+    """
+    missed = int(result.metrics.get("classes_missed", 0))
+    if missed <= 0:
+        return None
+    try_next = ("more --epochs, or another --seed" if result.loss == "focal"
+                else "--loss focal (with class weights), more --epochs, or another --seed")
+    return (f"warning: {missed} class{'es' if missed > 1 else ''} of the dev set never predicted (rarest-class F1 "
+            f"{result.metrics.get('min_class_f1', 0.0):.2f}); the model ignores {'them' if missed > 1 else 'it'}. "
+            f"Try {try_next}.")
 
 
 def diagnosis_lines(diagnosis: Any) -> list[str]:
