@@ -72,10 +72,6 @@ RT_SYSTEMS = {"focal": (FOCAL, []), "weighted": (WEIGHTED, ["--loss", "weighted-
               "sqrt": (SQRT, ["--loss", "weighted-ce", "--class-weights", "sqrt"]), "ce": (UNWEIGHTED, ["--loss", "ce"])}
 # The default loss for imbalanced classes (focal) was chosen on these seeds' runs; later seeds are held out.
 CHOSEN_ON = (42, 43, 44)
-# Labels the same settings had before focal became the default (the runs of 2026-11-26 16:59 UTC passed
-# --loss focal explicitly, and weighted cross-entropy was then the default): read old rows under today's names.
-OLD_LABELS = {"defib train --loss focal (balanced weights)": FOCAL, "defib train (class-weighted, balanced)": WEIGHTED,
-              "defib train --class-weights sqrt": SQRT}
 
 
 def write_csv(path: Path, header: list[str], rows: list[tuple]) -> Path:
@@ -268,14 +264,14 @@ def main() -> None:
         kept = [p for p in ("stsb", "rt") if p not in args.only and prev.get(p)]
         if args.rt_add and "rt" in args.only and prev.get("rt"):
             kept.append("rt")
-        dates = prev.get("kept_dates") or {p: prev["kept_date"] for p in ("stsb", "rt") if p in prev.get("kept", "")}
-        results["kept_dates"] = {p: dates.get(p, prev["date"]) for p in kept}
         for part in kept:
-            results[part] = [dict(r, system=OLD_LABELS.get(r["system"], r["system"])) for r in prev[part]]
+            results[part] = prev[part]  # each row carries the date it was measured
         if kept:
-            results["kept"] = "; ".join(f"{p} from the run of {results['kept_dates'][p]}" for p in kept)
+            results["kept"] = "; ".join(f"{p} from the runs of {', '.join(sorted({r['measured'] for r in results[p]}))}"
+                                        for p in kept)
 
     def done(part: str, row: dict) -> None:
+        row["measured"] = results["date"]
         results[part].append(row)
         print(row, flush=True)
         save(results, quick)
