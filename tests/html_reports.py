@@ -59,8 +59,8 @@ def long_run_signals(steps: int = 100_000, sample_every: int = 10) -> Any:
     """Signals of a BERT-base run of ``steps`` optimizer steps, filled as the watcher fills them (same cadence)."""
     import math
 
-    from defib.evidence.stats import Series
-    from defib.signals import LossSignals, OptimSignals, PredSignals, Signals
+    from defib.signals.common import Series
+    from defib.signals.run import LossSignals, OptimSignals, PredSignals, Signals
 
     s = Signals(step=steps, task="regression")
     s.loss = LossSignals(fn="mse_loss", family="regression")

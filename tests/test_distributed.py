@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 from support import SCRIPTS, run_defib
 
 from defib.evidence.distributed import reduce_signals
-from defib.signals import PredSignals, Signals
+from defib.signals.run import PredSignals, Signals
 
 
 def _free_port() -> int:

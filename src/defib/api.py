@@ -96,7 +96,7 @@ def probe(model: nn.Module, tokenizer: Any, batch_or_data: Any, *, labels: Any =
     """
     from defib.diagnosis import diagnose
     from defib.evidence.probes import Budget, run_probes
-    from defib.signals import Signals
+    from defib.signals.run import Signals
 
     sig = run_probes(model, tokenizer, batch_or_data, labels=labels, task=task, optimizer=optimizer,
                      loss_fn=loss_fn, budget=budget or Budget(), progress=progress, source=source)

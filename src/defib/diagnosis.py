@@ -13,7 +13,7 @@ from typing import Any
 
 from defib import __version__
 from defib.rules.base import Finding, Rule, Severity, all_rules, resolve
-from defib.signals import MAX_INTERNAL_ERRORS
+from defib.signals.run import MAX_INTERNAL_ERRORS
 
 FLATLINE_CODE = "S001"
 PROBE_FLATLINE_CODE = "S101"  # a probe's outputs constant across inputs

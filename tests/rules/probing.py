@@ -15,7 +15,8 @@ from helpers import FILL, NEG, POS, BertRegressor, sentences, tokenizer
 
 from defib.diagnosis import Diagnosis, diagnose
 from defib.evidence.probes import Budget, run_probes
-from defib.signals import ProbeSignals, Signals
+from defib.signals.run import Signals
+from defib.signals.probe import ProbeSignals
 
 ROWS = sentences(64, seed=1)
 # the label-permutation control on MeanEmbedding: more rows and steps than the default, at the lr that model needs

@@ -13,7 +13,7 @@ from helpers import BertRegressor, assert_where, find, sentences, tokenizer, wat
 
 from defib.rules.base import Severity
 from defib.rules.data.d001_truncation import TruncationCollisions
-from defib.signals import DataSignals, Signals
+from defib.signals.run import DataSignals, Signals
 
 PREAMBLE = "in the opinion of our panel of critics the film we review this week"  # 14 tokens
 

@@ -13,7 +13,7 @@ from helpers import BertRegressor, assert_where, find, sentences, tokenizer, wat
 
 from defib.rules.base import Severity
 from defib.rules.data.d002_attention_mask import PaddingNotMasked
-from defib.signals import DataSignals, Signals
+from defib.signals.run import DataSignals, Signals
 
 ROWS = sentences(96, seed=4)
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from defib.rules.base import Severity
 from defib.rules.data.d004_unshuffled import UnshuffledBatches
-from defib.signals import DataSignals, Signals
+from defib.signals.run import DataSignals, Signals
 
 
 def _train(loader: DataLoader) -> None:
@@ -99,7 +99,7 @@ def test_rule_on_signals():
 def test_in_order_loader_showing_one_label_fires_before_constant_labels():
     """Grouped by label + shuffle=False: the first hundreds of rows all carry one class."""
     from defib.diagnosis import diagnose
-    from defib.signals import DataSignals, LossSignals, PredSignals, Signals
+    from defib.signals.run import DataSignals, LossSignals, PredSignals, Signals
 
     preds = PredSignals(task="classification", n_seen=1600, n_classes=3, label_counts={0: 1600}, target_std=0.0)
     s = Signals(step=100, data=DataSignals(shuffle=False, sampler="SequentialSampler"), preds=preds,

@@ -16,7 +16,7 @@ from helpers import BagOfWords, assert_where, batches, find, watch, word_data
 
 from defib.rules.base import Severity
 from defib.rules.data.d006_constant_labels import ConstantLabels
-from defib.signals import PredSignals, Signals
+from defib.signals.run import PredSignals, Signals
 
 RAW = ["fresh" if s > 0 else "rotten" for s in word_data(256, seed=6)[1].tolist()]
 
@@ -105,7 +105,7 @@ def test_mostly_one_value_regression_targets_fire_and_ordinary_scores_stay_silen
     import random
 
     from defib.rules.data.d006_constant_labels import ConstantLabels
-    from defib.signals import PredSignals, Signals
+    from defib.signals.run import PredSignals, Signals
 
     degenerate = [0.0] * 238 + [1.0] * 18
     p = PredSignals(task="regression", n_seen=256, target_std=0.25, target_mean=0.07, recent_targets=degenerate)

@@ -14,7 +14,7 @@ from helpers import BagOfWords, assert_where, batches, find, watch, word_data
 
 from defib.rules.base import Severity
 from defib.rules.data.d007_label_encoding import LabelEncoding
-from defib.signals import LossSignals, PredSignals, Signals
+from defib.signals.run import LossSignals, PredSignals, Signals
 
 
 def _stars(n: int = 128) -> tuple[torch.Tensor, torch.Tensor]:

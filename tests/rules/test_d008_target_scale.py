@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from helpers import BagOfWords, assert_where, batches, find, watch, word_data
 
 from defib.rules.data.d008_target_scale import TargetScale
-from defib.signals import LossSignals, PredSignals, Signals
+from defib.signals.run import LossSignals, PredSignals, Signals
 
 
 def _train(targets: torch.Tensor) -> None:

@@ -28,7 +28,8 @@ def test_aligned_labels_are_silent(tiny_model_dir):
 
 def test_too_few_held_out_rows_are_not_judged():
     from defib.rules.data.d201_label_misalignment import LabelsDoNotBelong
-    from defib.signals import Overfit, Permutation, ProbeSignals, Signals
+    from defib.signals.run import Signals
+    from defib.signals.probe import Overfit, Permutation, ProbeSignals
 
     def signals(held_out: int) -> Signals:
         perm = Permutation(rows=2 * held_out, held_out=held_out, steps=16, start_loss=1.0, real_loss=1.02,

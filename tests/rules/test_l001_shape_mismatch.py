@@ -15,7 +15,7 @@ from torch import nn
 
 from defib.rules.base import Severity
 from defib.rules.loss.l001_shape_mismatch import ShapeMismatch
-from defib.signals import LossSignals, Signals
+from defib.signals.run import LossSignals, Signals
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using a target size:UserWarning")
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from helpers import BagOfWords, assert_where, batches, find, watch, word_data
 
 from defib.rules.loss.l002_wrong_loss import WrongLoss
-from defib.signals import LossSignals, PredSignals, Signals
+from defib.signals.run import LossSignals, PredSignals, Signals
 
 
 def _scores(n: int = 160) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from helpers import BagOfWords, assert_where, batches, find, watch, word_data
 
 from defib.rules.loss.l003_double_activation import DoubleActivation
-from defib.signals import LossSignals, Signals
+from defib.signals.run import LossSignals, Signals
 
 
 def _classes(n: int = 160) -> tuple[torch.Tensor, torch.Tensor]:

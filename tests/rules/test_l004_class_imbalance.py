@@ -14,7 +14,7 @@ from helpers import assert_where, batches, find, watch
 from torch import nn
 
 from defib.rules.loss.l004_class_imbalance import ClassImbalance
-from defib.signals import LossSignals, PredSignals, Signals
+from defib.signals.run import LossSignals, PredSignals, Signals
 
 
 def _data(informative: bool, n: int = 1280) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from helpers import BagOfWords, assert_where, batches, find, watch, word_data
 
 from defib.rules.loss.l005_scale import LossScale
-from defib.signals import LossSignals, OptimSignals, Signals
+from defib.signals.run import LossSignals, OptimSignals, Signals
 
 IDS, SCORE = word_data(1280, seed=15)
 
@@ -115,9 +115,9 @@ def test_rule_on_signals():
 
 def test_batch_sum_with_wild_sgd_updates_fires_and_calm_updates_stay_silent():
     """A sum over a batch (16x) only matters once some layer's updates are wild."""
-    from defib.evidence.stats import Series
+    from defib.signals.common import Series
     from defib.rules.loss.l005_scale import LossScale
-    from defib.signals import LossSignals, OptimSignals, Signals
+    from defib.signals.run import LossSignals, OptimSignals, Signals
 
     def check(update_ratio: float):
         ls = LossSignals(fn="mse_loss", family="regression", reduction="sum", input_shape=(16,), scale_factor=1.0)

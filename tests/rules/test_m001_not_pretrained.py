@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel
 
 from defib.rules.model.m001_not_pretrained import NotPretrained
-from defib.signals import ModelSignals, Signals
+from defib.signals.run import ModelSignals, Signals
 
 ROWS = sentences(64, seed=31)
 
@@ -90,9 +90,9 @@ def test_rule_on_signals():
 
 def test_user_reinit_of_loaded_encoder_fires_and_head_only_init_stays_silent():
     """apply(init_weights) over the whole model leaves LayerNorms alone but wipes Linear/Embedding weights."""
-    from defib.rules.base import Where
+    from defib.signals.common import Where
     from defib.rules.model.m001_not_pretrained import NotPretrained
-    from defib.signals import ModelSignals, Signals
+    from defib.signals.run import ModelSignals, Signals
 
     w = Where("train.py", 31, "nn.init.normal_(module.weight, std=0.02)")
     encoder = {f"encoder.layer.{i}.attention.self.query.weight": w for i in range(6)}

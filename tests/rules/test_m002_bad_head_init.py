@@ -15,7 +15,7 @@ from helpers import BagOfWords, assert_where, batches, find, watch, word_data
 from torch import nn
 
 from defib.rules.model.m002_bad_head_init import BadHeadInit
-from defib.signals import ModelSignals, Signals
+from defib.signals.run import ModelSignals, Signals
 
 IDS, SCORE = word_data(160, seed=32)
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from helpers import BagOfWords, assert_where, batches, find, watch, word_data
 
 from defib.rules.model.m003_output_range import OutputRange
-from defib.signals import LossSignals, PredSignals, Signals
+from defib.signals.run import LossSignals, PredSignals, Signals
 
 IDS, SCORE = word_data(320, seed=33)
 TARGETS = ((SCORE + 4) * 5 / 8).clamp(0, 5)  # 0..5, like STS-B

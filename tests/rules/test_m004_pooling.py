@@ -18,7 +18,7 @@ from torch import nn
 from transformers import AutoModel
 
 from defib.rules.model.m004_pooling import PoolingIgnoresInput
-from defib.signals import ModelSignals, Signals
+from defib.signals.run import ModelSignals, Signals
 
 ROWS = sentences(96, seed=34)
 

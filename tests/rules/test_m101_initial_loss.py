@@ -7,7 +7,8 @@ from helpers import BertRegressor, find
 from probing import probe
 
 from defib.rules.model.m101_initial_loss import InitialLossTooHigh
-from defib.signals import InitialLoss, ProbeSignals, Signals
+from defib.signals.run import Signals
+from defib.signals.probe import InitialLoss, ProbeSignals
 
 
 def test_huge_head_fires(tiny_model_dir):

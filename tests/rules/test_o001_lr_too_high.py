@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from helpers import BertRegressor, assert_where, encode, find, sentences, watch
 
-from defib.evidence.stats import Series
+from defib.signals.common import Series
 from defib.rules.optim.o001_lr_too_high import LearningRateTooHigh
-from defib.signals import LossSignals, OptimSignals, PredSignals, Signals
+from defib.signals.run import LossSignals, OptimSignals, PredSignals, Signals
 
 ROWS = sentences(192, seed=21)
 

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from helpers import BertRegressor, assert_where, encode, find, sentences, watch
 
-from defib.evidence.stats import Series
+from defib.signals.common import Series
 from defib.rules.optim.o002_lr_too_low import LearningRateTooLow
-from defib.signals import OptimSignals, Signals
+from defib.signals.run import OptimSignals, Signals
 
 ROWS = sentences(192, seed=22)
 

@@ -13,7 +13,7 @@ from helpers import BagOfWords, assert_where, batches, find, watch, word_data
 from transformers import get_linear_schedule_with_warmup
 
 from defib.rules.optim.o003_lr_schedule import LearningRateSchedule
-from defib.signals import OptimSignals, Signals
+from defib.signals.run import OptimSignals, Signals
 
 IDS, SCORE = word_data(640, seed=23)
 STEPS = 40

@@ -16,7 +16,7 @@ from helpers import BertRegressor, assert_where, encode, find, sentences, watch
 
 from defib.rules.base import Severity
 from defib.rules.optim.o004_frozen import FrozenParameters
-from defib.signals import ModelSignals, OptimSignals, Signals
+from defib.signals.run import ModelSignals, OptimSignals, Signals
 
 ROWS = sentences(96, seed=24)
 

@@ -13,7 +13,7 @@ from helpers import BagOfWords, assert_where, batches, find, watch, word_data
 
 from defib.rules.base import Severity
 from defib.rules.optim.o005_missing_params import ParamsNotInOptimizer
-from defib.signals import OptimSignals, Signals
+from defib.signals.run import OptimSignals, Signals
 
 IDS, SCORE = word_data(320, seed=25)
 

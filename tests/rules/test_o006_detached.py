@@ -18,7 +18,7 @@ from torch import nn
 from transformers import AutoModel
 
 from defib.rules.optim.o006_detached import DetachedGraph
-from defib.signals import OptimSignals, Signals
+from defib.signals.run import OptimSignals, Signals
 
 ROWS = sentences(96, seed=26)
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from helpers import BagOfWords, assert_where, batches, find, watch, word_data
 
 from defib.rules.optim.o007_zero_grad import ZeroGradPlacement
-from defib.signals import OptimSignals, Signals
+from defib.signals.run import OptimSignals, Signals
 
 IDS, SCORE = word_data(320, seed=27)
 

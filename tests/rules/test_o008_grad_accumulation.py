@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from helpers import BagOfWords, assert_where, batches, find, watch, word_data
 
 from defib.rules.optim.o008_grad_accumulation import GradAccumulation
-from defib.signals import LossSignals, OptimSignals, Signals
+from defib.signals.run import LossSignals, OptimSignals, Signals
 
 IDS, SCORE = word_data(640, seed=28)
 K = 4

@@ -15,7 +15,7 @@ from torch import nn
 
 from defib.rules.base import Severity
 from defib.rules.optim.o009_nonfinite import NonFinite
-from defib.signals import OptimSignals, Signals
+from defib.signals.run import OptimSignals, Signals
 
 
 def _unscaled(n: int = 320) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from helpers import BagOfWords, batches, find, watch, word_data
 
 from defib.rules.symptom.s001_flat_predictions import FlatPredictions
-from defib.signals import PredSignals, Signals
+from defib.signals.run import PredSignals, Signals
 
 IDS, SCORE = word_data(60 * 128, seed=35)  # 60 steps of 128: the loss window is not too noisy
 

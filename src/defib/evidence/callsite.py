@@ -15,7 +15,7 @@ import os
 import sys
 import sysconfig
 
-from defib.rules.base import Where
+from defib.signals.common import Where
 
 _LIB_ROOTS = tuple(
     os.path.realpath(p) + os.sep

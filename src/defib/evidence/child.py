@@ -123,7 +123,7 @@ def _final_distributions(p: Any) -> dict[str, Any]:
     """The recent predictions against the targets: a shared-bin histogram (regression) or class counts."""
     import numpy as np
 
-    from defib.signals import MAX_PLOTTED_CLASSES
+    from defib.signals.run import MAX_PLOTTED_CLASSES
 
     if p.task == "classification":
         top = sorted(p.label_counts, key=lambda c: -p.label_counts[c])[:MAX_PLOTTED_CLASSES * 4]

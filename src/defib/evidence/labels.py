@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from defib.check_signals import LabelSignals, OrderSignals
+from defib.signals.check import LabelSignals, OrderSignals
 from defib.evidence.readers import InputError
 from defib.evidence.sampling import UniformSample
 

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from defib.check_signals import CheckSignals, DuplicateSignals, LabelSignals
+from defib.signals.check import CheckSignals, DuplicateSignals, LabelSignals
 from defib.diagnosis import Diagnosis, diagnose
 from defib.evidence.labels import LabelCounter, check_task, infer_task, label_summary
 from defib.evidence.readers import InputError, open_table

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from defib.check_signals import ModelSignals, TokenSignals
+from defib.signals.check import ModelConfigSignals, TokenSignals
 from defib.evidence.locate import MAX_FIELD_CHARS
 from defib.evidence.readers import InputError
 from defib.evidence.sampling import KeyedSample
@@ -77,12 +77,12 @@ def load_tokenizer(name: str | os.PathLike | Any) -> Any:
     return tok
 
 
-def load_model_config(name: str | os.PathLike) -> ModelSignals:
+def load_model_config(name: str | os.PathLike) -> ModelConfigSignals:
     """The model's config.json, read without loading weights; fields stay None when there is none."""
     from transformers import AutoConfig
 
     where = resolve(name, "model")
-    out = ModelSignals(path=str(name))
+    out = ModelConfigSignals(path=str(name))
     raw: dict[str, Any] = {}
     local = Path(where) / "config.json"
     try:
@@ -104,7 +104,7 @@ def load_model_config(name: str | os.PathLike) -> ModelSignals:
     return out
 
 
-def pick_max_length(tok: Any, model: ModelSignals | None, given: int | None) -> tuple[int, str]:
+def pick_max_length(tok: Any, model: ModelConfigSignals | None, given: int | None) -> tuple[int, str]:
     """(max_length, where it came from); a given length longer than the model's positions is an input error."""
     positions = model.max_positions if model else None
     if given is not None:
@@ -126,7 +126,7 @@ class TokenCounter:
     """Accumulates :class:`TokenSignals` over batches of texts (Arrow string arrays)."""
 
     def __init__(self, tok: Any, max_length: int, max_length_source: str, *, pair: bool,
-                 model: ModelSignals | None, source: str, columns: list[str]):
+                 model: ModelConfigSignals | None, source: str, columns: list[str]):
         from tokenizers import Tokenizer
 
         spec = tok.backend_tokenizer.to_str()

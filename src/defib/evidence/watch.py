@@ -31,8 +31,7 @@ from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here, where_made
 from defib.evidence.stats import Moments, Series, Window, rel_spread
 from defib.rules.fmt import num
-from defib.signals import (CLASS_LOSSES, MAX_INTERNAL_ERRORS, MAX_PLOTTED_CLASSES, QUANTILES, MULTILABEL_LOSSES, REGRESSION_LOSSES, DataSignals,
-                           LossSignals, ModelSignals, OptimSignals, PredSignals, Signals)
+from defib.signals.run import (CLASS_LOSSES, MAX_INTERNAL_ERRORS, MAX_PLOTTED_CLASSES, QUANTILES, MULTILABEL_LOSSES, REGRESSION_LOSSES, DataSignals, LossSignals, ModelSignals, OptimSignals, PredSignals, Signals)
 
 # grad_fn names that only reshape or copy: walked through to find what produced the loss input
 _PASS_THROUGH = ("View", "Squeeze", "Unsqueeze", "Reshape", "Expand", "Select", "Slice", "Clone", "ToCopy",

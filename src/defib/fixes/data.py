@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from defib.fixes.base import Fix, fix_for
-from defib.signals import CLASS_LOSSES, REGRESSION_LOSSES
+from defib.signals.run import CLASS_LOSSES, REGRESSION_LOSSES
 
 
 @fix_for

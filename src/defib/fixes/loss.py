@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from defib.fixes.base import Fix, fix_for
-from defib.signals import CLASS_LOSSES
+from defib.signals.run import CLASS_LOSSES
 
 
 @fix_for

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from defib.causes import CAUSES
+from defib.signals.common import Where  # noqa: F401  (re-exported: rules build findings with it)
 
 SECTIONS = ("What it detects", "Why it flattens predictions", "Example", "Fix")
 
@@ -39,18 +40,6 @@ class Severity(enum.IntEnum):
 
     def __str__(self) -> str:
         return self.name.lower()
-
-
-@dataclass(frozen=True)
-class Where:
-    """A place in the user's own code where defib saw the culprit call."""
-
-    file: str
-    line: int
-    code: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

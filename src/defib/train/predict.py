@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from defib.predict_signals import PredictSignals
+from defib.signals.predict import PredictSignals
 from defib.train.data import Columns, DataError, read_columns
 from defib.train.labels import LabelSpace
 from defib.train.pipeline import META_FILE

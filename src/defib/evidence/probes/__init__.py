@@ -21,7 +21,7 @@ from torch import nn
 from defib.evidence.probes import passive, training
 from defib.evidence.probes.data import LossFn, ProbeInputError, make_sample, outputs
 from defib.evidence.probes.state import preserved
-from defib.signals import ProbeSignals
+from defib.signals.probe import ProbeSignals
 
 Progress = Callable[[str, int], Callable[[], None]]  # (description, total steps) -> advance by one
 

@@ -13,7 +13,7 @@ from torch import nn
 from defib.evidence import params as P
 from defib.evidence.probes.data import LossFn, Sample, accepts_mask, baseline, loss, outputs, reference
 from defib.evidence.stats import rel_spread
-from defib.signals import GradFlow, InitialLoss, Sensitivity
+from defib.signals.probe import GradFlow, InitialLoss, Sensitivity
 
 MAX_TOKENS = 512  # token vectors kept for the token spread (bounded work on long batches)
 

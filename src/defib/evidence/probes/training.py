@@ -20,7 +20,7 @@ from torch import nn
 
 from defib.evidence.probes.data import LossFn, Sample, baseline, loss, outputs
 from defib.evidence.probes.state import preserved
-from defib.signals import LRRange, Overfit, Permutation
+from defib.signals.probe import LRRange, Overfit, Permutation
 
 Tick = Callable[[], None]
 

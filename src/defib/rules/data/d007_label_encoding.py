@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from defib.rules.base import Finding, Rule, Severity, register
-from defib.signals import Signals
+from defib.signals.run import Signals
 
 IGNORE_INDEX = -100  # PyTorch's default ignore_index for cross-entropy
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from defib.check_signals import CheckSignals
+from defib.signals.check import CheckSignals
 from defib.rules.base import Finding, Rule, Severity, register
 
 

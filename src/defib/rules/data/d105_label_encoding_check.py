@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from defib.check_signals import CheckSignals, LabelSignals, ModelSignals
+from defib.signals.check import CheckSignals, LabelSignals, ModelConfigSignals
 from defib.rules.base import Finding, Rule, Severity, register
 
 IGNORE_INDEX = -100  # PyTorch's default ignore_index for cross-entropy
@@ -68,7 +68,7 @@ class LabelEncodingInData(Rule):
                                       "num_labels": s.model.num_labels if s.model else None})
 
 
-def _class_ids(lab: LabelSignals, model: ModelSignals | None) -> list[tuple[Severity, str, str]]:
+def _class_ids(lab: LabelSignals, model: ModelConfigSignals | None) -> list[tuple[Severity, str, str]]:
     out: list[tuple[Severity, str, str]] = []
     if not lab.integral:
         frac = [v for v in (lab.counts or {}) if float(v) != int(v)][:3] or [lab.min, lab.max]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from defib.check_signals import CheckSignals
+from defib.signals.check import CheckSignals
 from defib.rules.base import Finding, Rule, Severity, register
 
 

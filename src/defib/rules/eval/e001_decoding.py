@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from defib.predict_signals import PredictSignals
+from defib.signals.predict import PredictSignals
 from defib.rules.base import Finding, Rule, Severity, register
 
 

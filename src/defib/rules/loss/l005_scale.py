@@ -6,7 +6,7 @@ import math
 
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.optim.common import ADAPTIVE
-from defib.signals import Signals
+from defib.signals.run import Signals
 
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import recent
-from defib.signals import Signals
+from defib.signals.run import Signals
 
 
 @register

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from defib.rules.base import Finding, Rule, Severity, register
-from defib.signals import Signals
+from defib.signals.run import Signals
 
 RANGES = {"Sigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0), "Relu": (0.0, float("inf")), "Hardtanh": (-1.0, 1.0),
           "Softplus": (0.0, float("inf")), "Elu": (-1.0, float("inf"))}

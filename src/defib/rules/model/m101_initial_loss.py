@@ -6,7 +6,7 @@ import math
 
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num, rnd
-from defib.signals import Signals
+from defib.signals.run import Signals
 
 
 @register

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from defib.signals import OptimSignals, Signals
+from defib.signals.run import OptimSignals, Signals
 
 ENCODER_PREFIXES = ("layer.", "embeddings", "pooler")
 # optimizers that scale each step by a running gradient magnitude, so a loss scale hardly changes their steps

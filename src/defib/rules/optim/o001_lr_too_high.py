@@ -5,7 +5,7 @@ from __future__ import annotations
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
 from defib.rules.optim.common import LR_SIZED_STEPS, collapsed, not_learning, peak_lr, peak_update_ratio
-from defib.signals import Signals
+from defib.signals.run import Signals
 
 
 @register

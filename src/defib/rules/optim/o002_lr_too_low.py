@@ -8,7 +8,7 @@ import statistics
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
 from defib.rules.optim.common import lr_now, median_update_ratio, peak_lr
-from defib.signals import Signals
+from defib.signals.run import Signals
 
 
 @register

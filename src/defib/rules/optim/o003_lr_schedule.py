@@ -5,7 +5,7 @@ from __future__ import annotations
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
 from defib.rules.optim.common import peak_lr
-from defib.signals import Signals
+from defib.signals.run import Signals
 
 
 @register

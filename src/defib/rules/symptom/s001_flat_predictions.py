@@ -7,7 +7,7 @@ import math
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num as _f, rnd as _r
 from defib.rules.optim.common import FLAT_SPREAD
-from defib.signals import Signals
+from defib.signals.run import Signals
 
 
 @register

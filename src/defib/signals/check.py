@@ -2,7 +2,7 @@
 
 The preflight (:mod:`defib.evidence.preflight`) streams the data once and
 fills these; the check-stage rules (``rules/data/d1xx_*.py``) only read them.
-As in :mod:`defib.signals`, a part left ``None`` was not measured (no labels
+As in :mod:`defib.signals.run`, a part left ``None`` was not measured (no labels
 column, no model config), and a rule that needs it is skipped and reported.
 Row numbers are 1-based data rows (the header is not counted).
 """
@@ -56,7 +56,7 @@ class TokenSignals:
 
 
 @dataclass
-class ModelSignals:
+class ModelConfigSignals:
     """The model's config, as far as a data check needs it (no weights are loaded)."""
 
     path: str
@@ -124,7 +124,7 @@ class CheckSignals:
     text_columns: list[str] = field(default_factory=list)
     label_column: str | None = None
     tokens: TokenSignals | None = None
-    model: ModelSignals | None = None
+    model: ModelConfigSignals | None = None
     labels: LabelSignals | None = None
     order: OrderSignals | None = None
     duplicates: DuplicateSignals | None = None
