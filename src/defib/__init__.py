@@ -1,8 +1,7 @@
 """defib: find out why a fine-tuned BERT predicts the same score for every input."""
 
-__version__ = "0.1.0"
-
-from defib.api import probe, watch  # noqa: E402
+from defib._version import __version__
+from defib.api import probe, watch
 
 __all__ = ["probe", "watch", "check_data", "check_file", "InputError", "__version__"]
 

@@ -16,7 +16,8 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from defib import __version__
+from defib._version import __version__
+from defib.diagnosis import Diagnosis
 
 # click's exception base, reached through typer's public API (typer may vendor its own click)
 _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -229,11 +230,9 @@ def _pick_report(folder: Path) -> dict:
             best = (key, rep)
     if best is not None:
         return best[1]
-    from defib import __version__ as version
-
-    return {"defib_version": version, "verdict": "inconclusive", "task": "unknown", "steps_observed": 0,
-            "flatline": None, "findings": [], "confirmed_fixes": [],
-            "observed": {"note": "the command never imported torch or never reached a model"}}
+    report = Diagnosis(verdict="inconclusive", task="unknown", steps=0, flatline=None, findings=[]).to_dict()
+    report["observed"] = {"note": "the command never imported torch or never reached a model"}
+    return report
 
 
 def _exit_code(report: dict) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from defib import __version__
+from defib._version import __version__
 from defib.rules.base import Finding, Rule, Severity, all_rules, resolve
 from defib.signals.run import MAX_INTERNAL_ERRORS
 
@@ -60,19 +60,18 @@ def _missing(rule: Rule, signals: Any) -> list[str]:
     return [path for path in rule.needs if resolve(signals, path) is None]
 
 
-def diagnose(signals: Any, *, first_fired: dict[str, int] | None = None,
-             rules: dict[str, type[Rule]] | None = None, ignore: tuple[str, ...] = (),
-             overrides: dict[str, dict[str, Any]] | None = None, stage: str = "run") -> Diagnosis:
+def diagnose(signals: Any, *, first_fired: dict[str, int] | None = None, ignore: tuple[str, ...] = (),
+             stage: str = "run") -> Diagnosis:
     """Apply every rule to ``signals`` and build the ranked diagnosis.
 
     ``first_fired`` maps a rule code to the step at which it first fired; it
     is updated in place so that repeated calls during a run remember when each
     finding appeared. ``ignore`` suppresses rules by code (as a user would with
-    ``--ignore L004``); ``overrides`` sets threshold attributes per code.
+    ``--ignore L004``) before the verdict, so an ignored finding never decides it.
     ``stage`` picks the rules that read this kind of evidence (see ``Rule.stage``).
     """
     first_fired = {} if first_fired is None else first_fired
-    catalogue = all_rules(stage) if rules is None else rules
+    catalogue = all_rules(stage)
     findings: list[Finding] = []
     skipped: dict[str, list[str]] = {}
     step_now = int(getattr(signals, "step", 0) or 0)
@@ -80,10 +79,6 @@ def diagnose(signals: Any, *, first_fired: dict[str, int] | None = None,
         if code in ignore:
             continue
         rule = cls()
-        for attr, value in (overrides or {}).get(code, {}).items():
-            if not hasattr(rule, attr):
-                raise ValueError(f"rule {code} has no threshold {attr!r}")
-            setattr(rule, attr, value)
         missing = _missing(rule, signals)
         if missing:
             skipped[code] = missing
