@@ -94,31 +94,7 @@ def probe(model: nn.Module, tokenizer: Any, batch_or_data: Any, *, labels: Any =
     diagnosis' ``extra["probe"]`` holds the LR curve, the per-group gradient
     norms and the other measurements.
     """
-    from defib.diagnosis import diagnose
-    from defib.evidence.probes import Budget, run_probes
-    from defib.signals.run import Signals
+    from defib.stages.probe import probe_diagnosis
 
-    sig = run_probes(model, tokenizer, batch_or_data, labels=labels, task=task, optimizer=optimizer,
-                     loss_fn=loss_fn, budget=budget or Budget(), progress=progress, source=source)
-    diagnosis = diagnose(Signals(task=sig.task, probe=sig), stage="probe", ignore=ignore)
-    diagnosis.extra["probe"] = probe_section(sig)
-    return diagnosis
-
-
-def probe_section(sig: Any) -> dict[str, Any]:
-    """The probe measurements for the JSON report (and the HTML report's plots)."""
-    from dataclasses import asdict
-
-    out: dict[str, Any] = {"rows": sig.rows, "source": sig.source, "user_lr": sig.user_lr,
-                           "seconds": sig.seconds, "errors": sig.errors}
-    r = sig.lr_range
-    out["lr_range"] = None if r is None else {"lrs": r.lrs, "losses": r.losses, "suggested_lr": r.suggested_lr,
-                                              "min_loss_lr": r.min_loss_lr, "diverged_lr": r.diverged_lr,
-                                              "optimizer": r.optimizer}
-    g = sig.grads
-    out["grad_norms"] = None if g is None else g.norms
-    out["gradient_flow"] = None if g is None else {k: v for k, v in asdict(g).items() if k != "norms"}
-    for name in ("initial", "sensitivity", "overfit", "permutation"):
-        part = getattr(sig, name)
-        out[name] = None if part is None else asdict(part)
-    return out
+    return probe_diagnosis(model, tokenizer, batch_or_data, labels=labels, task=task, optimizer=optimizer,
+                           loss_fn=loss_fn, budget=budget, progress=progress, source=source, ignore=ignore)

@@ -20,12 +20,10 @@ from typing import Any
 import numpy as np
 
 from defib.signals.predict import PredictSignals
+from defib.stages.predict import predict_diagnosis
 from defib.train.data import Columns, DataError, read_columns
 from defib.train.labels import LabelSpace
 from defib.train.pipeline import META_FILE
-
-MAX_COLLISIONS = 5   # example pairs of colliding rows kept for the message
-
 
 @dataclass
 class Loaded:
@@ -105,35 +103,9 @@ def predict(loaded: Loaded, col: Columns, batch_size: int = 64) -> Predictions:
             logits = loaded.model(**batch).logits.float()  # (B, num_outputs)
             outputs[rows] = logits.cpu().numpy()
     values = loaded.space.decode(outputs)
-    signals = measure(loaded, col, ids, outputs, values)
-    from defib.diagnosis import diagnose
-
-    return Predictions(values, outputs, signals, diagnose(signals, stage="predict"))
-
-
-def measure(loaded: Loaded, col: Columns, ids: list[list[int]], outputs: np.ndarray, values: list[Any]) -> PredictSignals:
-    space = loaded.space
-    s = PredictSignals(task=space.task, rows=len(ids), max_length=loaded.max_length)
-    if space.task == "regression":
-        s.output_spread = float(outputs.std())
-    else:
-        centred = outputs - outputs.mean(1, keepdims=True)
-        s.output_spread = float(centred.std(0).mean())
-        if space.task == "classification" and values:
-            names, counts = np.unique(np.array(values, dtype=object).astype(str), return_counts=True)
-            s.top_class = str(names[counts.argmax()])
-            s.top_class_share = float(counts.max() / len(values))
     texts = list(zip(col.texts, col.pairs)) if col.pairs is not None else col.texts
-    first: dict[tuple[int, ...], tuple[int, Any]] = {}
-    for row, (text, seq) in enumerate(zip(texts, ids)):
-        key = tuple(seq)
-        seen = first.setdefault(key, (row, text))
-        if seen[1] != text and len(s.collisions) < MAX_COLLISIONS:
-            s.collisions.append((seen[0], row))
-    s.distinct_texts = len(set(texts))
-    s.distinct_encodings = len(first)
-    s.rows_at_max_length = sum(1 for r in ids if len(r) >= loaded.max_length)
-    return s
+    signals, diagnosis = predict_diagnosis(loaded.space.task, loaded.max_length, texts, ids, outputs, values)
+    return Predictions(values, outputs, signals, diagnosis)
 
 
 def write_csv(path: Path, space: LabelSpace, values: list[Any], outputs: np.ndarray) -> None:
