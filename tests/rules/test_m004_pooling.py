@@ -10,7 +10,6 @@ healthy pooling that differs between inputs on it.)
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 from helpers import assert_where, encode, find, sentences, watch

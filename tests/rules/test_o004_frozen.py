@@ -7,7 +7,6 @@ a legitimate choice the rule may report at most as info.
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from defib.rules.optim.common import collapsed, not_learning

@@ -22,10 +22,9 @@ import time
 from typing import Any, Callable
 
 from defib.fixes.base import plan
-from defib.rules.optim.common import FLAT_SPREAD
+from defib.rules.thresholds import FLAT_SPREAD, NOT_LEARNING
 
 SAME_TARGET = 1e-9  # a constant-predictor loss this small: every target in the window is the same
-NOT_LEARNING = 0.9  # loss / constant-predictor loss at or above this: the model has learned (almost) nothing
 RunFn = Callable[[dict[str, str], int], tuple[int, dict[str, Any]]]
 
 

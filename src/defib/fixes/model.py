@@ -27,9 +27,9 @@ class ReinitHead(Fix):
         gradients are tens to hundreds of times the normal size everywhere.
         Applied, they would enter Adam's second-moment estimate, which
         (beta2 0.999) remembers them for about a thousand steps and divides
-        every later update by them: measured on STS-B, a re-initialised head
-        whose first step kept its gradients still had 1.45x the constant
-        predictor's loss after 100 steps. With ``grad = None`` the optimizer
+        every later update by them, so a re-initialised head whose first step
+        kept its gradients can still be worse than the constant predictor a
+        hundred steps later. With ``grad = None`` the optimizer
         skips the step for every parameter and starts its statistics clean.
         """
         if not self.first_time():

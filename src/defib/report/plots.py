@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from defib.rules.thresholds import FLAT_SPREAD, LR_TOO_HIGH_UPDATE, LR_TOO_LOW_UPDATE
+
 STYLE = {
     "svg.fonttype": "none",      # text stays text: smaller, selectable; the browser's sans-serif draws it
     "svg.hashsalt": "defib",     # stable ids: the same report renders to the same bytes
@@ -206,8 +208,6 @@ def prediction_spread(sig: dict[str, Any], task: str, flat_step: int | None):
     x, y = _xy(sig.get("spread"))
     if not x:
         return None
-    from defib.rules.optim.common import FLAT_SPREAD
-
     fig, (ax,) = _figure(height=2.8)
     ax.plot(x, y, color=PRED_COLOUR, linewidth=1.4, label="prediction spread / target spread")
     ax.axhline(FLAT_SPREAD, color=BASELINE_COLOUR, linestyle="--", linewidth=1, label=f"flat below {FLAT_SPREAD}")
@@ -275,15 +275,11 @@ def lr_and_update_ratio(sig: dict[str, Any], flat_step: int | None):
         x, y = _xy(series)
         bottom.plot(x, y, color=cmap(i / max(1, len(ratios) - 1)), linewidth=1.1, label=name)
     if ratios:
-        from defib.rules.base import all_rules
-
-        rules = all_rules()
-        for code, attr, word in (("O001", "max_ratio", "too high above"), ("O002", "min_ratio", "too low below")):
-            limit = getattr(rules.get(code), attr, None)
-            if limit:
-                bottom.axhline(limit, color=BASELINE_COLOUR, linestyle="--", linewidth=0.9)
-                bottom.annotate(f"{code}: {word}", (0.005, limit), xycoords=("axes fraction", "data"), fontsize=7,
-                                va="bottom", color=BASELINE_COLOUR)
+        lines = (("O001", LR_TOO_HIGH_UPDATE, "too high above"), ("O002", LR_TOO_LOW_UPDATE, "too low below"))
+        for code, limit, word in lines:
+            bottom.axhline(limit, color=BASELINE_COLOUR, linestyle="--", linewidth=0.9)
+            bottom.annotate(f"{code}: {word}", (0.005, limit), xycoords=("axes fraction", "data"), fontsize=7,
+                            va="bottom", color=BASELINE_COLOUR)
         bottom.set_yscale("log")
         bottom.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), ncol=1 + len(ratios) // 10)
     _mark_flatline(bottom, flat_step)

@@ -22,7 +22,7 @@ import enum
 import importlib
 import inspect
 import pkgutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from defib.causes import CAUSES
@@ -77,8 +77,10 @@ class Finding:
 class Rule:
     """Base class: subclass, set the class attributes, implement :meth:`check`.
 
-    Thresholds are class attributes with a comment each; ``defib.rules.configure``
-    overrides them by name (``{"L001": {"tolerance": 0.1}}``).
+    Thresholds are class attributes with a comment each saying why that
+    value; a subclass or a test can set them. Numbers that a rule shares with
+    its twin (run time / data check / probe), with a fix or with a plot are
+    initialised from :mod:`defib.rules.thresholds`.
     """
 
     code: ClassVar[str] = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.signals.run import Signals
 
@@ -41,10 +42,11 @@ class TruncationCollisions(Rule):
     severity = Severity.ERROR
     needs = ("data",)
 
-    min_rows = 32              # tokenized rows (or batch rows) before judging
-    warn_collisions = 0.02     # share of distinct texts that share their ids with another: suspicious
-    error_collisions = 0.20    # ... and certainly a collapse in the making
-    batch_duplicates = 0.25    # share of batch rows duplicating another row (when no tokenizer call was seen)
+    min_rows = thresholds.MIN_TOKENIZED_ROWS        # tokenized rows (or batch rows) before judging
+    warn_collisions = thresholds.COLLISIONS_WARN    # share of distinct texts sharing their ids with another: suspicious
+    error_collisions = thresholds.COLLISIONS_ERROR  # ... and certainly a collapse in the making
+    # share of batch rows duplicating another row (when no tokenizer call was seen)
+    batch_duplicates = 0.25
 
     def check(self, s: Signals) -> Finding | None:
         d = s.data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.signals.run import Signals
 
@@ -42,7 +43,8 @@ class ConstantLabels(Rule):
 
     min_targets = 48        # targets seen before judging
     rel_std = 1e-3          # std below this share of (|mean| + 1) is constant
-    max_mode_share = 0.9    # regression targets: one exact value in this share of recent rows is nearly constant
+    # regression targets: one exact value in this share of recent rows is nearly constant
+    max_mode_share = thresholds.CONSTANT_TARGET_SHARE
 
     def check(self, s: Signals) -> Finding | None:
         p = s.preds

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.signals.run import Signals
 
-IGNORE_INDEX = -100  # PyTorch's default ignore_index for cross-entropy
 
 
 @register
@@ -44,7 +44,7 @@ class LabelEncoding(Rule):
     def check(self, s: Signals) -> Finding | None:
         ls, p = s.loss, s.preds
         if ls.family == "classification" and p.label_counts and p.n_classes:
-            ids = [k for k in p.label_counts if k != IGNORE_INDEX]
+            ids = [k for k in p.label_counts if k != thresholds.IGNORE_INDEX]
             lo, hi, k = min(ids, default=0), max(ids, default=0), p.n_classes
             if lo < 0 or hi >= k:
                 return self.finding(

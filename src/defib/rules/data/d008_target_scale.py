@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
 from defib.signals.run import Signals
@@ -40,8 +41,8 @@ class TargetScale(Rule):
     severity = Severity.ERROR
     needs = ("preds", "preds.target_std", "preds.target_mean", "loss")
 
-    max_scale = 10.0     # |mean| or std of the targets above this many output units is out of reach
-    lag_share = 0.5      # predictions spread less than this share of the targets': not caught up
+    max_scale = thresholds.TARGET_SCALE  # |mean| or std of the targets above this many output units is out of reach
+    lag_share = 0.5                      # predictions spread less than this share of the targets': not caught up
 
     def check(self, s: Signals) -> Finding | None:
         p = s.preds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from defib.signals.check import CheckSignals
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 
 
@@ -43,10 +44,10 @@ class TruncationInData(Rule):
     needs = ("tokens",)
     stage = "check"
 
-    min_rows = 32             # rows before judging
-    warn_collisions = 0.02    # share of distinct texts whose truncated ids equal a different text's: suspicious
-    error_collisions = 0.20   # ... and a collapse in the making
-    warn_truncated = 0.10     # share of rows cut at max_length (without collisions): the model misses their ends
+    min_rows = thresholds.MIN_TOKENIZED_ROWS        # rows before judging
+    warn_collisions = thresholds.COLLISIONS_WARN    # share of distinct texts whose truncated ids equal another's: suspicious
+    error_collisions = thresholds.COLLISIONS_ERROR  # ... and a collapse in the making
+    warn_truncated = 0.10                           # share of rows cut at max_length (no collisions): their ends are lost
 
     def check(self, s: CheckSignals) -> Finding | None:
         t = s.tokens

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from defib.signals.check import CheckSignals
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
 
@@ -41,7 +42,7 @@ class ConstantLabelsInData(Rule):
     stage = "check"
 
     min_rows = 2            # rows before a constant means anything
-    dominant_share = 0.9    # regression: one value in this share of rows is nearly constant
+    dominant_share = thresholds.CONSTANT_TARGET_SHARE  # regression: one value in this share of rows is nearly constant
 
     def check(self, s: CheckSignals) -> Finding | None:
         lab = s.labels

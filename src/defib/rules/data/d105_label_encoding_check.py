@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from defib.signals.check import CheckSignals, LabelSignals, ModelConfigSignals
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 
-IGNORE_INDEX = -100  # PyTorch's default ignore_index for cross-entropy
 
 
 @register
@@ -77,7 +77,7 @@ def _class_ids(lab: LabelSignals, model: ModelConfigSignals | None) -> list[tupl
     if lab.counts is None:
         return [(Severity.ERROR, f"class labels take too many distinct values to be class ids "
                  f"(range {lab.min:g}..{lab.max:g})", "Use --task regression for scores, or map the classes to ids")]
-    ids = sorted(int(v) for v in lab.counts if int(v) != IGNORE_INDEX)
+    ids = sorted(int(v) for v in lab.counts if int(v) != thresholds.IGNORE_INDEX)
     if not ids:
         return out
     lo, hi, k = ids[0], ids[-1], len(ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from defib.signals.check import CheckSignals
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
 
@@ -41,7 +42,7 @@ class TargetScaleInData(Rule):
     needs = ("labels", "labels.std", "labels.mean")
     stage = "check"
 
-    max_scale = 10.0    # |mean| or std above this many output units is out of a fresh head's reach
+    max_scale = thresholds.TARGET_SCALE  # |mean| or std above this many output units is out of a fresh head's reach
 
     def check(self, s: CheckSignals) -> Finding | None:
         lab = s.labels

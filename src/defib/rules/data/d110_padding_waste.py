@@ -22,10 +22,9 @@ class PaddingWaste(Rule):
         per layer ``24 h^2 T + 4 h T^2`` for ``T`` tokens of width ``h``.
 
     Why it flattens predictions:
-        It does not. With a correct attention mask, padding changes no
-        prediction (the seed article says otherwise; defib measures). It only
-        costs time, which is why this is a note with no cause code; padding
-        *without* a mask is the run-time rule D002.
+        It does not: with a correct attention mask, padding changes no
+        prediction. It only costs time, which is why this is a note with no
+        cause code; padding *without* a mask is the run-time rule D002.
 
     Example:
         ``tokenizer(texts, padding="max_length", max_length=512)`` on tweets.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num, rnd
 from defib.signals.run import Signals
@@ -55,8 +56,10 @@ class LabelsDoNotBelong(Rule):
     margin = 0.1   # share of the constant-predictor loss the real labels must win by (over it, or over shuffled)
     max_gap = 0.3  # misaligned labels are exchangeable with shuffled ones: both runs end within this share
     min_held_out = 48  # fewer held-out rows (and as few training rows) leave a real task no room to show a gain
-    min_output_spread = 0.01  # a model that answers the same for every input (S101) learns nothing from texts
-    max_default_layernorms = 0.9  # a random encoder (M102) has no features for the labels to go with
+    # a model that answers the same for every input (S101) learns nothing from texts
+    min_output_spread = thresholds.CONSTANT_OUTPUT_SPREAD
+    # a random encoder (M102) has no features for the labels to go with
+    max_default_layernorms = thresholds.RANDOM_ENCODER_LAYERNORMS
 
     def check(self, s: Signals) -> Finding | None:
         p, o, v = s.probe.permutation, s.probe.overfit, s.probe.sensitivity

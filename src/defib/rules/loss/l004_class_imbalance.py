@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
 from defib.signals.run import Signals
@@ -40,10 +41,10 @@ class ClassImbalance(Rule):
     severity = Severity.ERROR
     needs = ("loss", "preds")
 
-    min_step = 30            # grace period, as for the flatline
-    min_imbalance = 1.5      # majority share at least this many times the uniform share 1/K
-    collapsed_share = 0.9    # share of recent predictions that are the majority class
-    loss_margin = 0.9        # and the loss no better than this share of the prior's entropy: nothing learned
+    min_step = thresholds.GRACE_STEPS      # grace period, as for the flatline
+    min_imbalance = 1.5                    # majority share at least this many times the uniform share 1/K
+    collapsed_share = 0.9                  # share of recent predictions that are the majority class
+    loss_margin = thresholds.NOT_LEARNING  # and the loss no better than this share of the prior's entropy: nothing learned
 
     def check(self, s: Signals) -> Finding | None:
         ls, p = s.loss, s.preds

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
-from defib.rules.optim.common import ADAPTIVE
+from defib.rules.measures import ADAPTIVE
 from defib.signals.run import Signals
 
 
@@ -43,11 +44,11 @@ class LossScale(Rule):
     severity = Severity.ERROR
     needs = ("loss", "optim")
 
-    max_factor = 100.0     # loss scale above this (or below its inverse) matters for SGD-like optimizers
-    batch_factor = 8.0     # a sum over a batch (or a constant this large) ...
-    max_update = 1e-2      # ... counts once some layer's update/weight ratio exceeds this (10x a healthy step)
-    adam_eps = 1e-8        # Adam's default epsilon
-    eps_margin = 10.0      # gradient RMS under eps_margin x eps: Adam's updates are damped
+    max_factor = thresholds.LOSS_SCALE          # loss scale above this (or below its inverse) matters for SGD-like optimizers
+    batch_factor = 8.0                          # a sum over a batch (or a constant this large) ...
+    max_update = thresholds.LR_TOO_HIGH_UPDATE  # ... counts once some layer's update/weight ratio exceeds this
+    adam_eps = 1e-8                             # Adam's default epsilon
+    eps_margin = 10.0                           # gradient RMS under eps_margin x eps: Adam's updates are damped
 
     def check(self, s: Signals) -> Finding | None:
         ls, o = s.loss, s.optim

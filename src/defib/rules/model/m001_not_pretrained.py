@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import recent
 from defib.signals.run import Signals
@@ -41,8 +42,8 @@ class NotPretrained(Rule):
     severity = Severity.ERROR
     needs = ("model", "model.layernorm_at_init")
 
-    min_default_share = 0.9   # share of encoder LayerNorms exactly at (1, 0)
-    min_user_init = 0.3       # share of encoder tensors the user's own code re-initialised (nn.init.*)
+    min_default_share = thresholds.RANDOM_ENCODER_LAYERNORMS  # share of encoder LayerNorms exactly at (1, 0)
+    min_user_init = 0.3  # share of encoder tensors the user's own code re-initialised (nn.init.*)
 
     def check(self, s: Signals) -> Finding | None:
         m = s.model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import recent
 from defib.signals.run import Signals
@@ -40,8 +41,8 @@ class PoolingIgnoresInput(Rule):
     severity = Severity.ERROR
     needs = ("model",)
 
-    max_ratio = 0.05      # head-input spread / token spread below this: the head sees one vector
-    min_token_spread = 0.2
+    max_ratio = 0.05  # head-input spread / token spread below this: the head sees one vector
+    min_token_spread = thresholds.MIN_TOKEN_SPREAD  # the tokens must differ for the comparison to mean anything
 
     def check(self, s: Signals) -> Finding | None:
         m = s.model

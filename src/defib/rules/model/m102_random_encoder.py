@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num, rnd
 from defib.signals.run import Signals
@@ -40,7 +41,7 @@ class RandomEncoder(Rule):
     stage = "probe"
     needs = ("probe", "probe.sensitivity", "probe.sensitivity.layernorm_at_init")
 
-    min_default_share = 0.9   # share of encoder LayerNorms exactly at (1, 0)
+    min_default_share = thresholds.RANDOM_ENCODER_LAYERNORMS  # share of encoder LayerNorms exactly at (1, 0)
 
     def check(self, s: Signals) -> Finding | None:
         v = s.probe.sensitivity

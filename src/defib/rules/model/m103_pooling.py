@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num, rnd
 from defib.signals.run import Signals
@@ -41,9 +42,10 @@ class PooledVectorIgnoresInput(Rule):
     stage = "probe"
     needs = ("probe", "probe.sensitivity", "probe.sensitivity.pooled_spread", "probe.sensitivity.token_spread")
 
-    max_ratio = 0.02          # pooled spread / token spread below this: the head sees one vector
-    min_token_spread = 0.2    # the tokens must differ for the comparison to mean anything
-    max_default_layernorms = 0.9  # at or above this share of LayerNorms at init the encoder is random (M102)
+    max_ratio = 0.02  # pooled spread / token spread below this: the head sees one vector
+    min_token_spread = thresholds.MIN_TOKEN_SPREAD  # the tokens must differ for the comparison to mean anything
+    # at or above this share of LayerNorms at init the encoder is random (M102)
+    max_default_layernorms = thresholds.RANDOM_ENCODER_LAYERNORMS
 
     def check(self, s: Signals) -> Finding | None:
         v = s.probe.sensitivity

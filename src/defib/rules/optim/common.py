@@ -1,17 +1,14 @@
-"""Measurements several optimizer rules share."""
+"""Measurements several optimizer rules share (what other areas use too is in :mod:`defib.rules.measures`)."""
 
 from __future__ import annotations
 
 import math
 import statistics
 
+from defib.rules import thresholds
 from defib.signals.run import OptimSignals, Signals
 
 ENCODER_PREFIXES = ("layer.", "embeddings", "pooler")
-# optimizers that scale each step by a running gradient magnitude, so a loss scale hardly changes their steps
-ADAPTIVE = ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "Adagrad", "Adadelta", "RMSprop", "Adafactor", "LAMB", "Lion")
-# ... of which these move every weight by about lr per step while gradients keep their sign
-LR_SIZED_STEPS = ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "RMSprop", "Lion")
 
 
 def median_update_ratio(o: OptimSignals, encoder_only: bool = False) -> float | None:
@@ -44,16 +41,13 @@ def peak_lr(o: OptimSignals) -> float | None:
     return max(candidates) if candidates else None
 
 
-FLAT_SPREAD = 0.15  # the S001 threshold: prediction spread / target spread
-
-
-def not_learning(s: Signals, min_step: int = 30, margin: float = 0.9) -> bool:
-    """After ``min_step`` steps the loss is still no better than ``margin`` x the constant predictor's."""
+def not_learning(s: Signals) -> bool:
+    """After the grace period the loss is still no better than the constant predictor's (S001's loss criterion)."""
     p = s.preds
-    if p is None or s.step < min_step:
+    if p is None or s.step < thresholds.GRACE_STEPS:
         return False
     loss, base = p.loss_window.last, p.baseline.last
-    return loss is not None and base is not None and math.isfinite(loss) and loss >= margin * base
+    return loss is not None and base is not None and math.isfinite(loss) and loss >= thresholds.NOT_LEARNING * base
 
 
 def collapsed(s: Signals) -> bool:
@@ -62,4 +56,4 @@ def collapsed(s: Signals) -> bool:
     if p is None or not len(p.spread):
         return False
     last = p.spread.last
-    return last is not None and (not math.isfinite(last) or last < FLAT_SPREAD)
+    return last is not None and (not math.isfinite(last) or last < thresholds.FLAT_SPREAD)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
-from defib.rules.optim.common import LR_SIZED_STEPS, collapsed, not_learning, peak_lr, peak_update_ratio
+from defib.rules.measures import LR_SIZED_STEPS
+from defib.rules.optim.common import collapsed, not_learning, peak_lr, peak_update_ratio
 from defib.signals.run import Signals
 
 
@@ -48,8 +50,11 @@ class LearningRateTooHigh(Rule):
     severity = Severity.ERROR
     needs = ("optim",)
 
-    max_ratio = 1e-2          # encoder update/weight ratio (median over layers) at its worst step: 10x a healthy one
-    min_samples_step = 2      # steps before judging
+    # encoder update/weight ratio (median over layers) at its worst step: 10x a healthy one
+    max_ratio = thresholds.LR_TOO_HIGH_UPDATE
+    min_samples_step = 2                        # steps before judging
+    loss_scale = thresholds.LOSS_SCALE          # a plain optimizer's steps under a loss scaled this much are L005's
+    healthy_update = thresholds.HEALTHY_UPDATE  # the update ratio of a healthy step: the unit of the messages
 
     def check(self, s: Signals) -> Finding | None:
         o = s.optim
@@ -60,14 +65,14 @@ class LearningRateTooHigh(Rule):
             return self._nominal(s)
         scale = s.loss.scale_factor if s.loss and s.loss.scale_factor else 1.0
         if not o.optimizer.startswith(LR_SIZED_STEPS) and \
-                (scale >= 100 or (s.loss and s.loss.reduction == "sum")):
+                (scale >= self.loss_scale or (s.loss and s.loss.reduction == "sum")):
             return None  # the loss scale drives these steps: L005
         sev = Severity.ERROR if collapsed(s) or "weight" in o.nonfinite or ratio >= 10 * self.max_ratio \
             else Severity.WARNING
         lr = peak_lr(o)
         return self.finding(
             f"At its worst sampled step the encoder's weights changed by {ratio:.2g} of their norm (median over layers), about "
-            f"{ratio / 1e-3:.0f}x a healthy fine-tuning step; learning rate {num(lr)} with {o.optimizer}.",
+            f"{ratio / self.healthy_update:.0f}x a healthy fine-tuning step; learning rate {num(lr)} with {o.optimizer}.",
             confidence=0.85, severity=sev, where=o.lr_where or o.where,
             evidence={"update_ratio_peak": ratio, "lr": lr, "optimizer": o.optimizer},
             fix="lr=2e-5 with warmup: get_linear_schedule_with_warmup(opt, int(0.1 * total_steps), total_steps)")
@@ -83,7 +88,7 @@ class LearningRateTooHigh(Rule):
             return None
         return self.finding(
             f"{o.optimizer} moves each weight by about the learning rate per step: lr {num(lr)} against an RMS of "
-            f"{num(rms)} for the encoder's weights is {nominal:.2g} of their scale per step, about {nominal / 1e-3:.0f}x "
+            f"{num(rms)} for the encoder's weights is {nominal:.2g} of their scale per step, about {nominal / self.healthy_update:.0f}x "
             "a healthy fine-tuning step; the predictions collapsed and the measured steps have shrunk since.",
             confidence=0.75, severity=Severity.ERROR if collapsed(s) else Severity.WARNING,
             where=o.lr_where or o.where,

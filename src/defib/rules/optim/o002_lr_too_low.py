@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
 from defib.rules.optim.common import lr_now, median_update_ratio, peak_lr
@@ -41,9 +42,12 @@ class LearningRateTooLow(Rule):
     severity = Severity.ERROR
     needs = ("optim",)
 
-    min_ratio = 3e-6          # median update/weight ratio below this: ~100x under a healthy step (1e-4..5e-4 measured)
-    schedule_share = 0.1      # current lr below this share of the configured one: the schedule's doing
+    # median update/weight ratio below this: ~100x under a healthy step (1e-4..5e-4 measured)
+    min_ratio = thresholds.LR_TOO_LOW_UPDATE
+    schedule_share = 0.1                        # current lr below this share of the configured one: the schedule's doing
     min_step = 3
+    loss_scale = thresholds.LOSS_SCALE          # a loss scaled below 1 / this explains small steps: L005's
+    healthy_update = thresholds.HEALTHY_UPDATE  # the update ratio of a healthy step: the unit of the messages
 
     def check(self, s: Signals) -> Finding | None:
         o = s.optim
@@ -61,10 +65,10 @@ class LearningRateTooLow(Rule):
             return None
         if not ratios and lr < self.schedule_share * peak:
             return None
-        if s.loss is not None and s.loss.scale_factor is not None and s.loss.scale_factor < 1e-2:
+        if s.loss is not None and s.loss.scale_factor is not None and s.loss.scale_factor < 1 / self.loss_scale:
             return None
         return self.finding(
-            f"Each step changes the weights by {ratio:.2g} of their norm (median), about {1e-3 / max(ratio, 1e-30):.0f}x "
+            f"Each step changes the weights by {ratio:.2g} of their norm (median), about {self.healthy_update / max(ratio, 1e-30):.0f}x "
             f"less than a healthy fine-tuning step; learning rate {num(peak)} at its peak with {o.optimizer}.",
             confidence=0.85, where=o.lr_where or o.where,
             evidence={"update_ratio_median": ratio, "lr": lr, "configured_lr": peak, "optimizer": o.optimizer},

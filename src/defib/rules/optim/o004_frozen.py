@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from defib.evidence.params import group_of
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.optim.common import collapsed, not_learning
 from defib.signals.run import Signals
@@ -42,7 +43,7 @@ class FrozenParameters(Rule):
     severity = Severity.ERROR
     needs = ("optim",)
 
-    min_trainable = 0.01   # share of weights that must be trainable
+    min_trainable = thresholds.MIN_TRAINABLE  # share of weights that must be trainable
 
     def check(self, s: Signals) -> Finding | None:
         o = s.optim

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from defib.rules.base import Finding, Rule, Severity, register
-from defib.rules.optim.common import ADAPTIVE, collapsed
+from defib.rules.measures import ADAPTIVE
+from defib.rules.optim.common import collapsed
 from defib.signals.run import Signals
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import rnd
 from defib.signals.run import Signals
@@ -39,7 +40,7 @@ class FrozenInProbe(Rule):
     stage = "probe"
     needs = ("probe", "probe.grads")
 
-    min_trainable = 0.01   # share of the weights that must be trainable
+    min_trainable = thresholds.MIN_TRAINABLE  # share of the weights that must be trainable
 
     def check(self, s: Signals) -> Finding | None:
         g = s.probe.grads

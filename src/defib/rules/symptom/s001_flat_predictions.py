@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num as _f, rnd as _r
-from defib.rules.optim.common import FLAT_SPREAD
 from defib.signals.run import Signals
 
 
@@ -52,12 +52,12 @@ class FlatPredictions(Rule):
     severity = Severity.ERROR
     needs = ("preds", "preds.spread", "preds.loss_window", "preds.baseline")
 
-    min_step = 30          # steps of grace: a freshly initialised head starts flat
-    max_spread = FLAT_SPREAD  # prediction spread / target spread below this (0.15) is flat: explains < 2% of the variance
-    loss_margin = 0.9      # the loss must be at least this share of the constant-predictor loss
-    sustain = 3            # consecutive flat measurements needed
-    plateau_steps = 20     # look this many steps back to see whether the loss still falls
-    min_progress = 0.1     # a loss still falling by this share over plateau_steps is converging, not flat
+    min_step = thresholds.GRACE_STEPS      # steps of grace: a freshly initialised head starts flat
+    max_spread = thresholds.FLAT_SPREAD    # prediction spread / target spread below this is flat (< 2% of the variance)
+    loss_margin = thresholds.NOT_LEARNING  # the loss must be at least this share of the constant-predictor loss
+    sustain = 3                            # consecutive flat measurements needed
+    plateau_steps = 20                     # look this many steps back to see whether the loss still falls
+    min_progress = 0.1                     # a loss still falling by this share over plateau_steps is converging, not flat
 
     def check(self, s: Signals) -> Finding | None:
         p = s.preds

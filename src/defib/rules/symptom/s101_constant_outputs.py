@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num, rnd
 from defib.signals.run import Signals
@@ -36,7 +37,7 @@ class ConstantOutputs(Rule):
     stage = "probe"
     needs = ("probe", "probe.sensitivity")
 
-    max_spread = 0.01   # output spread across inputs / output size below this: one answer for all
+    max_spread = thresholds.CONSTANT_OUTPUT_SPREAD  # output spread across inputs / output size below this: one answer
 
     def check(self, s: Signals) -> Finding | None:
         v = s.probe.sensitivity
