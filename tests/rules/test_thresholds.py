@@ -81,14 +81,3 @@ def test_report_and_fixes_take_numbers_from_thresholds_only(layer):
     bad = {f"{p.relative_to(SRC)}: {m}" for p in (SRC / layer).rglob("*.py") for m in _rules_imports(p)
            if m not in allowed}
     assert not bad, f"import shared numbers from defib.rules.thresholds instead: {sorted(bad)}"
-
-
-def test_rule_areas_do_not_import_each_other():
-    """A rule imports the shared modules beside base.py and its own area, never another area's modules."""
-    shared = {"defib.rules.base", "defib.rules.fmt", "defib.rules.thresholds", "defib.rules.measures"}
-    bad = []
-    for p in (SRC / "rules").glob("*/*.py"):
-        area = p.parent.name
-        bad += [f"{area}/{p.name}: {m}" for m in _rules_imports(p)
-                if m not in shared and not m.startswith(f"defib.rules.{area}.")]
-    assert not bad, f"move what several areas use to defib.rules.measures or thresholds: {sorted(bad)}"

@@ -58,12 +58,9 @@ def default_loss(task: str, imbalanced: bool) -> str:
     """The loss ``defib train`` uses when ``--loss`` is not given.
 
     Imbalanced classes get focal loss with the class weights, not weighted
-    cross-entropy. Measured on bench/train (Rotten Tomatoes, 3 classes with
-    the rarest at 8%, one epoch, seeds 42-44): weighted cross-entropy learned
-    the rare class on 1 seed of 3 (rarest-class F1 0.79, then 0.17 and 0),
-    plain cross-entropy on 1 of 3, focal on 3 of 3 (0.78, 0.78, 0.78; macro-F1
-    0.855 +- 0.004). On held-out seeds 45-47 focal learned it every time
-    again (macro-F1 0.857 +- 0.013); the other two missed it once each.
+    cross-entropy: in one epoch cross-entropy, weighted or not, can leave a
+    rare class never predicted, where focal loss learned it on every seed
+    measured (the figures are in bench/train/README.md).
     Focal's (1 - p)^gamma factor takes the gradient off the examples already
     right, so the few rare ones are not drowned by the many easy ones; class
     weights alone only rescale each class's share.

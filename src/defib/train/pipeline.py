@@ -262,7 +262,7 @@ def encode(tokenizer: Any, col: Columns, max_length: int) -> dict[str, list]:
     return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
-def train(opts: TrainOptions, prep: Prepared, log: Callable[[str], None] = print) -> TrainResult:
+def train(opts: TrainOptions, prep: Prepared) -> TrainResult:
     """Fine-tune and write the model to ``opts.out`` (see the module docstring for the order of work)."""
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,

@@ -34,9 +34,9 @@ def final_table(result: TrainResult, console: Console | None = None) -> None:
 def missed_classes_warning(result: TrainResult) -> str | None:
     """A line when dev classes are never predicted, with what to try; None otherwise.
 
-    On bench/train's Rotten Tomatoes one epoch of cross-entropy, weighted or
-    not, left the 8% class unpredicted on some seeds while the run looked
-    healthy (two classes of three vary, so there is no flatline to find).
+    A short run can leave a rare class unpredicted while the run looks
+    healthy: the other classes still vary, so there is no flatline to find
+    (bench/train/README.md has the runs where this happened).
     """
     missed = int(result.metrics.get("classes_missed", 0))
     if missed <= 0:
