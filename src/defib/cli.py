@@ -269,8 +269,8 @@ def check_cmd(data: Path = typer.Argument(..., help="CSV, TSV, JSON Lines or Par
               ignore: list[str] = typer.Option([], "--ignore", help="Rule codes to leave out of the report."),
               quiet: bool = typer.Option(False, "--quiet", help="Print only the verdict line.")) -> None:
     """Check a data file before training: truncation, tokenizer, label order, encoding, scale and balance."""
-    from defib.evidence.preflight import check_file
     from defib.evidence.readers import InputError
+    from defib.stages.check import check_file
 
     check_outputs(json_path, html_path)
     if delimiter is not None:

@@ -1,4 +1,4 @@
-"""Stream a label column: its type, counts, moments, file order, and the task it implies.
+"""Stream a label column: its type, counts, moments and file order.
 
 Each batch of labels arrives as an Arrow array (text from CSV, numbers,
 booleans or lists from JSON Lines / Parquet / Arrow). A missing, empty, NaN
@@ -8,6 +8,7 @@ on it fails or silently learns nothing from those rows.
 
 :meth:`LabelCounter.update` returns one float key per row (the number, a
 code for a text label, a hash for a list) that the duplicate check compares.
+The task these labels imply is :func:`defib.evidence.task.infer_task`'s to say.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ import pyarrow.compute as pc
 
 from defib.signals.check import LabelSignals, OrderSignals
 from defib.evidence.readers import InputError
-from defib.evidence.sampling import UniformSample
+from defib.evidence.preflight.sampling import UniformSample
 
 MAX_DISTINCT = 10_000    # distinct labels counted; a text column with more is not a label column
-MAX_CLASSES = 20         # whole numbers with at most this many distinct values are read as classes
 NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$|^[+-]?(nan|inf|infinity)$"
 
 
@@ -276,22 +276,6 @@ def same_neighbour_test(counts: list[int], same: int) -> OrderSignals | None:
     z = (same - (n - 1) * p) / math.sqrt(var)
     observed = same / (n - 1)
     return OrderSignals("same-neighbour share", observed, p, z, _upper_tail(z), max(0.0, (observed - p) / (1 - p)))
-
-
-def infer_task(lab: LabelSignals) -> tuple[str, str]:
-    """(task, why) from the label values alone."""
-    if lab.kind == "list":
-        return "multilabel", "the labels are lists"
-    k = len(lab.counts or {})
-    if lab.kind == "text":
-        return "classification", f"the labels are {k} distinct text values"
-    if lab.kind == "bool":
-        return "classification", "the labels are true/false"
-    if not lab.integral:
-        return "regression", "the labels are numbers with fractional parts"
-    if lab.counts is not None and k <= MAX_CLASSES:
-        return "classification", f"the labels are {k} distinct whole numbers"
-    return "regression", f"the labels are whole numbers with more than {MAX_CLASSES} distinct values"
 
 
 def check_task(task: str, lab: LabelSignals, source: str) -> None:
