@@ -373,7 +373,7 @@ def _probe_with_progress(net, tok, texts, labels, task, source, ignore):
 
 @app.command("train")
 def train_cmd(
-        data: Path = typer.Argument(..., help="Training data: CSV, TSV or JSON Lines."),
+        data: Path = typer.Argument(..., help="Training data: CSV, TSV, JSON Lines, Parquet or a save_to_disk folder."),
         text: str = typer.Option(..., "--text", help="Column with the text."),
         label: str = typer.Option(..., "--label", help="Column with the label (score, class, or list of labels)."),
         model: str = typer.Option(..., "--model", help="Pretrained model folder (or a hub name in the local cache)."),
@@ -408,8 +408,8 @@ def train_cmd(
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar.")) -> None:
     """Fine-tune a BERT-family model the way that does not flatline, with defib watching."""
     from defib.evidence.distributed import is_main_process
+    from defib.evidence.readers import InputError
     from defib.train import pipeline
-    from defib.train.data import DataError
     from defib.train.summary import diagnosis_lines, final_table
 
     opts = pipeline.TrainOptions(
@@ -423,7 +423,7 @@ def train_cmd(
     try:
         prep = pipeline.prepare(opts)
         pipeline.check_training_data(opts, prep)
-    except DataError as exc:
+    except InputError as exc:
         fail(str(exc))
     except pipeline.CheckFailed as exc:
         if main_rank:
@@ -449,20 +449,20 @@ def train_cmd(
 @app.command("predict")
 def predict_cmd(
         model_dir: Path = typer.Argument(..., help="A folder written by defib train."),
-        data: Path = typer.Argument(..., help="Rows to predict: CSV, TSV or JSON Lines."),
+        data: Path = typer.Argument(..., help="Rows to predict: CSV, TSV, JSON Lines, Parquet or a save_to_disk folder."),
         out: Path = typer.Option(..., "--out", help="CSV to write: row, prediction (and class probabilities)."),
         text: Optional[str] = typer.Option(None, "--text", help="Text column (default: the one trained on)."),
         text_pair: Optional[str] = typer.Option(None, "--text-pair", help="Second text column (default: as trained)."),
         batch_size: int = typer.Option(64, "--batch-size", min=1, help="Rows per forward pass."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write the predict-stage diagnosis here.")) -> None:
     """Predict with a model from defib train, on its own scale, and check the predictions."""
+    from defib.evidence.readers import InputError
     from defib.train import predict as P
-    from defib.train.data import DataError
 
     try:
         loaded = P.load(model_dir)
         col = P.read_inputs(loaded, data, text, text_pair)
-    except DataError as exc:
+    except InputError as exc:
         fail(str(exc))
     result = P.predict(loaded, col, batch_size=batch_size)
     P.write_csv(out, loaded.space, result.values, result.outputs)
