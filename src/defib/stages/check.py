@@ -1,4 +1,4 @@
-"""The check stage: measure the data (:mod:`defib.evidence.preflight`), diagnose, and build the report's ``check`` section.
+"""The check stage: measure the data (:mod:`defib.evidence.preflight`), diagnose, build the ``check`` section.
 
 ``check_file`` is what ``defib check`` runs; ``check_data`` is the same on
 Python lists (``defib.check_data``; ``defib train`` calls it before training).
