@@ -291,11 +291,13 @@ def check_cmd(data: Path = typer.Argument(..., help="CSV, TSV, JSON Lines or Par
 
 @app.command("probe")
 def probe_cmd(model: str = typer.Option(..., "--model", help="A local model folder (transformers format)."),
-              data: Optional[Path] = typer.Option(None, "--data", help="CSV, TSV or JSONL rows to probe with."),
+              data: Optional[Path] = typer.Option(None, "--data", help="Rows to probe with: CSV, TSV, JSON Lines, "
+                                                                         "Parquet or a save_to_disk folder."),
               text: str = typer.Option("text", "--text", help="The text column."),
               text_pair: Optional[str] = typer.Option(None, "--text-pair", help="A second text column (pairs)."),
               label: str = typer.Option("label", "--label", help="The label column."),
-              task: Optional[str] = typer.Option(None, "--task", help="regression or classification (default: guessed)."),
+              task: Optional[str] = typer.Option(None, "--task", help="regression or classification (default: "
+                                                                      "inferred from the labels, as defib check does)."),
               rows: int = typer.Option(64, "--rows", min=8, max=512, help="Rows to probe with."),
               json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
               html_path: Optional[Path] = html_option(),
@@ -307,15 +309,15 @@ def probe_cmd(model: str = typer.Option(..., "--model", help="A local model fold
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model hub here: a hub name must fail fast, not hang
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from defib.evidence.probes.data import ProbeInputError
-    from defib.evidence.probes.sample_file import builtin_rows, parse_labels, read_rows
+    from defib.evidence.probes.sample_file import builtin_rows, read_rows
+    from defib.evidence.readers import InputError
 
     check_outputs(json_path, html_path)
     if not Path(model).is_dir():
         fail(f"model folder not found: {model} (defib probe loads a local folder; it never downloads)")
     try:
         if data is not None:
-            texts, raw = read_rows(data, text, label, text_pair, rows=rows)
-            labels, task, _ = parse_labels(raw, task, str(data))
+            texts, labels, task = read_rows(data, text, label, text_pair, task=task, rows=rows)
             source = str(data)
             net, tok = _load_model(model, task, labels)
         else:
@@ -323,7 +325,7 @@ def probe_cmd(model: str = typer.Option(..., "--model", help="A local model fold
             task = task or ("regression" if net.config.num_labels == 1 else "classification")
             texts, labels, source = builtin_rows(task, net.config.num_labels, rows=rows)
         diagnosis = _probe_with_progress(net, tok, texts, labels, task, source, tuple(c.upper() for c in ignore))
-    except ProbeInputError as exc:
+    except (InputError, ProbeInputError) as exc:
         fail(str(exc))
     report = diagnosis.to_dict()
     report["model"] = model
@@ -332,7 +334,10 @@ def probe_cmd(model: str = typer.Option(..., "--model", help="A local model fold
 
 
 def _load_model(path: str, task: str | None, labels: list | None):
-    """A local checkpoint as a sequence classifier; a bare encoder gets a fresh head sized for the labels."""
+    """A local checkpoint as a sequence classifier; a bare encoder gets a fresh head sized for the labels.
+
+    ``task`` is the one given or inferred from the labels (None without data: a regression head).
+    """
     from defib.evidence.probes.data import ProbeInputError
 
     try:
@@ -344,8 +349,7 @@ def _load_model(path: str, task: str | None, labels: list | None):
         config = AutoConfig.from_pretrained(path)
         has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
         if not has_head:
-            if task == "classification" or (task is None and labels is not None and len(set(labels)) <= 20
-                                            and all(isinstance(v, int) for v in labels)):
+            if task == "classification":
                 config.num_labels = max(2, int(max(labels)) + 1) if labels else 2
             else:
                 config.num_labels = 1

@@ -2,7 +2,8 @@
 
 Everything that must be undone or repeated at prediction time (the target
 scale, the class names) is kept in :class:`LabelSpace`, which is saved with
-the model as ``defib_train.json``.
+the model as ``defib_train.json``. Without ``--task``, the task is the one
+``defib check`` infers from the same labels (:mod:`defib.evidence.task`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from defib.evidence.readers import InputError
+from defib.evidence.task import infer_task_of
 from defib.train.data import Columns
 
 TASKS = ("regression", "classification", "multilabel")
@@ -84,7 +86,7 @@ class LabelSpace:
 def build(col: Columns, column: str, task: str | None) -> LabelSpace:
     """Infer (or check) the task from the training labels and fit the label space on them."""
     raw = col.labels or []
-    task = task or infer_task(raw)
+    task = task or infer_task_of(raw, column, str(col.path))[0]
     if task == "regression":
         y = _floats(raw, col, column)
         std = float(y.std())
@@ -104,17 +106,6 @@ def build(col: Columns, column: str, task: str | None) -> LabelSpace:
     if not names:
         raise InputError(f"{col.path}: column {column!r} holds no labels")
     return LabelSpace(task, names=names)
-
-
-def infer_task(raw: list[Any]) -> str:
-    """Lists are multilabel; numbers with a fractional part are regression; anything else is classes."""
-    sample = raw[:2000]
-    if any(isinstance(v, list) or (isinstance(v, str) and v.strip().startswith("[")) for v in sample):
-        return "multilabel"
-    numbers = [_number(v) for v in sample]
-    if all(n is not None for n in numbers) and any(n != round(n) for n in numbers):
-        return "regression"
-    return "classification"
 
 
 WEIGHTINGS = {"balanced": 1.0, "sqrt": 0.5}  # class weight proportional to count ** -power
