@@ -17,9 +17,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from defib.diagnosis import Diagnosis, diagnose
-from defib.evidence.preflight.labels import label_summary
+from defib.evidence.preflight.labels import label_text
 from defib.evidence.preflight.measure import measure_data, measure_file
-from defib.signals.check import CheckSignals
+from defib.signals.check import CheckSignals, LabelSignals
 
 LENGTH_BINS = 16           # token-length histogram bins up to max_length (more beyond it)
 
@@ -84,6 +84,20 @@ def length_histogram(counts: list[int], max_length: int) -> dict[str, Any]:
     bins = [int(cum[hi] - cum[lo]) for lo, hi in zip(bounded[:-1], bounded[1:])]
     bins[-1] += int(cum[-1] - cum[bounded[-1]])  # rows beyond the last edge join the last bin
     return {"bin_edges": edges, "counts": bins, "max_length": max_length, "longest": longest}
+
+
+def label_summary(lab: LabelSignals, task: str, bins: int = 30) -> dict:
+    """The report's ``labels`` section: class counts, or a histogram of the numbers."""
+    if task == "regression" and lab.sample:
+        sample = np.asarray(lab.sample)
+        edges = np.histogram_bin_edges(sample, bins=bins)
+        counts, _ = np.histogram(sample, bins=edges)
+        scale = lab.rows / len(sample)
+        return {"kind": "regression", "bin_edges": [float(e) for e in edges],
+                "counts": [int(round(c * scale)) for c in counts], "mean": lab.mean, "std": lab.std,
+                "min": lab.min, "max": lab.max, "sampled_rows": len(sample)}
+    counts = {label_text(k): n for k, n in (lab.counts or {}).items()}
+    return {"kind": task if task in ("classification", "multilabel") else "classification", "counts": counts}
 
 
 class _progress:

@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from defib.signals.check import LabelSignals, OrderSignals
-from defib.evidence.readers import InputError
 from defib.evidence.preflight.sampling import UniformSample
+from defib.evidence.readers import InputError
+from defib.signals.check import LabelSignals, OrderSignals
 
 MAX_DISTINCT = 10_000    # distinct labels counted; a text column with more is not a label column
 NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$|^[+-]?(nan|inf|infinity)$"
@@ -224,7 +224,7 @@ class LabelCounter:
             by_value: dict[float, list[str]] = {}
             for s in sorted(self.spelled):
                 by_value.setdefault(float(s), []).append(s)
-            lab.spellings = {_show(v): s for v, s in by_value.items() if len(s) > 1}
+            lab.spellings = {label_text(v): s for v, s in by_value.items() if len(s) > 1}
         if self.kind == "list":
             lab.multihot_width = self.width if self.width and self.width > 0 else None
             lab.multihot_values = sorted(v for v in self.list_values if isinstance(v, (int, float)))[:20]
@@ -289,21 +289,8 @@ def check_task(task: str, lab: LabelSignals, source: str) -> None:
         raise InputError(f"{source}: --task classification but column {lab.column!r} holds lists (multilabel?)")
 
 
-def label_summary(lab: LabelSignals, task: str, bins: int = 30) -> dict:
-    """The report's ``labels`` section: class counts, or a histogram of the numbers."""
-    if task == "regression" and lab.sample:
-        sample = np.asarray(lab.sample)
-        edges = np.histogram_bin_edges(sample, bins=bins)
-        counts, _ = np.histogram(sample, bins=edges)
-        scale = lab.rows / len(sample)
-        return {"kind": "regression", "bin_edges": [float(e) for e in edges],
-                "counts": [int(round(c * scale)) for c in counts], "mean": lab.mean, "std": lab.std,
-                "min": lab.min, "max": lab.max, "sampled_rows": len(sample)}
-    counts = {_show(k): n for k, n in (lab.counts or {}).items()}
-    return {"kind": task if task in ("classification", "multilabel") else "classification", "counts": counts}
-
-
-def _show(value: object) -> str:
+def label_text(value: object) -> str:
+    """A label value as the report writes it: 1.0 as '1'."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

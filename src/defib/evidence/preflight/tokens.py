@@ -23,10 +23,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from defib.signals.check import ModelConfigSignals, TokenSignals
 from defib.evidence.locate import MAX_FIELD_CHARS
-from defib.evidence.readers import InputError
 from defib.evidence.preflight.sampling import KeyedSample, groups
+from defib.evidence.readers import InputError
+from defib.signals.check import ModelConfigSignals, TokenSignals
 
 LENGTH_CAP = 8192           # token lengths counted exactly up to here; longer rows share the last cell
 UPPER_SAMPLE_ROWS = 20_000  # rows whose casing is looked at (casing is a property of the corpus, not of each row)
