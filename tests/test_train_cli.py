@@ -93,7 +93,7 @@ def _one_line_error(result, *expected: str) -> None:
 
 
 @pytest.mark.parametrize("case, expected", [
-    ("missing_column", ["no column 'sentence'", "--text", "text, score"]),
+    ("missing_column", ["no column 'sentence'", "--text", "'text', 'score'"]),
     ("labels_not_numbers", ["row 1", "not a finite number"]),
     ("dev_other_columns", ["dev.csv", "no column 'text'"]),
     ("out_exists", ["already exists", "--overwrite"]),

@@ -5,7 +5,7 @@ from defib.api import probe, watch
 
 __all__ = ["probe", "watch", "check_data", "check_file", "InputError", "__version__"]
 
-_LAZY = {"check_data": "defib.evidence.preflight", "check_file": "defib.evidence.preflight",
+_LAZY = {"check_data": "defib.stages.check", "check_file": "defib.stages.check",
          "InputError": "defib.evidence.readers"}
 
 

@@ -268,8 +268,8 @@ def check_cmd(data: Path = typer.Argument(..., help="CSV, TSV, JSON Lines or Par
               ignore: list[str] = typer.Option([], "--ignore", help="Rule codes to leave out of the report."),
               quiet: bool = typer.Option(False, "--quiet", help="Print only the verdict line.")) -> None:
     """Check a data file before training: truncation, tokenizer, label order, encoding, scale and balance."""
-    from defib.evidence.preflight import check_file
     from defib.evidence.readers import InputError
+    from defib.stages.check import check_file
 
     check_outputs(json_path, html_path)
     if delimiter is not None:
@@ -290,11 +290,13 @@ def check_cmd(data: Path = typer.Argument(..., help="CSV, TSV, JSON Lines or Par
 
 @app.command("probe")
 def probe_cmd(model: str = typer.Option(..., "--model", help="A local model folder (transformers format)."),
-              data: Optional[Path] = typer.Option(None, "--data", help="CSV, TSV or JSONL rows to probe with."),
+              data: Optional[Path] = typer.Option(None, "--data", help="Rows to probe with: CSV, TSV, JSON Lines, "
+                                                                         "Parquet or a save_to_disk folder."),
               text: str = typer.Option("text", "--text", help="The text column."),
               text_pair: Optional[str] = typer.Option(None, "--text-pair", help="A second text column (pairs)."),
               label: str = typer.Option("label", "--label", help="The label column."),
-              task: Optional[str] = typer.Option(None, "--task", help="regression or classification (default: guessed)."),
+              task: Optional[str] = typer.Option(None, "--task", help="regression or classification (default: "
+                                                                      "inferred from the labels, as defib check does)."),
               rows: int = typer.Option(64, "--rows", min=8, max=512, help="Rows to probe with."),
               json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
               html_path: Optional[Path] = html_option(),
@@ -306,15 +308,15 @@ def probe_cmd(model: str = typer.Option(..., "--model", help="A local model fold
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model hub here: a hub name must fail fast, not hang
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from defib.evidence.probes.data import ProbeInputError
-    from defib.evidence.probes.sample_file import builtin_rows, parse_labels, read_rows
+    from defib.evidence.probes.sample_file import builtin_rows, read_rows
+    from defib.evidence.readers import InputError
 
     check_outputs(json_path, html_path)
     if not Path(model).is_dir():
         fail(f"model folder not found: {model} (defib probe loads a local folder; it never downloads)")
     try:
         if data is not None:
-            texts, raw = read_rows(data, text, label, text_pair, rows=rows)
-            labels, task, _ = parse_labels(raw, task, str(data))
+            texts, labels, task = read_rows(data, text, label, text_pair, task=task, rows=rows)
             source = str(data)
             net, tok = _load_model(model, task, labels)
         else:
@@ -322,7 +324,7 @@ def probe_cmd(model: str = typer.Option(..., "--model", help="A local model fold
             task = task or ("regression" if net.config.num_labels == 1 else "classification")
             texts, labels, source = builtin_rows(task, net.config.num_labels, rows=rows)
         diagnosis = _probe_with_progress(net, tok, texts, labels, task, source, tuple(c.upper() for c in ignore))
-    except ProbeInputError as exc:
+    except (InputError, ProbeInputError) as exc:
         fail(str(exc))
     report = diagnosis.to_dict()
     report["model"] = model
@@ -331,7 +333,10 @@ def probe_cmd(model: str = typer.Option(..., "--model", help="A local model fold
 
 
 def _load_model(path: str, task: str | None, labels: list | None):
-    """A local checkpoint as a sequence classifier; a bare encoder gets a fresh head sized for the labels."""
+    """A local checkpoint as a sequence classifier; a bare encoder gets a fresh head sized for the labels.
+
+    ``task`` is the one given or inferred from the labels (None without data: a regression head).
+    """
     from defib.evidence.probes.data import ProbeInputError
 
     try:
@@ -343,8 +348,7 @@ def _load_model(path: str, task: str | None, labels: list | None):
         config = AutoConfig.from_pretrained(path)
         has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
         if not has_head:
-            if task == "classification" or (task is None and labels is not None and len(set(labels)) <= 20
-                                            and all(isinstance(v, int) for v in labels)):
+            if task == "classification":
                 config.num_labels = max(2, int(max(labels)) + 1) if labels else 2
             else:
                 config.num_labels = 1
@@ -372,7 +376,7 @@ def _probe_with_progress(net, tok, texts, labels, task, source, ignore):
 
 @app.command("train")
 def train_cmd(
-        data: Path = typer.Argument(..., help="Training data: CSV, TSV or JSON Lines."),
+        data: Path = typer.Argument(..., help="Training data: CSV, TSV, JSON Lines, Parquet or a save_to_disk folder."),
         text: str = typer.Option(..., "--text", help="Column with the text."),
         label: str = typer.Option(..., "--label", help="Column with the label (score, class, or list of labels)."),
         model: str = typer.Option(..., "--model", help="Pretrained model folder (or a hub name in the local cache)."),
@@ -407,8 +411,8 @@ def train_cmd(
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar.")) -> None:
     """Fine-tune a BERT-family model the way that does not flatline, with defib watching."""
     from defib.evidence.distributed import is_main_process
+    from defib.evidence.readers import InputError
     from defib.train import pipeline
-    from defib.train.data import DataError
     from defib.train.summary import diagnosis_lines, final_table
 
     opts = pipeline.TrainOptions(
@@ -422,7 +426,7 @@ def train_cmd(
     try:
         prep = pipeline.prepare(opts)
         pipeline.check_training_data(opts, prep)
-    except DataError as exc:
+    except InputError as exc:
         fail(str(exc))
     except pipeline.CheckFailed as exc:
         if main_rank:
@@ -448,20 +452,20 @@ def train_cmd(
 @app.command("predict")
 def predict_cmd(
         model_dir: Path = typer.Argument(..., help="A folder written by defib train."),
-        data: Path = typer.Argument(..., help="Rows to predict: CSV, TSV or JSON Lines."),
+        data: Path = typer.Argument(..., help="Rows to predict: CSV, TSV, JSON Lines, Parquet or a save_to_disk folder."),
         out: Path = typer.Option(..., "--out", help="CSV to write: row, prediction (and class probabilities)."),
         text: Optional[str] = typer.Option(None, "--text", help="Text column (default: the one trained on)."),
         text_pair: Optional[str] = typer.Option(None, "--text-pair", help="Second text column (default: as trained)."),
         batch_size: int = typer.Option(64, "--batch-size", min=1, help="Rows per forward pass."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write the predict-stage diagnosis here.")) -> None:
     """Predict with a model from defib train, on its own scale, and check the predictions."""
+    from defib.evidence.readers import InputError
     from defib.train import predict as P
-    from defib.train.data import DataError
 
     try:
         loaded = P.load(model_dir)
         col = P.read_inputs(loaded, data, text, text_pair)
-    except DataError as exc:
+    except InputError as exc:
         fail(str(exc))
     result = P.predict(loaded, col, batch_size=batch_size)
     P.write_csv(out, loaded.space, result.values, result.outputs)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import defib
-from defib.evidence.preflight import _progress
-from defib.evidence.sampling import KeyedSample, UniformSample, groups
+from defib.evidence.preflight.sampling import KeyedSample, UniformSample, groups
+from defib.stages.check import _progress
 
 
 def test_keyed_sample_stays_bounded_keeps_groups_whole_and_estimates_counts():
@@ -55,22 +55,23 @@ def test_check_data_accepts_numpy_labels_and_a_tokenizer_object(tiny_model_dir):
 
 def test_progress_bar_draws_on_a_terminal(monkeypatch, capsys):
     monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
-    bar = _progress(True, 100)
+    bar = _progress(True)
     with bar as tick:
+        assert bar.bar is None  # nothing drawn before the first rows are read
         for rows in (10, 50, 100):
-            tick(rows, None)
+            tick(rows, rows / 100)
         task = bar.bar.tasks[0]
         assert task.completed == pytest.approx(1.0) and task.fields["rows"] == 100
-    off = _progress(False, None)
+    off = _progress(False)
     with off as tick:
         tick(5, 0.5)
-    assert not off.enabled and not hasattr(off, "bar")  # switched off: nothing drawn
+    assert not off.enabled and off.bar is None  # switched off: nothing drawn
 
 
 def test_file_order_statistics_carry_across_batches():
     import pyarrow as pa
 
-    from defib.evidence.labels import LabelCounter
+    from defib.evidence.preflight.labels import LabelCounter
 
     rng = np.random.default_rng(1)
     y = np.cumsum(rng.normal(size=3000)) * 0.1 + rng.normal(size=3000)  # autocorrelated targets

@@ -13,7 +13,7 @@ import random
 import numpy as np
 from checkdata import check, find, texts
 
-from defib.evidence.labels import same_neighbour_test
+from defib.evidence.preflight.labels import same_neighbour_test
 
 
 def test_classes_in_blocks_fire(tiny_model_dir):

@@ -1,5 +1,9 @@
 """Open a user's data file as a stream of Arrow record batches, or say in one line what is wrong with it.
 
+The one reader of the user's data files: ``defib check`` streams its batches
+(:func:`open_table`); ``train``, ``predict`` and ``probe``, which hold their
+rows in memory, take them as Python lists (:func:`load_columns`).
+
 Formats: CSV, TSV (optionally .gz/.bz2/.zst compressed), JSON Lines, Parquet,
 and a folder written by ``datasets.Dataset.save_to_disk`` (its ``.arrow``
 files are Arrow IPC streams, read here without the ``datasets`` package).
@@ -22,7 +26,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 import pyarrow as pa
 
@@ -48,25 +52,56 @@ class Table:
     format: str
     columns: list[str]
     total_rows: int | None            # known up front for Parquet; None for text formats
-    batches: Iterator[pa.RecordBatch]
+    batches: Generator[pa.RecordBatch, None, None]
     done_fraction: Callable[[], float] | None = None   # bytes read / file size, for the progress bar
 
 
-def open_table(path: str | Path, columns: list[str], *, delimiter: str | None = None) -> Table:
-    """Open ``path`` and check that ``columns`` exist; raise :class:`InputError` on anything malformed."""
+def open_table(path: str | Path, columns: list[str], *, delimiter: str | None = None,
+               roles: list[str] | None = None) -> Table:
+    """Open ``path`` and check that ``columns`` exist; raise :class:`InputError` on anything malformed.
+
+    ``roles`` name each column's part in the message for a missing one (``--text``); default "requested".
+    """
     path = Path(path)
+    roles = roles or ["requested"] * len(columns)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     if path.is_dir():
-        return _open_saved_dataset(path, columns)
+        return _open_saved_dataset(path, columns, roles)
     fmt, compression = _format(path)
     if fmt in ("csv", "tsv"):
-        return _open_csv(path, columns, compression, delimiter or ("\t" if fmt == "tsv" else ","))
+        return _open_csv(path, columns, roles, compression, delimiter or ("\t" if fmt == "tsv" else ","))
     if fmt == "jsonl":
-        return _open_jsonl(path, columns, compression)
+        return _open_jsonl(path, columns, roles, compression)
     if fmt == "parquet":
-        return _open_parquet(path, columns)
-    return _open_arrow_files(path, [path], columns)
+        return _open_parquet(path, columns, roles)
+    return _open_arrow_files(path, [path], columns, roles)
+
+
+def load_columns(path: str | Path, columns: list[str], *, roles: list[str] | None = None,
+                 max_rows: int | None = None) -> dict[str, list[Any]]:
+    """Every row (or the first ``max_rows``) of ``columns`` as Python lists, for commands that hold rows in memory.
+
+    A column asked for twice is read once. Text formats give strings; JSON
+    Lines, Parquet and Arrow give their values' own types (None where missing).
+    """
+    wanted = list(dict.fromkeys(columns))
+    role_of = dict(zip(columns, roles or ["requested"] * len(columns)))
+    table = open_table(path, wanted, roles=[role_of[c] for c in wanted])
+    out: dict[str, list[Any]] = {c: [] for c in wanted}
+    read = 0
+    try:
+        for batch in table.batches:
+            if max_rows is not None:
+                batch = batch.slice(0, max_rows - read)
+            for c in wanted:
+                out[c].extend(batch.column(c).to_pylist())
+            read += batch.num_rows
+            if max_rows is not None and read >= max_rows:
+                break
+    finally:
+        table.batches.close()  # every opener's batches are a generator: closing it closes the file
+    return out
 
 
 # ---------------------------------------------------------------- format
@@ -116,6 +151,7 @@ def missing_column(path: Path, name: str, available: list[str], role: str) -> In
 
 
 def check_columns(path: Path, available: list[str], columns: list[str], roles: list[str]) -> None:
+    """A missing column is an error naming its role."""
     for name, role in zip(columns, roles):
         if name not in available:
             raise missing_column(path, name, available, role)
@@ -133,7 +169,7 @@ def _header(path: Path, compression: str | None, delimiter: str) -> list[str]:
     return first
 
 
-def _open_csv(path: Path, columns: list[str], compression: str | None, delimiter: str) -> Table:
+def _open_csv(path: Path, columns: list[str], roles: list[str], compression: str | None, delimiter: str) -> Table:
     import pyarrow.csv as pacsv
 
     from defib.evidence.locate import csv_problem
@@ -142,14 +178,14 @@ def _open_csv(path: Path, columns: list[str], compression: str | None, delimiter
     dupes = sorted({c for c in header if header.count(c) > 1})
     if dupes:
         raise InputError(f"{path}: the header names column {dupes[0]!r} more than once")
-    for name in columns:
+    for name, role in zip(columns, roles):
         if name not in header:
             for other in ("\t", ";", "|", ","):
                 if other != delimiter and name in next(csv.reader([delimiter.join(header)], delimiter=other)):
                     shown = {"\t": "tab", ";": "semicolon", "|": "pipe", ",": "comma"}[other]
                     raise InputError(f"{path}: the header looks {shown}-separated, not {_name(delimiter)}-separated; "
                                      f"pass --delimiter {other!r}" + (" or name the file .tsv" if other == "\t" else ""))
-            raise missing_column(path, name, header, "requested")
+            raise missing_column(path, name, header, role)
     read = pacsv.ReadOptions(block_size=BLOCK_BYTES)
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     convert = pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns},
@@ -179,7 +215,7 @@ def _name(delimiter: str) -> str:
 
 
 # ---------------------------------------------------------------- JSON Lines
-def _open_jsonl(path: Path, columns: list[str], compression: str | None) -> Table:
+def _open_jsonl(path: Path, columns: list[str], roles: list[str], compression: str | None) -> Table:
     import pyarrow.json as pajson
 
     from defib.evidence.locate import jsonl_problem
@@ -192,15 +228,15 @@ def _open_jsonl(path: Path, columns: list[str], compression: str | None) -> Tabl
         stream.close()
         raise InputError(jsonl_problem(path, compression, columns, str(exc))) from None
     names = reader.schema.names
-    check_columns(path, names, columns, ["requested"] * len(columns))
+    check_columns(path, names, columns, roles)
     size = path.stat().st_size
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
             for batch in reader:
-                for name in columns:
+                for name, role in zip(columns, roles):
                     if name not in batch.schema.names:
-                        raise missing_column(path, name, batch.schema.names, "requested")
+                        raise missing_column(path, name, batch.schema.names, role)
                 yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns], names=columns)
         except pa.ArrowInvalid as exc:
             raise InputError(jsonl_problem(path, compression, columns, str(exc))) from None
@@ -214,7 +250,7 @@ def _open_jsonl(path: Path, columns: list[str], compression: str | None) -> Tabl
 
 
 # ---------------------------------------------------------------- Parquet / Arrow
-def _open_parquet(path: Path, columns: list[str]) -> Table:
+def _open_parquet(path: Path, columns: list[str], roles: list[str]) -> Table:
     import pyarrow.parquet as pq
 
     try:
@@ -222,7 +258,7 @@ def _open_parquet(path: Path, columns: list[str]) -> Table:
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
     names = pf.schema_arrow.names
-    check_columns(path, names, columns, ["requested"] * len(columns))
+    check_columns(path, names, columns, roles)
     read = {"n": 0}
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -237,7 +273,7 @@ def _open_parquet(path: Path, columns: list[str]) -> Table:
     return Table(path, "parquet", names, total, batches(), lambda: read["n"] / total if total else 0.0)
 
 
-def _open_saved_dataset(folder: Path, columns: list[str]) -> Table:
+def _open_saved_dataset(folder: Path, columns: list[str], roles: list[str]) -> Table:
     """A ``save_to_disk`` folder: ``state.json`` lists the ``.arrow`` files (Arrow IPC streams)."""
     if (folder / "dataset_dict.json").exists():
         try:
@@ -261,7 +297,7 @@ def _open_saved_dataset(folder: Path, columns: list[str]) -> Table:
     missing = [f for f in files if not f.exists()]
     if missing:
         raise InputError(f"{missing[0]}: listed in {state.name} but missing")
-    return _open_arrow_files(folder, files, columns)
+    return _open_arrow_files(folder, files, columns, roles)
 
 
 def _arrow_reader(file: Path) -> pa.ipc.RecordBatchStreamReader:
@@ -280,10 +316,10 @@ def _file_batches(reader: pa.ipc.RecordBatchFileReader):
     return (reader.get_batch(i) for i in range(reader.num_record_batches))
 
 
-def _open_arrow_files(where: Path, files: list[Path], columns: list[str]) -> Table:
+def _open_arrow_files(where: Path, files: list[Path], columns: list[str], roles: list[str]) -> Table:
     first = _arrow_reader(files[0])
     names = first.schema.names
-    check_columns(where, names, columns, ["requested"] * len(columns))
+    check_columns(where, names, columns, roles)
     done = {"files": 0}
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -291,9 +327,9 @@ def _open_arrow_files(where: Path, files: list[Path], columns: list[str]) -> Tab
             reader = first if i == 0 else _arrow_reader(file)
             try:
                 for batch in reader:
-                    if any(c not in batch.schema.names for c in columns):
-                        raise missing_column(file, next(c for c in columns if c not in batch.schema.names),
-                                             batch.schema.names, "requested")
+                    gone = [(c, r) for c, r in zip(columns, roles) if c not in batch.schema.names]
+                    if gone:
+                        raise missing_column(file, gone[0][0], batch.schema.names, gone[0][1])
                     yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns], names=columns)
             except pa.ArrowInvalid as exc:
                 raise InputError(f"{file}: corrupt Arrow data ({_first_line(exc)})") from None

@@ -2,7 +2,8 @@
 
 Everything that must be undone or repeated at prediction time (the target
 scale, the class names) is kept in :class:`LabelSpace`, which is saved with
-the model as ``defib_train.json``.
+the model as ``defib_train.json``. Without ``--task``, the task is the one
+``defib check`` infers from the same labels (:mod:`defib.evidence.task`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from defib.train.data import Columns, DataError
+from defib.evidence.readers import InputError
+from defib.evidence.task import infer_task_of
+from defib.train.data import Columns
 
 TASKS = ("regression", "classification", "multilabel")
 IMBALANCE_RATIO = 1.5     # largest class / smallest class above this: weight the loss (Rotten Tomatoes: 6.7)
@@ -54,15 +57,15 @@ class LabelSpace:
             for row, value in enumerate(raw):
                 key = _class_key(value)
                 if key not in index:
-                    raise DataError(f"{col.path}: row {row + 1}: label {key!r} in column {column!r} is not a class "
-                                    f"of the training data ({', '.join(self.names[:10])})")
+                    raise InputError(f"{col.path}: row {row + 1}: label {key!r} in column {column!r} is not a class "
+                                     f"of the training data ({', '.join(self.names[:10])})")
                 ids[row] = index[key]
             return ids
         hot = np.zeros((len(raw), len(self.names)), dtype=np.float32)
         for row, value in enumerate(raw):
             for key in _label_set(value, col, row, column):
                 if key not in index:
-                    raise DataError(f"{col.path}: row {row + 1}: label {key!r} is not one of the training labels")
+                    raise InputError(f"{col.path}: row {row + 1}: label {key!r} is not one of the training labels")
                 hot[row, index[key]] = 1.0
         return hot
 
@@ -83,37 +86,26 @@ class LabelSpace:
 def build(col: Columns, column: str, task: str | None) -> LabelSpace:
     """Infer (or check) the task from the training labels and fit the label space on them."""
     raw = col.labels or []
-    task = task or infer_task(raw)
+    task = task or infer_task_of(raw, column, str(col.path))[0]
     if task == "regression":
         y = _floats(raw, col, column)
         std = float(y.std())
         if not std > 0:
-            raise DataError(f"{col.path}: every label in column {column!r} is {y[0]:g}: nothing to learn")
+            raise InputError(f"{col.path}: every label in column {column!r} is {y[0]:g}: nothing to learn")
         return LabelSpace(task, target_mean=float(y.mean()), target_std=std)
     if task == "classification":
         keys = [_class_key(v) for v in raw]
         names = _ordered(set(keys))
         if len(names) < 2:
-            raise DataError(f"{col.path}: column {column!r} holds one class ({names[0]!r}): nothing to learn")
+            raise InputError(f"{col.path}: column {column!r} holds one class ({names[0]!r}): nothing to learn")
         if len(names) > MAX_CLASSES or any(_is_fraction(k) for k in names[:50]):
-            raise DataError(f"{col.path}: column {column!r} holds {len(names)} distinct values such as "
-                            f"{names[0]!r}: a continuous target (use --task regression)")
+            raise InputError(f"{col.path}: column {column!r} holds {len(names)} distinct values such as "
+                             f"{names[0]!r}: a continuous target (use --task regression)")
         return LabelSpace(task, names=names)
     names = _ordered({k for row, v in enumerate(raw) for k in _label_set(v, col, row, column)})
     if not names:
-        raise DataError(f"{col.path}: column {column!r} holds no labels")
+        raise InputError(f"{col.path}: column {column!r} holds no labels")
     return LabelSpace(task, names=names)
-
-
-def infer_task(raw: list[Any]) -> str:
-    """Lists are multilabel; numbers with a fractional part are regression; anything else is classes."""
-    sample = raw[:2000]
-    if any(isinstance(v, list) or (isinstance(v, str) and v.strip().startswith("[")) for v in sample):
-        return "multilabel"
-    numbers = [_number(v) for v in sample]
-    if all(n is not None for n in numbers) and any(n != round(n) for n in numbers):
-        return "regression"
-    return "classification"
 
 
 WEIGHTINGS = {"balanced": 1.0, "sqrt": 0.5}  # class weight proportional to count ** -power
@@ -154,8 +146,8 @@ def _floats(raw: list[Any], col: Columns, column: str) -> np.ndarray:
     for row, value in enumerate(raw):
         x = _number(value)
         if x is None or not math.isfinite(x):
-            raise DataError(f"{col.path}: row {row + 1}: label {value!r} in column {column!r} is not a finite "
-                            "number (--task regression)")
+            raise InputError(f"{col.path}: row {row + 1}: label {value!r} in column {column!r} is not a finite "
+                             "number (--task regression)")
         out[row] = x
     return out
 
@@ -187,10 +179,10 @@ def _label_set(value: Any, col: Columns, row: int, column: str) -> list[str]:
             try:
                 value = json.loads(text)
             except ValueError:
-                raise DataError(f"{col.path}: row {row + 1}: column {column!r} is not a JSON list: {text[:40]!r}") \
+                raise InputError(f"{col.path}: row {row + 1}: column {column!r} is not a JSON list: {text[:40]!r}") \
                     from None
         else:
             value = [v for v in text.split("|") if v.strip()]
     if not isinstance(value, list):
-        raise DataError(f"{col.path}: row {row + 1}: column {column!r} is not a list of labels ({value!r})")
+        raise InputError(f"{col.path}: row {row + 1}: column {column!r} is not a list of labels ({value!r})")
     return [_class_key(v) for v in value]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from defib.train.data import DataError
+from defib.evidence.readers import InputError
 
 
 def resolve_model(name: str) -> str:
@@ -17,17 +17,17 @@ def resolve_model(name: str) -> str:
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise DataError(f"--model {name}: the folder has no config.json (not a transformers model)")
+            raise InputError(f"--model {name}: the folder has no config.json (not a transformers model)")
         return str(path)
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise DataError(f"--model {name}: no such model folder")
+        raise InputError(f"--model {name}: no such model folder")
     from transformers import AutoConfig
 
     try:
         AutoConfig.from_pretrained(name, local_files_only=True)
     except Exception:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-        raise DataError(f"--model {name}: not a folder, and not in the local hub cache"
-                        + (" (HF_HUB_OFFLINE is set)" if offline else "; download it first or pass a folder")) \
+        raise InputError(f"--model {name}: not a folder, and not in the local hub cache"
+                         + (" (HF_HUB_OFFLINE is set)" if offline else "; download it first or pass a folder")) \
             from None
     return name

@@ -31,9 +31,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from defib.evidence.readers import InputError
 from defib.train import labels as L
 from defib.train import metrics as M
-from defib.train.data import Columns, DataError, read_columns
+from defib.train.data import Columns, read_columns
 from defib.train.losses import FAMILY, LOSSES, Loss, default_loss
 from defib.train.model import resolve_model
 
@@ -114,7 +115,7 @@ class Prepared:
 
 
 def prepare(opts: TrainOptions) -> Prepared:
-    """Read and validate every input; raise :class:`DataError` (one line) on the first problem."""
+    """Read and validate every input; raise :class:`InputError` (one line) on the first problem."""
     _check_options(opts)
     _check_out(opts)
     model = resolve_model(opts.model)
@@ -133,8 +134,8 @@ def prepare(opts: TrainOptions) -> Prepared:
     weights = L.class_weights(counts, how=opts.class_weights) if space.task == "classification" else None
     loss = opts.loss or default_loss(space.task, weights is not None)
     if FAMILY[loss] != space.task:
-        raise DataError(f"--loss {loss} is for {FAMILY[loss]}, but the labels make this {space.task}"
-                        + ("" if opts.task else f" (inferred; pass --task {FAMILY[loss]} if that is meant)"))
+        raise InputError(f"--loss {loss} is for {FAMILY[loss]}, but the labels make this {space.task}"
+                         + ("" if opts.task else f" (inferred; pass --task {FAMILY[loss]} if that is meant)"))
     if loss in ("weighted-ce", "focal") and weights is None and space.task == "classification":
         weights = L.class_weights(counts, always=True, how=opts.class_weights)
     if loss not in ("weighted-ce", "focal"):
@@ -173,17 +174,17 @@ def _positions(model: str) -> int | None:
 
 def _check_options(opts: TrainOptions) -> None:
     if opts.task is not None and opts.task not in L.TASKS:
-        raise DataError(f"--task {opts.task}: use one of {', '.join(L.TASKS)}")
+        raise InputError(f"--task {opts.task}: use one of {', '.join(L.TASKS)}")
     if opts.loss is not None and opts.loss not in LOSSES:
-        raise DataError(f"--loss {opts.loss}: use one of {', '.join(LOSSES)}")
+        raise InputError(f"--loss {opts.loss}: use one of {', '.join(LOSSES)}")
     if opts.class_weights not in L.WEIGHTINGS:
-        raise DataError(f"--class-weights {opts.class_weights}: use one of {', '.join(L.WEIGHTINGS)}")
+        raise InputError(f"--class-weights {opts.class_weights}: use one of {', '.join(L.WEIGHTINGS)}")
     if opts.scheduler not in SCHEDULERS:
-        raise DataError(f"--scheduler {opts.scheduler}: use one of {', '.join(SCHEDULERS)}")
+        raise InputError(f"--scheduler {opts.scheduler}: use one of {', '.join(SCHEDULERS)}")
     if not 0 < opts.dev_share < 1:
-        raise DataError(f"--dev-share {opts.dev_share}: must be between 0 and 1")
+        raise InputError(f"--dev-share {opts.dev_share}: must be between 0 and 1")
     if opts.text_pair is not None and opts.text_pair == opts.text:
-        raise DataError(f"--text-pair {opts.text_pair}: the same column as --text")
+        raise InputError(f"--text-pair {opts.text_pair}: the same column as --text")
 
 
 def work_dir(out: Path) -> Path:
@@ -194,18 +195,18 @@ def work_dir(out: Path) -> Path:
 def _check_out(opts: TrainOptions) -> None:
     out = opts.out
     if out.exists() and not opts.overwrite:
-        raise DataError(f"--out {out}: already exists (pass --overwrite to replace it at the end of training)")
+        raise InputError(f"--out {out}: already exists (pass --overwrite to replace it at the end of training)")
     if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out}: exists and is not a folder")
+        raise InputError(f"--out {out}: exists and is not a folder")
     if opts.resume and not _last_checkpoint(work_dir(out)):
-        raise DataError(f"--resume: no checkpoint to resume in {work_dir(out)}")
+        raise InputError(f"--resume: no checkpoint to resume in {work_dir(out)}")
 
 
 def _split(col: Columns, share: float, seed: int) -> tuple[Columns, Columns]:
     n = len(col)
     n_dev = max(1, int(round(n * share)))
     if n - n_dev < 2:
-        raise DataError(f"{col.path}: {n} rows are too few to hold out a dev set; pass --dev")
+        raise InputError(f"{col.path}: {n} rows are too few to hold out a dev set; pass --dev")
     order = np.random.default_rng(seed).permutation(n)
     parts = []
     for idx in (order[n_dev:], order[:n_dev]):
@@ -229,13 +230,8 @@ def check_training_data(opts: TrainOptions, prep: Prepared) -> Any:
     check = getattr(defib, "check_data", None)
     if check is None or not opts.check:
         return None
-    from defib.evidence.readers import InputError
-
-    try:
-        diagnosis = check(prep.train.texts, prep.train.labels, text_pairs=prep.train.pairs, model=prep.model,
-                          max_length=opts.max_length, task=prep.space.task)
-    except InputError as exc:
-        raise DataError(str(exc)) from None
+    diagnosis = check(prep.train.texts, prep.train.labels, text_pairs=prep.train.pairs, model=prep.model,
+                      max_length=opts.max_length, task=prep.space.task)
     if diagnosis.exit_code() and not opts.ignore_check:
         raise CheckFailed(diagnosis)
     return diagnosis

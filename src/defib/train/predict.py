@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 
 from defib.signals.predict import PredictSignals
+from defib.evidence.readers import InputError
 from defib.stages.predict import predict_diagnosis
-from defib.train.data import Columns, DataError, read_columns
+from defib.train.data import Columns, read_columns
 from defib.train.labels import LabelSpace
 from defib.train.pipeline import META_FILE
+
 
 @dataclass
 class Loaded:
@@ -35,19 +37,19 @@ class Loaded:
 
 
 def load(model_dir: str | Path) -> Loaded:
-    """Load a fine-tuned model folder, or raise :class:`DataError` saying why it is not one."""
+    """Load a fine-tuned model folder, or raise :class:`InputError` saying why it is not one."""
     folder = Path(model_dir)
     if not folder.is_dir():
-        raise DataError(f"{folder}: no such model folder")
+        raise InputError(f"{folder}: no such model folder")
     if not (folder / "config.json").exists():
-        raise DataError(f"{folder}: not a transformers model folder (no config.json)")
+        raise InputError(f"{folder}: not a transformers model folder (no config.json)")
     if not any(folder.glob("*.safetensors")):
-        raise DataError(f"{folder}: no .safetensors weights (defib loads no pickled weights)")
+        raise InputError(f"{folder}: no .safetensors weights (defib loads no pickled weights)")
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     arch = config.get("architectures") or []
     if not any(a.endswith("ForSequenceClassification") for a in arch):
-        raise DataError(f"{folder}: a bare encoder ({', '.join(arch) or 'no architecture'}), not a fine-tuned "
-                        "model: its prediction head was never trained (train one with defib train)")
+        raise InputError(f"{folder}: a bare encoder ({', '.join(arch) or 'no architecture'}), not a fine-tuned "
+                         "model: its prediction head was never trained (train one with defib train)")
     meta_path = folder / META_FILE
     if meta_path.exists():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -62,7 +64,7 @@ def load(model_dir: str | Path) -> Loaded:
                                                                      use_safetensors=True)
     head = [k for k in info.get("missing_keys", []) if "classifier" in k or "score" in k]
     if head:
-        raise DataError(f"{folder}: the prediction head was never trained (no weights for {', '.join(head[:2])})")
+        raise InputError(f"{folder}: the prediction head was never trained (no weights for {', '.join(head[:2])})")
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     model.eval()
     return Loaded(model, tokenizer, space, columns, max_length)
@@ -140,6 +142,6 @@ def write_csv(path: Path, space: LabelSpace, values: list[Any], outputs: np.ndar
 def read_inputs(loaded: Loaded, data: str | Path, text: str | None, text_pair: str | None) -> Columns:
     text = text or loaded.columns.get("text")
     if text is None:
-        raise DataError("--text: this model does not record its text column; name it with --text")
+        raise InputError("--text: this model does not record its text column; name it with --text")
     pair = text_pair if text_pair is not None else loaded.columns.get("text_pair")
     return read_columns(data, text, pair)

@@ -1,85 +1,79 @@
-"""Rows for ``defib probe``: a small reader for CSV / TSV / JSONL files, or a built-in sample.
+"""Rows for ``defib probe``: a sample of the user's data file, or a built-in sample.
 
-Deliberately minimal and in one function (:func:`read_rows`), so that the
-full readers behind ``defib check`` can replace it. Errors are
-:class:`ProbeInputError` with one line naming the file and what is wrong.
+The file is read by the one reader (:func:`defib.evidence.readers.load_columns`),
+so the probe takes every format ``defib check`` takes, and reading errors are
+the same one-line :class:`~defib.evidence.readers.InputError`. Without
+``--task``, the task is the one ``defib check`` infers from the same labels
+(:func:`defib.evidence.task.infer_task_of`), over every row read, not only the
+few dozen probed.
 """
 
 from __future__ import annotations
 
-import csv
-import json
+import math
 import random
 from pathlib import Path
 from typing import Any
 
 from defib.evidence.probes.data import ProbeInputError
+from defib.evidence.readers import InputError, load_columns
+from defib.evidence.task import infer_task_of
 
 MAX_READ = 20_000  # rows read from a file before sampling (the probe uses a few dozen)
 
 
-def read_rows(path: Path, text: str, label: str, text_pair: str | None = None, *, rows: int = 64,
-              seed: int = 0) -> tuple[list[Any], list[Any]]:
-    """(texts or (text, text) pairs, raw labels) for ``rows`` rows drawn at random from the file."""
-    if not path.is_file():
-        raise ProbeInputError(f"data file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        with path.open(encoding="utf-8", newline="") as fh:
-            if suffix == ".jsonl":
-                records = []
-                for n, line in enumerate(fh, 1):
-                    if line.strip():
-                        try:
-                            records.append(json.loads(line))
-                        except ValueError as exc:
-                            raise ProbeInputError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-                    if len(records) >= MAX_READ:
-                        break
-            elif suffix in (".csv", ".tsv"):
-                reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-                records = [r for _, r in zip(range(MAX_READ), reader)]
-            else:
-                raise ProbeInputError(f"{path}: unsupported file type {suffix or '(none)'}; use .csv, .tsv or .jsonl")
-    except UnicodeDecodeError:
-        raise ProbeInputError(f"{path}: not UTF-8 text") from None
-    if not records:
-        raise ProbeInputError(f"{path}: no rows")
-    for col in (text, label) + ((text_pair,) if text_pair else ()):
-        if not isinstance(records[0], dict) or col not in records[0]:
-            have = ", ".join(records[0]) if isinstance(records[0], dict) else "none"
-            raise ProbeInputError(f"{path}: no column {col!r} (columns: {have})")
-    picked = random.Random(seed).sample(records, min(rows, len(records)))
-    texts = [(str(r[text]), str(r[text_pair])) if text_pair else str(r[text]) for r in picked]
-    return texts, [r[label] for r in picked]
+def read_rows(path: Path, text: str, label: str, text_pair: str | None = None, *, task: str | None = None,
+              rows: int = 64, seed: int = 0) -> tuple[list[Any], list[Any], str]:
+    """(texts or (text, text) pairs, labels as the probe trains on them, task) for ``rows`` rows drawn at random."""
+    columns = [text] + ([text_pair] if text_pair else []) + [label]
+    roles = ["--text"] + (["--text-pair"] if text_pair else []) + ["--label"]
+    cols = load_columns(path, columns, roles=roles, max_rows=MAX_READ)
+    n = len(cols[label])
+    if not n:
+        raise InputError(f"{path}: no data rows")
+    labels, task = parse_labels(cols[label], task, str(path), label)
+    picked = random.Random(seed).sample(range(n), min(rows, n))
+    texts = [(str(cols[text][i]), str(cols[text_pair][i])) if text_pair else str(cols[text][i]) for i in picked]
+    return texts, [labels[i] for i in picked], task
 
 
-def parse_labels(raw: list[Any], task: str | None, source: str) -> tuple[list[float] | list[int], str, list[str]]:
-    """Numbers, or class names mapped to ids; (labels, task, class names if any)."""
-    try:
-        values = [float(v) for v in raw]
-    except (TypeError, ValueError):
-        if task == "regression":
-            bad = next(v for v in raw if not _is_number(v))
-            raise ProbeInputError(f"{source}: label {bad!r} is not a number (--task regression)") from None
-        names = sorted({str(v) for v in raw})
-        return [names.index(str(v)) for v in raw], "classification", names
-    if any(v != v for v in values):
-        raise ProbeInputError(f"{source}: empty or NaN labels")
+def parse_labels(raw: list[Any], task: str | None, source: str,
+                 column: str = "label") -> tuple[list[float] | list[int], str]:
+    """(labels, task): numbers for a regression, class ids for a classification."""
     if task is None:
-        whole = all(v == int(v) and v >= 0 for v in values)
-        task = "classification" if whole and len(set(values)) <= 20 else "regression"
-    if task == "classification":
-        return [int(v) for v in values], task, []
-    return values, task, []
+        task, _ = infer_task_of(raw, column, source)
+        if task == "multilabel":
+            raise ProbeInputError(f"{source}: column {column!r} holds lists of labels (multilabel); defib probe "
+                                  "handles regression and classification")
+    values = [_number(v) for v in raw]
+    numbers = all(v is not None for v in values)
+    if numbers and not all(math.isfinite(v) for v in values):
+        raise ProbeInputError(f"{source}: empty, NaN or infinite labels")
+    if task == "regression":
+        if not numbers:
+            bad = next(r for r, v in zip(raw, values) if v is None)
+            raise ProbeInputError(f"{source}: label {bad!r} is not a number (--task regression)")
+        return values, task
+    if numbers and all(v.is_integer() and v >= 0 for v in values):
+        return [int(v) for v in values], task  # class ids already: kept, as a trained head knows them
+    if numbers:  # negative or fractional classes: ids in numeric order
+        index = {v: i for i, v in enumerate(sorted(set(values)))}
+        return [index[v] for v in values], task
+    names = sorted({str(v) for v in raw})
+    index = {name: i for i, name in enumerate(names)}
+    return [index[str(v)] for v in raw], task
 
 
-def _is_number(v: Any) -> bool:
-    try:
-        float(v)
-        return True
-    except (TypeError, ValueError):
-        return False
+def _number(value: Any) -> float | None:
+    """A label as a number (true/false as 1/0, text that spells one), or None."""
+    if isinstance(value, (bool, int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def builtin_rows(task: str, n_classes: int, rows: int = 64, seed: int = 0) -> tuple[list[Any], list[Any], str]:

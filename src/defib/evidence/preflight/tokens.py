@@ -23,10 +23,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from defib.signals.check import ModelConfigSignals, TokenSignals
 from defib.evidence.locate import MAX_FIELD_CHARS
+from defib.evidence.preflight.sampling import KeyedSample, groups
 from defib.evidence.readers import InputError
-from defib.evidence.sampling import KeyedSample
+from defib.signals.check import ModelConfigSignals, TokenSignals
 
 LENGTH_CAP = 8192           # token lengths counted exactly up to here; longer rows share the last cell
 UPPER_SAMPLE_ROWS = 20_000  # rows whose casing is looked at (casing is a property of the corpus, not of each row)
@@ -225,8 +225,6 @@ class TokenCounter:
             self.collide.add(id_keys, keys[long], row0 + long)
 
     def signals(self) -> TokenSignals:
-        from defib.evidence.sampling import groups
-
         s = self.s
         s.length_counts = self.lengths[:_last_nonzero(self.lengths) + 1].tolist()
         s.text_upper_share = self.upper_rows / self.upper_seen if self.upper_seen else None

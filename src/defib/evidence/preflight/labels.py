@@ -1,4 +1,4 @@
-"""Stream a label column: its type, counts, moments, file order, and the task it implies.
+"""Stream a label column: its type, counts, moments and file order.
 
 Each batch of labels arrives as an Arrow array (text from CSV, numbers,
 booleans or lists from JSON Lines / Parquet / Arrow). A missing, empty, NaN
@@ -8,6 +8,7 @@ on it fails or silently learns nothing from those rows.
 
 :meth:`LabelCounter.update` returns one float key per row (the number, a
 code for a text label, a hash for a list) that the duplicate check compares.
+The task these labels imply is :func:`defib.evidence.task.infer_task`'s to say.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from defib.signals.check import LabelSignals, OrderSignals
+from defib.evidence.preflight.sampling import UniformSample
 from defib.evidence.readers import InputError
-from defib.evidence.sampling import UniformSample
+from defib.signals.check import LabelSignals, OrderSignals
 
 MAX_DISTINCT = 10_000    # distinct labels counted; a text column with more is not a label column
-MAX_CLASSES = 20         # whole numbers with at most this many distinct values are read as classes
 NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$|^[+-]?(nan|inf|infinity)$"
 
 
@@ -224,7 +224,7 @@ class LabelCounter:
             by_value: dict[float, list[str]] = {}
             for s in sorted(self.spelled):
                 by_value.setdefault(float(s), []).append(s)
-            lab.spellings = {_show(v): s for v, s in by_value.items() if len(s) > 1}
+            lab.spellings = {label_text(v): s for v, s in by_value.items() if len(s) > 1}
         if self.kind == "list":
             lab.multihot_width = self.width if self.width and self.width > 0 else None
             lab.multihot_values = sorted(v for v in self.list_values if isinstance(v, (int, float)))[:20]
@@ -278,22 +278,6 @@ def same_neighbour_test(counts: list[int], same: int) -> OrderSignals | None:
     return OrderSignals("same-neighbour share", observed, p, z, _upper_tail(z), max(0.0, (observed - p) / (1 - p)))
 
 
-def infer_task(lab: LabelSignals) -> tuple[str, str]:
-    """(task, why) from the label values alone."""
-    if lab.kind == "list":
-        return "multilabel", "the labels are lists"
-    k = len(lab.counts or {})
-    if lab.kind == "text":
-        return "classification", f"the labels are {k} distinct text values"
-    if lab.kind == "bool":
-        return "classification", "the labels are true/false"
-    if not lab.integral:
-        return "regression", "the labels are numbers with fractional parts"
-    if lab.counts is not None and k <= MAX_CLASSES:
-        return "classification", f"the labels are {k} distinct whole numbers"
-    return "regression", f"the labels are whole numbers with more than {MAX_CLASSES} distinct values"
-
-
 def check_task(task: str, lab: LabelSignals, source: str) -> None:
     """A task given by the user that the labels cannot serve is an input error."""
     if task == "regression" and lab.kind in ("text", "list"):
@@ -305,21 +289,8 @@ def check_task(task: str, lab: LabelSignals, source: str) -> None:
         raise InputError(f"{source}: --task classification but column {lab.column!r} holds lists (multilabel?)")
 
 
-def label_summary(lab: LabelSignals, task: str, bins: int = 30) -> dict:
-    """The report's ``labels`` section: class counts, or a histogram of the numbers."""
-    if task == "regression" and lab.sample:
-        sample = np.asarray(lab.sample)
-        edges = np.histogram_bin_edges(sample, bins=bins)
-        counts, _ = np.histogram(sample, bins=edges)
-        scale = lab.rows / len(sample)
-        return {"kind": "regression", "bin_edges": [float(e) for e in edges],
-                "counts": [int(round(c * scale)) for c in counts], "mean": lab.mean, "std": lab.std,
-                "min": lab.min, "max": lab.max, "sampled_rows": len(sample)}
-    counts = {_show(k): n for k, n in (lab.counts or {}).items()}
-    return {"kind": task if task in ("classification", "multilabel") else "classification", "counts": counts}
-
-
-def _show(value: object) -> str:
+def label_text(value: object) -> str:
+    """A label value as the report writes it: 1.0 as '1'."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

@@ -1,39 +1,39 @@
-"""The data preflight: stream a data file (or in-memory columns) once and measure what the check rules read.
+"""The data check's one pass: stream a data file (or in-memory columns) and measure what the check rules read.
 
-``check_file`` is what ``defib check`` runs; ``check_data`` is the same on
-Python lists (``defib.check_data``; ``defib train`` calls it before training).
-Both return a :class:`~defib.diagnosis.Diagnosis` from the check-stage rules,
-with a ``check`` section (rows, task, token-length and label histograms) in
-its JSON. Bad input raises :class:`~defib.evidence.readers.InputError`.
+:func:`measure_file` is what ``defib check`` reads a file with;
+:func:`measure_data` is the same on Python lists (``defib.check_data``;
+``defib train`` calls it before training). Both return the
+:class:`~defib.signals.check.CheckSignals` that :mod:`defib.stages.check`
+diagnoses. Bad input raises :class:`~defib.evidence.readers.InputError`.
 
 Per batch of rows: the texts go through the fast tokenizer
-(:mod:`defib.evidence.tokens`), the labels through
-:mod:`defib.evidence.labels`, and a hash of each text with its label into a
-keyed sample, from which duplicate texts with disagreeing labels are counted.
+(:mod:`defib.evidence.preflight.tokens`), the labels through
+:mod:`defib.evidence.preflight.labels`, and a hash of each text with its label
+into a keyed sample, from which duplicate texts with disagreeing labels are
+counted.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from defib.signals.check import CheckSignals, DuplicateSignals, LabelSignals
-from defib.diagnosis import Diagnosis, diagnose
-from defib.evidence.labels import LabelCounter, check_task, infer_task, label_summary
+from defib.evidence.preflight.labels import LabelCounter, check_task
+from defib.evidence.preflight.sampling import KeyedSample, groups
+from defib.evidence.preflight.tokens import TokenCounter, load_model_config, load_tokenizer, pick_max_length
 from defib.evidence.readers import InputError, open_table
-from defib.evidence.sampling import KeyedSample, groups
-from defib.evidence.tokens import TokenCounter, load_model_config, load_tokenizer, pick_max_length
+from defib.evidence.task import infer_task
+from defib.signals.check import CheckSignals, DuplicateSignals, LabelSignals
 
 BATCH_ROWS = 4096          # rows per tokenizer call: large enough for Rust's parallelism, small for memory
-LENGTH_BINS = 16           # token-length histogram bins up to max_length (more beyond it)
 CONFLICT_SPREAD = 0.5      # regression: duplicates whose targets differ by more than this many target stds disagree
 EXAMPLES = 5               # row numbers kept as examples of one conflicting group
+
+Tick = Callable[[int, float | None], None]   # (rows read, share of the file read when known)
 
 
 class Preflight:
@@ -104,10 +104,13 @@ class Preflight:
 
 
 # ---------------------------------------------------------------- entry points
-def check_file(path: str | Path, *, text: str, label: str, model: Any, text_pair: str | None = None,
-               tokenizer: Any = None, max_length: int | None = None, task: str | None = None,
-               delimiter: str | None = None, progress: bool = False, ignore: tuple[str, ...] = ()) -> Diagnosis:
-    """Check a data file (CSV, TSV, JSON Lines, Parquet, or a ``save_to_disk`` folder) for a model."""
+def measure_file(path: str | Path, *, text: str, label: str, model: Any, text_pair: str | None = None,
+                 tokenizer: Any = None, max_length: int | None = None, task: str | None = None,
+                 delimiter: str | None = None, tick: Tick | None = None) -> CheckSignals:
+    """Measure a data file (CSV, TSV, JSON Lines, Parquet, or a ``save_to_disk`` folder) for a model.
+
+    ``tick(rows, fraction)`` is called after each batch (for a progress bar).
+    """
     columns = [text] + ([text_pair] if text_pair else []) + [label]
     if len(set(columns)) < len(columns):
         raise InputError(f"the same column is given twice: --text {text}"
@@ -115,25 +118,20 @@ def check_file(path: str | Path, *, text: str, label: str, model: Any, text_pair
     table = open_table(path, columns, delimiter=delimiter)
     pf = Preflight(source=str(path), text_columns=columns[:-1], label_column=label, model=model,
                    tokenizer=tokenizer, max_length=max_length)
-    with _progress(progress, table.total_rows) as tick:
-        for batch in table.batches:
-            pf.add(batch.column(text), batch.column(text_pair) if text_pair else None, batch.column(label))
-            tick(pf.rows, table.done_fraction() if table.done_fraction else None)
+    for batch in table.batches:
+        pf.add(batch.column(text), batch.column(text_pair) if text_pair else None, batch.column(label))
+        if tick is not None:
+            fraction = table.done_fraction() if table.done_fraction else None
+            tick(pf.rows, pf.rows / table.total_rows if table.total_rows else fraction)
     if pf.rows == 0:
         raise InputError(f"{path}: no data rows (only a header, or nothing but blank lines)")
-    return _diagnose(pf.finish(task), ignore)
+    return pf.finish(task)
 
 
-def check_data(texts: Sequence[str], labels: Sequence[Any], *, text_pairs: Sequence[str] | None = None,
-               model: Any, max_length: int | None = None, task: str | None = None,
-               tokenizer: Any = None) -> Diagnosis:
-    """Check in-memory columns: ``defib.check_data(texts, labels, model="path/to/model")``.
-
-    ``model`` is a model folder or hub name (its tokenizer and config are
-    read; no weights are loaded); ``tokenizer`` overrides the tokenizer (a
-    name, a folder, or a fast tokenizer object). ``task`` is inferred from the
-    labels when not given. Rows in messages are counted from 1.
-    """
+def measure_data(texts: Sequence[str], labels: Sequence[Any], *, text_pairs: Sequence[str] | None = None,
+                 model: Any, max_length: int | None = None, task: str | None = None,
+                 tokenizer: Any = None) -> CheckSignals:
+    """Measure in-memory columns (numpy arrays, tensors and pandas series are read as lists)."""
     texts_arr = _column(texts, "texts", pa.string())
     pairs_arr = _column(text_pairs, "text_pairs", pa.string()) if text_pairs is not None else None
     labels_arr = _column(labels, "labels", None)
@@ -143,44 +141,7 @@ def check_data(texts: Sequence[str], labels: Sequence[Any], *, text_pairs: Seque
     pf = Preflight(source="check_data", text_columns=["texts"] + (["text_pairs"] if pairs_arr is not None else []),
                    label_column="labels", model=model, tokenizer=tokenizer, max_length=max_length)
     pf.add(texts_arr, pairs_arr, labels_arr)
-    return _diagnose(pf.finish(task), ())
-
-
-def _diagnose(s: CheckSignals, ignore: tuple[str, ...]) -> Diagnosis:
-    d = diagnose(s, stage="check", ignore=ignore)
-    d.extra["check"] = check_section(s)
-    return d
-
-
-def check_section(s: CheckSignals) -> dict[str, Any]:
-    """The JSON report's ``check`` section (the HTML report plots it)."""
-    t = s.tokens
-    out: dict[str, Any] = {
-        "source": s.source, "rows": s.rows, "text_columns": s.text_columns, "label_column": s.label_column,
-        "task": s.task, "task_inferred": s.task_inferred, "task_reason": s.task_reason,
-        "max_length": t.max_length if t else None, "max_length_source": t.max_length_source if t else None,
-        "tokenizer": t.tokenizer if t else None,
-        "token_lengths": length_histogram(t.length_counts, t.max_length) if t else None,
-        "labels": label_summary(s.labels, s.task) if s.labels else None,
-    }
-    if t and t.rows:
-        out["rows_truncated"] = t.rows_truncated
-        out["token_lengths"].update(p50=t.length_quantile(0.5), p95=t.length_quantile(0.95))
-    return out
-
-
-def length_histogram(counts: list[int], max_length: int) -> dict[str, Any]:
-    """Token lengths in bins of max_length/16 (max_length is always an edge), to the longest row or 4x max_length."""
-    a = np.asarray(counts, dtype=np.int64)
-    width = max(1, math.ceil(max_length / LENGTH_BINS))
-    longest = len(a) - 1 if len(a) else 0
-    top = min(max(longest + 1, max_length + 1), 4 * max_length)
-    edges = sorted({*range(0, top + width, width), max_length})
-    cum = np.concatenate([[0], np.cumsum(a)])
-    bounded = [min(e, len(a)) for e in edges]
-    bins = [int(cum[hi] - cum[lo]) for lo, hi in zip(bounded[:-1], bounded[1:])]
-    bins[-1] += int(cum[-1] - cum[bounded[-1]])  # rows beyond the last edge join the last bin
-    return {"bin_edges": edges, "counts": bins, "max_length": max_length, "longest": longest}
+    return pf.finish(task)
 
 
 # ---------------------------------------------------------------- helpers
@@ -208,32 +169,3 @@ def _column(values: Iterable[Any] | None, name: str, type_: pa.DataType | None) 
 
 def _num(v: float) -> float | int:
     return int(v) if float(v).is_integer() else float(v)
-
-
-class _progress:
-    """A rich progress bar on stderr for long checks; a no-op when off or not on a terminal."""
-
-    def __init__(self, enabled: bool, total_rows: int | None):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.total_rows = total_rows
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda rows, fraction: None
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("checking"), BarColumn(), TextColumn("{task.fields[rows]:,} rows"),
-                            TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-        self.bar.start()
-        self.task = self.bar.add_task("check", total=1.0, rows=0)
-
-        def tick(rows: int, fraction: float | None) -> None:
-            done = rows / self.total_rows if self.total_rows else fraction
-            self.bar.update(self.task, completed=done if done is not None else None, rows=rows)
-
-        return tick
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.stop()

@@ -1,0 +1,59 @@
+"""The one rule for which task a label column implies; ``defib check``, ``probe`` and ``train`` all ask it.
+
+Lists are multilabel; text and true/false are classes; numbers with a
+fractional part are a regression; whole numbers are classes when there are at
+most :data:`MAX_CLASSES` distinct values, and a regression (a score, a count)
+beyond that. Each answer comes with the reason the report shows.
+
+The check streams its labels through
+:class:`~defib.evidence.preflight.labels.LabelCounter` and asks
+:func:`infer_task`; train and probe hold their labels in memory and ask
+:func:`infer_task_of`, which reads them through the same counter, so a text
+cell "3.0" or "[0, 1]" means the same to every command.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pyarrow as pa
+
+from defib.evidence.preflight.labels import LabelCounter
+from defib.evidence.readers import InputError
+from defib.signals.check import LabelSignals
+
+MAX_CLASSES = 20         # whole numbers with at most this many distinct values are read as classes
+
+
+def infer_task(lab: LabelSignals) -> tuple[str, str]:
+    """(task, why) from the label values alone."""
+    if lab.kind == "list":
+        return "multilabel", "the labels are lists"
+    k = len(lab.counts or {})
+    if lab.kind == "text":
+        return "classification", f"the labels are {k} distinct text values"
+    if lab.kind == "bool":
+        return "classification", "the labels are true/false"
+    if not lab.integral:
+        return "regression", "the labels are numbers with fractional parts"
+    if lab.counts is not None and k <= MAX_CLASSES:
+        return "classification", f"the labels are {k} distinct whole numbers"
+    return "regression", f"the labels are whole numbers with more than {MAX_CLASSES} distinct values"
+
+
+def infer_task_of(values: Sequence[Any] | pa.Array, column: str, source: str) -> tuple[str, str]:
+    """(task, why) of a label column held in memory, read as the data check reads one.
+
+    A missing, NaN or infinite label, or a column mixing numbers and text, is
+    an :class:`~defib.evidence.readers.InputError` naming the row.
+    """
+    if not isinstance(values, pa.Array):
+        try:
+            values = pa.array(list(values))
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError(f"{source}: column {column!r} mixes label types "
+                             f"({str(exc).splitlines()[0][:160]})") from None
+    counter = LabelCounter(column, source)
+    if len(values):
+        counter.update(values, 1)
+    return infer_task(counter.signals())
