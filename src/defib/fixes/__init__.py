@@ -9,7 +9,8 @@ and compares prediction spread and loss against the constant baseline before
 and after. The user's files are never edited.
 
 ``base`` holds the :class:`~defib.fixes.base.Fix` interface and the registry,
-one module per area holds the fixes, ``confirm`` runs the comparison.
+``<area>/<cause name>.py`` the fix for each root cause (one class a file, as
+the rules are), ``confirm`` runs the comparison.
 """
 
 from defib.fixes.base import Fix, build, plan

@@ -6,11 +6,18 @@ outside), then rebuilt in the rerun's process (``build``) and handed to the
 Watcher, whose wrappers consult it at each interception point. Hooks that
 raise are caught by the caller and reported as defib internal errors: a fix
 that breaks must show up as "not confirmed", never as the user's bug.
+
+Each fix is one class in ``defib/fixes/<area>/<cause name>.py``, registered
+with :func:`fix_for` and found by walking the package, as the rules are.
+Helpers only one area uses live in that area's ``common.py``; the few that
+several areas share live here.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import pkgutil
 from typing import Any, ClassVar
 
 _FIXES: dict[str, type["Fix"]] = {}
@@ -25,8 +32,11 @@ def fix_for(cls: type["Fix"]) -> type["Fix"]:
 
 
 def _load() -> dict[str, type["Fix"]]:
-    for area in ("data", "loss", "optim", "model"):
-        importlib.import_module(f"defib.fixes.{area}")
+    """Every fix, discovered by importing each module under ``defib.fixes``."""
+    import defib.fixes as pkg
+
+    for info in pkgutil.walk_packages(pkg.__path__, prefix="defib.fixes."):
+        importlib.import_module(info.name)
     return _FIXES
 
 
@@ -113,3 +123,33 @@ class Fix:
 
     def skip_scheduler_step(self) -> bool:
         return False
+
+
+class DropLineActivation(Fix):
+    """Shared: make the activation called on the finding's user line return its input unchanged."""
+
+    @classmethod
+    def plan(cls, evidence, finding):
+        where = finding.get("where")
+        return {"file": where["file"], "line": where["line"]} if where else None
+
+    @classmethod
+    def describe(cls, params):
+        return f"drop the activation on {params['file']}:{params['line']}"
+
+    def skip_activation(self, filename: str, line: int) -> bool:
+        return line == self.params["line"] and _same_file(filename, self.params["file"])
+
+
+def scale_grads(optimizer: Any, factor: float | None) -> None:
+    if not factor:
+        return
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                p.grad.mul_(factor)
+
+
+def _same_file(a: str, b: str) -> bool:
+    return os.path.basename(a) == os.path.basename(b) and (
+        os.path.abspath(a) == os.path.abspath(b) or not os.path.isabs(b))
