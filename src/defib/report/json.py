@@ -1,4 +1,4 @@
-"""The JSON report: the contract in DESIGN.md, written atomically."""
+"""The JSON report: the contract in docs/architecture.md, written atomically."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from defib.evidence.readers import InputError
 def resolve_model(name: str) -> str:
     """A local folder, or a hub name already in the local cache; anything else is a one-line error.
 
-    The hub is never contacted: offline it would hang, then fail (DESIGN.md),
+    The hub is never contacted: offline it would hang, then fail,
     and a training command should not depend on it silently.
     """
     path = Path(name).expanduser()
