@@ -6,10 +6,7 @@ import enum
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,7 +14,6 @@ import typer
 from typer.core import TyperGroup
 
 from defib._version import __version__
-from defib.diagnosis import Diagnosis
 
 # click's exception base, reached through typer's public API (typer may vendor its own click)
 _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -46,7 +42,10 @@ class _OneLineErrors(TyperGroup):
 app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find out why a fine-tuned BERT predicts the same score for every input.")
 
-BOOT_DIR = Path(__file__).parent / "_boot"
+
+
+def _stderr(line: str) -> None:
+    typer.echo(line, err=True)
 
 
 def fail(message: str) -> None:
@@ -114,7 +113,8 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
         html_path: Optional[Path] = html_option(),
         steps: int = typer.Option(0, "--steps", min=0, help="Stop the script after N optimizer steps (0: run to the end)."),
-        ignore: list[str] = typer.Option([], "--ignore", help="Rule codes to leave out of the report."),
+        ignore: list[str] = typer.Option([], "--ignore", help="Rule codes to leave out of the diagnosis (and "
+                                                              "so of the verdict)."),
         quiet: bool = typer.Option(False, "--quiet", help="Print only the verdict line."),
         confirm: bool = typer.Option(False, "--confirm", help="Rerun with the fix for the top cause and check the "
                                                              "collapse goes away."),
@@ -123,15 +123,15 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
                                           help="Optimizer steps per rerun (0: as many as the run observed, "
                                                "at most 200).")) -> None:
     """Run a training script unchanged and diagnose it: defib run [--json PATH] [--html PATH] -- python train.py ARGS."""
+    from defib.stages.launch import confirm_fixes, watched
+
     _check_command(command)
     check_outputs(json_path, html_path)
-    returncode, report = _watched(command, steps)
+    returncode, report = watched(command, steps, ignore=tuple(c.upper() for c in ignore))
     report["script_exit"] = returncode
     report["command"] = command
-    if ignore:
-        report["findings"] = [f for f in report["findings"] if f["code"] not in set(ignore)]
     if confirm:
-        report["confirmed_fixes"] = _confirm(report, command, confirm_runs, confirm_steps)
+        report["confirmed_fixes"] = confirm_fixes(report, command, confirm_runs, confirm_steps, say=_stderr)
     _emit(report, json_path, html_path, quiet)
     code = _exit_code(report)
     raise typer.Exit(code if code else (returncode if returncode > 0 else 0))
@@ -151,6 +151,7 @@ def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report writ
     The same as ``defib run --confirm`` without running the script a first time.
     """
     from defib.report.text import render
+    from defib.stages.launch import confirm_fixes
 
     check_outputs(json_path, html_path)
     try:
@@ -164,45 +165,10 @@ def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report writ
     if command and command[0] == "--":  # after a positional, click passes the separator through
         command = command[1:]
     _check_command(command)
-    report["confirmed_fixes"] = _confirm(report, command, runs, steps)
+    report["confirmed_fixes"] = confirm_fixes(report, command, runs, steps, say=_stderr)
     write_reports(report, json_path, html_path)
     render(report)
     raise typer.Exit(0 if any(c.get("recovered") for c in report["confirmed_fixes"]) else 1)
-
-
-def _watched(command: list[str], steps: int, extra_env: dict[str, str] | None = None,
-             quiet: bool = False) -> tuple[int, dict]:
-    """Run ``command`` with defib attached to every Python process it starts; (exit code, report)."""
-    with tempfile.TemporaryDirectory(prefix="defib-") as tmp:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(BOOT_DIR)] + [p for p in [env.get("PYTHONPATH")] if p])
-        env["DEFIB_REPORT_DIR"] = tmp
-        env["DEFIB_STEPS"] = str(steps)
-        env.update(extra_env or {})
-        out = subprocess.DEVNULL if quiet else None
-        try:
-            proc = subprocess.run(command, env=env, stdout=out, stderr=out)
-        except KeyboardInterrupt:
-            proc = subprocess.CompletedProcess(command, 130)
-        return proc.returncode, _pick_report(Path(tmp))
-
-
-CONFIRM_MAX_STEPS = 200  # a confirmation rerun is short: at most this many optimizer steps by default
-
-
-def _confirm(report: dict, command: list[str], runs: int, steps: int) -> list[dict]:
-    from defib.fixes.confirm import candidates, confirm
-
-    if not candidates(report, runs):
-        typer.echo("defib: --confirm: no root cause with a fix that can be applied from outside the script",
-                   err=True)
-        return []
-    steps = steps or min(int(report.get("steps_observed") or 0), CONFIRM_MAX_STEPS)
-    began = time.perf_counter()
-    results = confirm(report, lambda env, n: _watched(command, n, env, quiet=True), steps=steps, max_runs=runs,
-                      say=lambda line: typer.echo(line, err=True))
-    typer.echo(f"defib: --confirm took {time.perf_counter() - began:.0f} s extra ({len(results)} rerun(s))", err=True)
-    return results
 
 
 def _check_command(command: list[str]) -> None:
@@ -215,24 +181,6 @@ def _check_command(command: list[str]) -> None:
         script = Path(command[1])
         if not script.exists():
             fail(f"script not found: {script}")
-
-
-def _pick_report(folder: Path) -> dict:
-    """The report of the process that trained (rank 0, then most steps)."""
-    best = None
-    for path in folder.glob("report.*.json"):
-        try:
-            rep = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        key = (rep.get("rank", 0) == 0, rep.get("steps_observed", 0))
-        if best is None or key > best[0]:
-            best = (key, rep)
-    if best is not None:
-        return best[1]
-    report = Diagnosis(verdict="inconclusive", task="unknown", steps=0, flatline=None, findings=[]).to_dict()
-    report["observed"] = {"note": "the command never imported torch or never reached a model"}
-    return report
 
 
 def _exit_code(report: dict) -> int:
