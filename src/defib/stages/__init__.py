@@ -1,0 +1,1 @@
+"""The stages: measure, diagnose, build the report dict."""
