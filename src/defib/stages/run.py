@@ -29,6 +29,7 @@ from defib.evidence.watch import Watcher
 from defib.rules.fmt import num
 
 STEPS_ENV = "DEFIB_STEPS"
+IGNORE_ENV = "DEFIB_IGNORE"  # comma-separated rule codes left out of every diagnosis (--ignore)
 REPORT_ENV = "DEFIB_REPORT_DIR"
 FIX_ENV = "DEFIB_FIX"  # JSON fix spec (defib.fixes.plan) for a --confirm rerun
 
@@ -95,10 +96,14 @@ def start() -> None:
     finder.install()
 
 
+def _ignored() -> tuple[str, ...]:
+    return tuple(code.strip().upper() for code in os.environ.get(IGNORE_ENV, "").split(",") if code.strip())
+
+
 def _attach_after_torch(_torch_module: Any) -> None:
     # torch finished importing; its submodules are importable now
     watcher = Watcher()
-    live = LiveDiagnosis(watcher, stderr_announce)
+    live = LiveDiagnosis(watcher, stderr_announce, ignore=_ignored())
     spec = os.environ.get(FIX_ENV)
     if spec:
         try:
