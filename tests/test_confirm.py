@@ -133,7 +133,7 @@ def fixed():
     handles = []
 
     def attach(cause, **params):
-        w = Watcher(announce=None)
+        w = Watcher()
         w.fix = build({"cause": cause, "params": params})
         handles.append(install(w))
         return w

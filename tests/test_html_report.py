@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import re
 
-from defib.evidence.child import export_signals
+from defib.stages.run import export_signals
 from defib.report.html import SIZE_BOUND, render_html, write_html
 from defib.rules.base import all_rules
 from html_reports import GROUPS, PAYLOADS, check_report, classification_run, finding, long_run_signals, payload_report

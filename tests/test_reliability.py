@@ -31,7 +31,10 @@ import defib
 from defib.causes import CAUSES
 from defib.diagnosis import INTERNAL_CODE
 from defib.evidence.stats import Series, Window
-from defib.evidence.watch import MAX_STEP_LOSSES, Watcher
+from defib.evidence.watch import Watcher
+from defib.evidence.watch.data import DataEvidence
+from defib.evidence.watch.loss import MAX_STEP_LOSSES, LossEvidence
+from defib.evidence.watch.optim import OptimEvidence
 from defib.rules.base import _REGISTRY, SECTIONS, Finding, Rule, Severity, all_rules, register
 
 SHARED_CAUSES = Path(__file__).resolve().parents[2] / "shared" / "spec" / "causes.toml"
@@ -189,10 +192,11 @@ def _boom(*args, **kwargs):
     raise RuntimeError("planted defib bug")
 
 
-@pytest.mark.parametrize("method", ["_check_batch", "_sample_grads", "_update_preds", "_record_predictions"])
-def test_exception_in_a_hook_never_stops_training(method, monkeypatch):
+@pytest.mark.parametrize("part, method", [(DataEvidence, "_check_batch"), (OptimEvidence, "_sample_grads"),
+                                          (LossEvidence, "update_preds"), (LossEvidence, "_record_predictions")])
+def test_exception_in_a_hook_never_stops_training(part, method, monkeypatch):
     plain_losses, plain_params, _ = _train_tiny(30, watched=False)
-    monkeypatch.setattr(Watcher, method, _boom)
+    monkeypatch.setattr(part, method, _boom)
     losses, params, w = _train_tiny(30, watched=True)
     assert losses == plain_losses  # training ran to the end, unchanged
     assert _same(params, plain_params)
@@ -393,11 +397,11 @@ def test_memory_bounded_when_no_optimizer_step_ever_comes():
 
 def test_memory_bounded_when_a_hook_fails_every_step(monkeypatch):
     """A defib bug that aborts every step_pre (before it empties the per-step accumulators) must not leak."""
-    monkeypatch.setattr(Watcher, "_snapshot", _boom)
+    monkeypatch.setattr(OptimEvidence, "_snapshot", _boom)
     _, _, w = _train_tiny(MAX_STEP_LOSSES + 200, watched=True)
     assert len(_internal_errors(w.diagnosis)) <= 20
-    assert len(w.watcher._step_losses) <= MAX_STEP_LOSSES
-    assert len(w.watcher._backward_values) <= MAX_STEP_LOSSES
+    assert len(w.watcher.loss._step_losses) <= MAX_STEP_LOSSES
+    assert len(w.watcher.loss._backward_values) <= MAX_STEP_LOSSES
 
 
 # ---------------------------------------------------------------- the catalogue documents itself

@@ -10,7 +10,8 @@ from torch import nn
 from defib.diagnosis import Diagnosis
 from defib.evidence.distributed import is_main_process
 from defib.evidence.hooks import Installed, install
-from defib.evidence.watch import Watcher, stderr_announce
+from defib.evidence.watch import Watcher
+from defib.stages.run import LiveDiagnosis, export_signals, final_diagnosis, stderr_announce
 
 if TYPE_CHECKING:
     from defib.evidence.probes import Budget
@@ -27,7 +28,8 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
 
     def __init__(self, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, *,
                  sample_every: int = 10, announce: Callable[[str], None] | None = stderr_announce):
-        self.watcher = Watcher(model, optimizer, sample_every=sample_every, announce=announce)
+        self.watcher = Watcher(model, optimizer, sample_every=sample_every)
+        self._live = LiveDiagnosis(self.watcher, announce)
         self._installed: Installed | None = None
         self.diagnosis: Diagnosis | None = None
 
@@ -41,7 +43,7 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
             self._installed.remove()
             self._installed = None
             self.watcher.detach()
-        self.diagnosis = self.watcher.diagnose()
+        self.diagnosis = final_diagnosis(self._live)
         return self.diagnosis
 
     def __enter__(self) -> "watch":
@@ -52,9 +54,7 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
 
     def to_dict(self) -> dict:
         """The diagnosis as the JSON report's dict, with the recorded series (``signals``) for plots."""
-        from defib.evidence.child import export_signals
-
-        out = (self.diagnosis or self.watcher.diagnose()).to_dict()
+        out = (self.diagnosis or final_diagnosis(self._live)).to_dict()
         out["signals"] = export_signals(self.watcher.s)
         return out
 
@@ -74,7 +74,7 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
         from defib.report.text import print_report
 
         if is_main_process():
-            print_report(self.diagnosis or self.watcher.diagnose())
+            print_report(self.diagnosis or final_diagnosis(self._live))
 
 
 def probe(model: nn.Module, tokenizer: Any, batch_or_data: Any, *, labels: Any = None, task: str | None = None,

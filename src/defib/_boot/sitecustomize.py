@@ -14,7 +14,7 @@ _here = os.path.dirname(os.path.abspath(__file__))
 
 if os.environ.get("DEFIB_REPORT_DIR"):
     try:
-        from defib.evidence.child import start
+        from defib.stages.run import start
 
         start()
     except Exception as exc:  # never stop the user's script from starting

@@ -12,7 +12,7 @@ ranks must call it the same number of times, in the same order relative to
 the user's own collectives. Evaluation points are fixed optimizer steps
 (steps 1-3, then every ``evaluate_every``), reached after the optimizer step
 on every rank; DDP keeps the ranks' step counts equal. The call sits outside
-the watcher's error handling (see ``Watcher.evaluate``), so an internal error
+the watcher's error handling (see ``Watcher.step_post``), so an internal error
 on one rank cannot make it skip a collective the others wait in. Nothing is
 reduced at exit, where ranks may already have torn down their process group.
 No-op when ``torch.distributed`` is not initialised or has one rank.

@@ -2,7 +2,8 @@
 
 The callbacks only translate their framework's events into these calls; the
 watching itself is :class:`defib.watch` (global hooks plus the framework-free
-:class:`~defib.evidence.watch.Watcher`), exactly as in a plain PyTorch loop.
+:class:`~defib.evidence.watch.Watcher`, diagnosed by :mod:`defib.stages.run`), exactly as in a plain
+PyTorch loop.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch import nn
 
 from defib.api import watch
 from defib.diagnosis import Diagnosis
-from defib.evidence.watch import stderr_announce
+from defib.stages.run import stderr_announce
 
 
 def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer | None:
@@ -53,10 +54,10 @@ class WatchSession:
         if loader is not None:
             loaders = _loaders(loader)
             for inner in loaders:
-                w.loader_created(inner)
-            w.loader_iter(loaders[0])  # Lightning starts iterating before on_train_start
+                w.data.loader_created(inner)
+            w.data.loader_iter(loaders[0])  # Lightning starts iterating before on_train_start
         if scheduler is not None:
-            w.scheduler_created(scheduler)
+            w.optim.scheduler_created(scheduler)
 
     def end(self, is_main_process: bool = True) -> Diagnosis | None:
         """Stop watching; the main process prints the report and writes the JSON."""

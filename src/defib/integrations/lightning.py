@@ -9,7 +9,7 @@ hooks see the model, optimizer, losses and batches; the callback marks the
 start and end of training and hands over the optimizer and DataLoader that
 Lightning built before it. Lightning runs forward and backward inside
 ``optimizer.step(closure)``; the watch core's step hook observes after the
-closure (see ``evidence/hooks.py``), so each step is measured as in a plain loop.
+closure (see ``evidence/hooks/torch_patches.py``), so each step is measured as in a plain loop.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 It reads the same dict as the JSON report (the contract in docs/architecture.md), plus
 what a command adds: ``signals`` (a watched run's recorded series, see
-``defib.evidence.child.export_signals``) and ``check`` (a data check's
+``defib.stages.run.export_signals``) and ``check`` (a data check's
 histograms). Sections it has no data for are left out, so a probe or train
 report renders from its findings alone.
 

@@ -63,8 +63,6 @@ class PredSignals:
     window_std: float | None = None           # std of the most recent predictions
     batch_std: float | None = None            # mean within-batch std of the predictions, recent batches
     window_mean: float | None = None
-    window_min: float | None = None
-    window_max: float | None = None
     target_std: float | None = None           # over every target seen
     target_mean: float | None = None
     target_min: float | None = None
@@ -73,8 +71,6 @@ class PredSignals:
     n_classes: int | None = None              # width of the logits
     label_counts: dict[int, int] = field(default_factory=dict)
     pred_counts: dict[int, int] = field(default_factory=dict)  # recent predicted classes
-    initial_std: float | None = None          # prediction std over the first batches
-    initial_mean: float | None = None
     target_nonfinite: int = 0                 # NaN / inf targets seen
     recent_preds: list[float] = field(default_factory=list)    # the prediction window, for rules
     recent_targets: list[float] = field(default_factory=list)
@@ -130,7 +126,6 @@ class OptimSignals:
     groups_with_grad: list[str] = field(default_factory=list)
     nonfinite: dict[str, int] = field(default_factory=dict)   # "loss"/"grad"/"weight" -> first step
     param_dtypes: list[str] = field(default_factory=list)
-    clip_calls: int = 0
 
 
 @dataclass
@@ -149,7 +144,6 @@ class ModelSignals:
     head_input_spread: Series = field(default_factory=Series)  # rel. spread of vectors entering the head
     token_spread: Series = field(default_factory=Series)       # rel. spread of encoder token vectors
     cls_spread: Series = field(default_factory=Series)         # rel. spread of position-0 vectors
-    train_mode_share: float | None = None
     built_where: Where | None = None          # where the user built the encoder (from_pretrained / from_config / a class)
     init_where: dict[str, Where] = field(default_factory=dict)  # parameter name -> user's nn.init call on it
     head_input_where: Where | None = None     # the user's line that calls the head
@@ -180,7 +174,6 @@ class DataSignals:
     rows_at_max_length: int = 0
     distinct_texts: int = 0
     distinct_encodings: int = 0
-    seq_len: Series = field(default_factory=Series)
 
 
 @dataclass

@@ -1,9 +1,15 @@
-"""The watched side of ``defib run``: attach when torch is imported, report at exit.
+"""The run stage: a watched training run's diagnosis, during training and at its end, and its report's series.
 
-``defib run`` starts the user's command with ``defib/_boot`` on PYTHONPATH and
-``DEFIB_REPORT_DIR`` set. Each Python process that imports torch writes one
-report, ``report.<pid>.json``, when it exits (normally, by an exception, or
-stopped by ``--steps``); the parent picks the process that trained.
+Every entry point that watches a run (``defib.watch``, the Trainer and
+Lightning callbacks, the child process of ``defib run``) builds a
+:class:`~defib.evidence.watch.Watcher`, attaches a :class:`LiveDiagnosis`
+to it, and asks :func:`final_diagnosis` at the end.
+
+The watched side of ``defib run`` (:func:`start`): ``defib run`` starts the
+user's command with ``defib/_boot`` on PYTHONPATH and ``DEFIB_REPORT_DIR``
+set. Each Python process that imports torch writes one report,
+``report.<pid>.json``, when it exits (normally, by an exception, or stopped
+by ``--steps``); the parent picks the process that trained.
 """
 
 from __future__ import annotations
@@ -11,31 +17,93 @@ from __future__ import annotations
 import atexit
 import os
 import sys
-from typing import Any
+import time
+from typing import Any, Callable
 
+from defib.diagnosis import Diagnosis, diagnose
 from defib.evidence import params as P
-from defib.evidence.hooks import _PostImport
+from defib.evidence.distributed import is_main_process
+from defib.evidence.hooks import install
+from defib.evidence.hooks.patching import PostImport
+from defib.evidence.watch import Watcher
+from defib.rules.fmt import num
 
 STEPS_ENV = "DEFIB_STEPS"
+IGNORE_ENV = "DEFIB_IGNORE"  # comma-separated rule codes left out of every diagnosis (--ignore)
 REPORT_ENV = "DEFIB_REPORT_DIR"
 FIX_ENV = "DEFIB_FIX"  # JSON fix spec (defib.fixes.plan) for a --confirm rerun
 
 
+def stderr_announce(msg: str) -> None:
+    """Print one announcement on stderr, from rank 0 only (every rank sees the same reduced figures)."""
+    if is_main_process():
+        print(msg, file=sys.stderr, flush=True)
+
+
+class LiveDiagnosis:
+    """The rules, run at the watcher's evaluation points: remembers when each finding first fired.
+
+    With ``announce``, a flatline is announced when it is first diagnosed, and
+    a recovery when the predictions spread out again. ``ignore``: rule codes
+    left out (``--ignore``), during training as in the final diagnosis.
+    """
+
+    def __init__(self, watcher: Watcher, announce: Callable[[str], None] | None = None, *,
+                 ignore: tuple[str, ...] = ()):
+        self.watcher = watcher
+        self.announce = announce
+        self.ignore = ignore
+        self.first_fired: dict[str, int] = {}
+        self._flatline_announced = False
+        watcher.on_evaluate(self.evaluate)
+
+    def evaluate(self, step: int) -> Diagnosis:
+        """Run the rules on what is known now; remember when each first fired."""
+        d = diagnose(self.watcher.finalize_signals(), first_fired=self.first_fired, ignore=self.ignore)
+        if d.verdict == "flatlined" and not self._flatline_announced and self.announce is not None:
+            self._flatline_announced = True
+            top = d.findings[0] if d.findings else None
+            f = d.flatline or {}
+            msg = (f"defib: predictions flatlined at step {f.get('step')} "
+                   f"(prediction spread {num(f.get('pred_std'))} vs targets {num(f.get('target_std'))})")
+            if top is not None and top.cause:
+                msg += f"; likely cause: {top.cause} [{top.code}]"
+            self.announce(msg)
+        elif d.verdict != "flatlined" and "S001" in self.first_fired:
+            # the predictions spread out again: a later collapse is a new one, with its own step
+            del self.first_fired["S001"]
+            if self._flatline_announced and self.announce is not None:
+                self._flatline_announced = False
+                self.announce(f"defib: predictions recovered by step {step} (no longer flat)")
+        return d
+
+
+def final_diagnosis(live: LiveDiagnosis) -> Diagnosis:
+    """The diagnosis of the whole run, with the steps each finding first fired at during it."""
+    w = live.watcher
+    w.s.config["seconds"] = round(time.time() - w.started, 2)
+    return diagnose(w.finalize_signals(), first_fired=live.first_fired, ignore=live.ignore)
+
+
+# ------------------------------------------------------------------ the child process of ``defib run``
 class StopTraining(SystemExit):
     """Raised from the optimizer's post-step hook when ``--steps`` is reached."""
 
 
 def start() -> None:
-    finder = _PostImport({"torch": _attach_after_torch})
+    """Attach a watcher to this process once torch is imported (``_boot/sitecustomize.py`` calls this)."""
+    finder = PostImport({"torch": _attach_after_torch})
     finder.install()
+
+
+def _ignored() -> tuple[str, ...]:
+    return tuple(code.strip().upper() for code in os.environ.get(IGNORE_ENV, "").split(",") if code.strip())
 
 
 def _attach_after_torch(_torch_module: Any) -> None:
     # torch finished importing; its submodules are importable now
-    from defib.evidence.hooks import install
-    from defib.evidence.watch import Watcher, stderr_announce
-
-    watcher = Watcher(announce=stderr_announce)
+    watcher = Watcher()
+    live = LiveDiagnosis(watcher, stderr_announce, ignore=_ignored())
     spec = os.environ.get(FIX_ENV)
     if spec:
         try:
@@ -57,16 +125,17 @@ def _attach_after_torch(_torch_module: Any) -> None:
                       file=sys.stderr, flush=True)
                 raise StopTraining(0)
         watcher.on_step(stop)
-    atexit.register(_write_report, watcher, state)
+    atexit.register(_write_report, live, state)
 
 
-def _write_report(watcher: Any, state: dict[str, Any]) -> None:
+def _write_report(live: LiveDiagnosis, state: dict[str, Any]) -> None:
     try:
         from defib.report import json as json_report
 
+        watcher = live.watcher
         if watcher.s.step == 0 and watcher.s.loss is None and not watcher.roots():
             return  # a helper process that never touched a model: nothing to say
-        report = watcher.diagnose().to_dict()
+        report = final_diagnosis(live).to_dict()
         report["stopped_after_steps"] = state["stopped"]
         report["observed"] = observed(watcher)
         report["pid"] = os.getpid()
@@ -79,7 +148,7 @@ def _write_report(watcher: Any, state: dict[str, Any]) -> None:
         print(f"defib: could not write the report ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
-def observed(watcher: Any) -> dict[str, Any]:
+def observed(watcher: Watcher) -> dict[str, Any]:
     """What defib saw, for an inconclusive verdict to explain itself."""
     s = watcher.s
     return {"models": len(watcher.roots()), "optimizer_steps": s.step,

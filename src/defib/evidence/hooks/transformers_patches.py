@@ -1,0 +1,94 @@
+"""What defib wraps in transformers, once it is imported: tokenizer calls, ``from_pretrained``, ``TrainingArguments``.
+
+Applied through :class:`~defib.evidence.hooks.patching.PostImport`, so a
+script that never imports transformers never loads it because of defib.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from defib.evidence.callsite import where_here
+from defib.evidence.hooks.patching import Installed, PostImport
+from defib.evidence.watch import Watcher
+
+
+def transformers_finder(inst: Installed, w: Watcher) -> PostImport:
+    """The post-import callbacks that patch transformers' modules as they load."""
+    return PostImport({
+        "transformers.tokenization_utils_base": functools.partial(_patch_tokenizers, inst, w),
+        "transformers.modeling_utils": functools.partial(_patch_from_pretrained, inst, w),
+        "transformers.training_args": functools.partial(_patch_training_args, inst, w),
+    })
+
+
+def _patch_tokenizers(inst: Installed, w: Watcher, module: Any) -> None:
+    cls = getattr(module, "PreTrainedTokenizerBase", None)
+    if cls is None:
+        return
+
+    def call(original):
+        @functools.wraps(original)
+        def run(self, text=None, *args, **kwargs):
+            if w.fix is not None:
+                kwargs = w.apply_fix("tokenizer_kwargs", kwargs, default=kwargs)
+            out = original(self, text, *args, **kwargs)
+            named = dict(kwargs)
+            if args and "text_pair" not in named:
+                named["text_pair"] = args[0]
+            w.data.tokenizer_called(self, text, named, out)
+            return out
+        return run
+
+    inst.patch(cls, "__call__", call)
+
+
+def _patch_from_pretrained(inst: Installed, w: Watcher, module: Any) -> None:
+    cls = getattr(module, "PreTrainedModel", None)
+    if cls is None:
+        return
+    original = cls.__dict__["from_pretrained"].__func__
+
+    def make(_):
+        @functools.wraps(original)
+        def from_pretrained(klass, *args, **kwargs):
+            model = original(klass, *args, **kwargs)
+            try:
+                model._defib_pretrained = True
+            except Exception:  # a model that refuses attributes just goes unmarked
+                pass
+            return model
+        return classmethod(from_pretrained)
+
+    inst.patches.append((cls, "from_pretrained", cls.__dict__["from_pretrained"]))
+    setattr(cls, "from_pretrained", make(None))
+    if "post_init" in cls.__dict__:  # every HF model calls post_init at the end of __init__
+        def post_init(original):
+            @functools.wraps(original)
+            def run(self, *args, **kwargs):
+                out = original(self, *args, **kwargs)
+                w.model.model_built(self)
+                return out
+            return run
+        inst.patch(cls, "post_init", post_init)
+
+
+def _patch_training_args(inst: Installed, w: Watcher, module: Any) -> None:
+    """Remember where the user wrote ``TrainingArguments(learning_rate=...)``."""
+    cls = getattr(module, "TrainingArguments", None)
+    if cls is None:
+        return
+
+    def init(original):
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            try:
+                w.optim.training_args_where = where_here(keyword="learning_rate", skip=2,
+                                                         value=getattr(self, "learning_rate", None))
+            except Exception as exc:
+                w.record_internal_error("TrainingArguments", exc)
+        return run
+
+    inst.patch(cls, "__init__", init)

@@ -1,0 +1,144 @@
+"""Evidence about the data: the DataLoaders, the batches the model saw (padding, masks, duplicates), tokenizer calls.
+
+A batch is read from the outermost model call of a training forward (the
+watcher finds its ``input_ids`` and ``attention_mask``); the loader behind it
+is the one iterated last before that forward. Targets are the loss part's
+(:mod:`defib.evidence.watch.loss`): they are only known at the loss call.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from defib.evidence.callsite import where_here
+from defib.evidence.watch.guard import Part, guarded
+from defib.signals.run import DataSignals
+
+MAX_LOADERS = 256  # DataLoaders remembered before the dead ones are dropped
+
+
+def find_inputs(args: tuple, kwargs: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """input_ids and attention_mask, by keyword, in a dict, or as the first positionals."""
+    src: dict = dict(kwargs)
+    if args and isinstance(args[0], Mapping):  # a dict or a tokenizer's BatchEncoding
+        src.update(args[0])
+    ids = src.get("input_ids")
+    mask = src.get("attention_mask")
+    if ids is None and args and isinstance(args[0], torch.Tensor) and args[0].ndim == 2 \
+            and not args[0].is_floating_point():
+        ids = args[0]
+        if mask is None and len(args) > 1 and isinstance(args[1], torch.Tensor) and args[1].shape == ids.shape:
+            mask = args[1]
+    if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.is_floating_point():
+        return None, None
+    return ids, mask if isinstance(mask, torch.Tensor) else None
+
+
+class DataEvidence(Part):
+    """The loaders seen (weakly held) and the data's signals."""
+
+    def __init__(self, watcher: Any):
+        super().__init__(watcher)
+        self._loaders: dict[int, dict[str, Any]] = {}
+        self._active_loader: dict | None = None  # the loader iterated last, until a forward shows its use
+
+    def signals(self) -> DataSignals:
+        if self.w.s.data is None:
+            self.w.s.data = DataSignals()
+        return self.w.s.data
+
+    @guarded
+    def loader_created(self, loader: Any) -> None:
+        sampler = getattr(loader, "sampler", None)
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        inner = getattr(batch_sampler, "sampler", None)
+        name = type(inner or sampler).__name__
+        shuffled = {"RandomSampler": True, "SequentialSampler": False}.get(name)
+        if len(self._loaders) >= MAX_LOADERS:  # a loader built per batch: forget the dead ones
+            self._loaders = {k: v for k, v in self._loaders.items() if v["ref"]() is not None}
+        # keyed by id, checked by weakref: a loader used once (iter(DataLoader(...))) dies and its id is reused
+        self._loaders[id(loader)] = {"where": where_here(keyword="shuffle", skip=4, value=shuffled), "sampler": name,
+                                     "ref": weakref.ref(loader)}
+
+    @guarded
+    def loader_iter(self, loader: Any) -> None:
+        # only a loader whose batches reach a training forward is the training loader (see _adopt_loader):
+        # the Trainer iterates its evaluation loader, in order, with gradients enabled
+        info = self._loaders.get(id(loader))
+        if info is not None and info["ref"]() is loader and self.w._grad:
+            self._active_loader = info
+
+    def evaluation_forward(self) -> None:
+        """A forward without gradients or in eval mode: the loader iterated last feeds an evaluation, not training."""
+        self._active_loader = None
+
+    def training_batch(self, ids: torch.Tensor, mask: torch.Tensor | None) -> None:
+        """The outermost model call of a training forward: its loader is the training loader; check the batch."""
+        self._adopt_loader()
+        self._check_batch(ids, mask)
+
+    def _adopt_loader(self) -> None:
+        """A training forward ran: the loader iterated last is the one that feeds training."""
+        info = self._active_loader
+        if info is not None:
+            d = self.signals()
+            d.loader_where, d.sampler = info["where"], info["sampler"]
+            d.shuffle = info["sampler"] not in ("SequentialSampler",)
+            self._active_loader = None
+
+    def _check_batch(self, ids: torch.Tensor, mask: torch.Tensor | None) -> None:
+        d = self.signals()
+        d.batches += 1
+        pad = d.pad_token_id
+        if pad is not None:
+            is_pad = ids == pad
+            # a sequence of pads at the end of a row, not an id that merely equals pad
+            has_pad = bool(is_pad[:, -1].any())
+            if has_pad:
+                d.batches_with_pad += 1
+                if mask is None:
+                    d.batches_pad_no_mask += 1
+                    if d.mask_where is None:
+                        d.mask_where = where_here(keyword="attention_mask", skip=4)
+                else:
+                    m = mask.bool() if mask.dtype != torch.bool else mask
+                    if m.shape == ids.shape:
+                        if bool(m.all()):
+                            d.batches_mask_all_ones_with_pad += 1
+                            d.mask_where = d.mask_where or where_here(keyword="attention_mask", skip=4)
+                        elif float((m == is_pad).float().mean()) > 0.9:
+                            d.batches_mask_inverted += 1
+                            d.mask_where = d.mask_where or where_here(keyword="attention_mask", skip=4)
+        if ids.shape[0] > 1:
+            uniq = torch.unique(ids, dim=0).shape[0]
+            share = 1 - uniq / ids.shape[0]
+            prev = d.dup_rows_share or 0.0
+            d.dup_rows_share = prev + (share - prev) / d.batches
+
+    @guarded
+    def tokenizer_called(self, tokenizer: Any, texts: Any, kwargs: dict, encoding: Any) -> None:
+        d = self.signals()
+        if d.pad_token_id is None:
+            d.pad_token_id = getattr(tokenizer, "pad_token_id", None)
+        if d.tokenizer_where is None:
+            d.tokenizer_where = where_here(keyword="max_length", skip=4, value=kwargs.get("max_length"))
+        ids = encoding.get("input_ids") if hasattr(encoding, "get") else None
+        if ids is None or not isinstance(texts, (list, tuple)) or not texts:
+            return
+        rows = ids.tolist() if hasattr(ids, "tolist") else ids
+        if not rows or not isinstance(rows[0], (list, tuple)):
+            return
+        max_len = kwargs.get("max_length")
+        if kwargs.get("truncation") and max_len:
+            d.tokenizer_max_length = int(max_len)
+            pad = d.pad_token_id if d.pad_token_id is not None else 0
+            d.rows_at_max_length += sum(1 for r in rows if len([t for t in r if t != pad]) >= max_len)
+        pair = kwargs.get("text_pair")
+        keys = list(zip(texts, pair)) if isinstance(pair, (list, tuple)) and len(pair) == len(texts) else list(texts)
+        d.tokenizer_rows += len(rows)
+        d.distinct_texts += len(set(map(str, keys)))
+        d.distinct_encodings += len({tuple(r) for r in rows})

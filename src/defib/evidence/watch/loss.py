@@ -1,0 +1,346 @@
+"""Evidence from the training loss: its calls, the predictions and targets reaching it, the constant-predictor baseline.
+
+The loss call is the one place where predictions and targets meet, so the
+windows of recent predictions and targets live here, and so do the target
+statistics the data rules read (within-batch variance, batch-mean
+autocorrelation). Values accumulate between optimizer steps and are closed
+into the step's series by the watcher's step clock (:meth:`LossEvidence.close_step`,
+:meth:`LossEvidence.update_preds`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections import Counter, deque
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from defib.evidence.callsite import make_where, where_here
+from defib.evidence.stats import Moments, Series, Window
+from defib.evidence.watch.guard import Part, guarded
+from defib.signals.run import (CLASS_LOSSES, MAX_PLOTTED_CLASSES, MULTILABEL_LOSSES, QUANTILES, REGRESSION_LOSSES,
+                               LossSignals, PredSignals)
+
+# grad_fn names that only reshape or copy: walked through to find what produced the loss input
+_PASS_THROUGH = ("View", "Squeeze", "Unsqueeze", "Reshape", "Expand", "Select", "Slice", "Clone", "ToCopy",
+                 "Transpose", "Permute", "Alias", "Unsafe", "Index", "Flatten", "Contiguous")
+MAX_STEP_LOSSES = 1024  # loss values kept between two optimizer steps (bounded if no step ever comes)
+
+
+class LossEvidence(Part):
+    """Loss values, prediction and target windows; fills ``s.loss`` and ``s.preds``."""
+
+    def __init__(self, watcher: Any, window: int):
+        super().__init__(watcher)
+        self._pred_window = Window(window)
+        self._batch_pred_std: deque = deque(maxlen=16)  # within-batch prediction std, recent batches
+        self._target_window = Window(window)
+        self._targets = Moments()
+        self._label_counts: Counter = Counter()
+        self._pred_classes: Window = Window(window)
+        self._batch_means: list[float] = []
+        self._batch_vars: list[float] = []
+        self._step_losses: list[float] = []
+        self._loss_window: Window = Window(32)  # steps: long enough to average out batch noise
+        self._backward_values: list[float] = []
+        self._last_raw_loss = 1.0  # the loss function's own output, before any per-example normalisation
+
+    @guarded
+    def loss_module_created(self, module: nn.Module) -> None:
+        """``nn.MSELoss(reduction="sum")`` and friends: remember the line, for findings about the reduction."""
+        module._defib_where = where_here(keyword="reduction", skip=4, value=getattr(module, "reduction", None))
+
+    @guarded
+    def loss_call(self, fn: str, input: Any, target: Any, result: Any, kwargs: dict) -> None:
+        s = self.w.s
+        if not (self.w._grad and isinstance(input, torch.Tensor) and isinstance(target, torch.Tensor)):
+            return
+        if not input.requires_grad and not torch.is_tensor(result):
+            return
+        family = ("regression" if fn in REGRESSION_LOSSES else "classification" if fn in CLASS_LOSSES
+                  else "multilabel" if fn in MULTILABEL_LOSSES else None)
+        if family is None:
+            return
+        ls = s.loss
+        if ls is None or ls.fn != fn:
+            if ls is not None and ls.calls > 5:
+                return  # a second loss function: the first one is the training loss
+            ls = s.loss = LossSignals(fn=fn, family=family)
+            ls.where = where_here(skip=4)
+            ls.reduction = str(kwargs.get("reduction", "mean"))
+            ls.input_requires_grad = bool(input.requires_grad)
+            ls.producer = _grad_fn_chain(input)
+            ls.producer_where = self.w.model.activation_where(input)
+            ls.module_where = _loss_module_where()
+            ls.label_where = _label_where(ls.where)
+        ls.calls += 1
+        ls.input_shape, ls.target_shape = tuple(input.shape), tuple(target.shape)
+        ls.input_dtype, ls.target_dtype = str(input.dtype).replace("torch.", ""), str(target.dtype).replace("torch.", "")
+        ls.weighted = ls.weighted or kwargs.get("weight") is not None or kwargs.get("pos_weight") is not None
+        if family != "classification" and input.shape != target.shape and input.numel() != 1:
+            ls.broadcast_calls += 1
+        if torch.is_tensor(result) and result.numel() == 1:
+            value = self._last_raw_loss = float(result.detach())
+            if ls.reduction == "sum" and target.numel():
+                value /= target.numel() if family != "classification" else max(1, target.shape[0])  # per example
+            if math.isfinite(value):
+                ls.first = value if ls.first is None else ls.first
+                self._step_losses.append(value)
+                del self._step_losses[:-MAX_STEP_LOSSES]
+            elif ls.nonfinite_step is None:
+                ls.nonfinite_step = s.step + 1
+                self.w.optim.signals().nonfinite.setdefault("loss", s.step + 1)
+        self._record_predictions(family, input.detach(), target.detach())
+
+    def _record_predictions(self, family: str, x: torch.Tensor, y: torch.Tensor) -> None:
+        s = self.w.s
+        task = "regression" if family == "regression" else family
+        if s.preds is None:
+            s.preds = PredSignals(task=task)
+            s.task = task
+        p = s.preds
+        if family == "regression":
+            xs, ys = _np(x), _np(y)
+            self._pred_window.extend(xs)
+            if xs.size >= 2:
+                self._batch_pred_std.append(float(np.std(xs)))
+            self._note_targets(ys)
+            p.n_seen += xs.size
+        elif family == "classification":
+            if x.ndim < 2:
+                return
+            k = x.shape[1]
+            logits = x.movedim(1, -1).reshape(-1, k).float()
+            p.n_classes = k
+            self._pred_classes.extend(logits.argmax(-1).cpu().numpy().astype(np.float64))
+            ls = s.loss
+            if y.is_floating_point() and y.shape == x.shape:  # soft / one-hot targets
+                labels = y.movedim(1, -1).reshape(-1, k).argmax(-1)
+                # the targets noted below are argmax ids: keep the soft values' own range for the rules
+                top = float(y.float().max())
+                ls.soft_target_max = top if ls.soft_target_max is None else max(ls.soft_target_max, top)
+            else:
+                labels = y.reshape(-1)
+            lab = labels.cpu().numpy()
+            self._note_targets(lab.astype(np.float64))
+            self._label_counts.update(lab.astype(np.int64).tolist())
+            p.n_seen += logits.shape[0]
+            rows = logits.sum(-1)
+            ok = (logits.min(-1).values >= 0) & ((rows - 1).abs() < 1e-3)
+            share = float(ok.float().mean())
+            ls.prob_rows_share = share if ls.prob_rows_share is None else 0.9 * ls.prob_rows_share + 0.1 * share
+            if ls.fn == "nll_loss":
+                logp = float((logits.logsumexp(-1).abs() < 1e-3).float().mean())
+                ls.logprob_rows_share = logp if ls.logprob_rows_share is None else \
+                    0.9 * ls.logprob_rows_share + 0.1 * logp
+        else:  # multilabel
+            xs, ys = _np(x), _np(y)
+            self._pred_window.extend(xs)
+            self._note_targets(ys)
+            p.n_seen += xs.size
+            ls = s.loss
+            if ls.fn == "binary_cross_entropy_with_logits":
+                share = float(((xs >= 0) & (xs <= 1)).mean())
+                ls.unit_interval_share = share if ls.unit_interval_share is None else \
+                    0.9 * ls.unit_interval_share + 0.1 * share
+
+    def _note_targets(self, ys: np.ndarray) -> None:
+        self._targets.add(ys.astype(np.float64))
+        self._target_window.extend(ys)
+        fin = ys[np.isfinite(ys)]
+        if fin.size < ys.size:
+            self.w.s.preds.target_nonfinite += int(ys.size - fin.size)
+        if fin.size:
+            self._batch_means.append(float(fin.mean()))
+            self._batch_vars.append(float(fin.var()) if fin.size > 1 else math.nan)
+            if len(self._batch_means) > 4096:
+                del self._batch_means[:2048]
+                del self._batch_vars[:2048]
+            p = self.w.s.preds
+            integral = bool(np.all(fin == np.round(fin)))
+            p.target_integer = integral if p.target_integer is None else (p.target_integer and integral)
+
+    def loss_failed(self, fn: str, input: Any, target: Any, kwargs: dict, exc: BaseException) -> None:
+        """The loss raised: keep what it was given, so the crash gets a diagnosis."""
+        self.loss_call(fn, input, target, None, kwargs)
+        ls = self.w.s.loss
+        if ls is not None and ls.fn == fn:
+            ls.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            self._refresh_preds()
+
+    @guarded
+    def _refresh_preds(self) -> None:
+        """Copy the labels and targets seen into the signals now: after a crashed loss no step will."""
+        self.update_preds(self.w.s.step)
+
+    def backward_value(self, value: float) -> None:
+        """What ``backward()`` was called on: against the loss function's own output, it shows the loss's scaling."""
+        self._backward_values.append(value)
+        del self._backward_values[:-MAX_STEP_LOSSES]
+
+    def close_step(self, step: int) -> None:
+        """Before optimizer step ``step``: the mean of this step's losses joins the series."""
+        ls = self.w.s.loss
+        if self._step_losses:
+            value = float(np.mean(self._step_losses))
+            if ls is not None:
+                ls.values.add(step, value)
+            self._loss_window.extend(np.array([value]))
+        if self._backward_values and self._step_losses and ls is not None:
+            ratio = abs(self._backward_values[-1]) / max(abs(self._last_raw_loss), 1e-30)
+            ls.scale_factor = ratio
+        self._step_losses.clear()
+        self._backward_values.clear()
+
+    def update_preds(self, step: int) -> None:
+        """After optimizer step ``step``: the prediction window against the targets, into ``s.preds``."""
+        p = self.w.s.preds
+        if p is None:
+            return
+        t = self._targets
+        p.target_mean, p.target_std = t.mean if t.n else None, t.std if t.n else None
+        p.target_min, p.target_max = (t.lo, t.hi) if t.n else (None, None)
+        if p.task == "classification":
+            preds = self._pred_classes.array().astype(np.int64)
+            p.pred_counts = dict(Counter(preds.tolist()))
+            p.label_counts = dict(self._label_counts)
+            p.spread.add(step, _entropy_share(p.pred_counts, p.label_counts))
+            if self.w.sampling() and preds.size:
+                _add_class_shares(p.class_share, step, p.pred_counts, preds.size)
+        else:
+            w = self._pred_window.array()
+            w = w[np.isfinite(w)]
+            if w.size:
+                p.window_std, p.window_mean = float(w.std()), float(w.mean())
+                if p.target_std and self._batch_pred_std:
+                    # within-batch spread: blind to the drift of a bias chasing batch means
+                    p.batch_std = float(np.mean(self._batch_pred_std))
+                    p.spread.add(step, p.batch_std / p.target_std)
+                if self.w.sampling():
+                    _add_quantiles(p.pred_quantiles, step, w)
+                    ys = self._target_window.array()
+                    _add_quantiles(p.target_quantiles, step, ys[np.isfinite(ys)])
+        if len(self._loss_window):
+            p.loss_window.add(step, float(self._loss_window.array().mean()))
+        base = self.baseline()
+        if base is not None:
+            p.baseline.add(step, base)
+            if self.w.s.loss is not None:
+                self.w.s.loss.baseline = base
+
+    def update_slow_stats(self) -> None:
+        """Statistics only the rules read: computed when they run, not at every step."""
+        p, t = self.w.s.preds, self._targets
+        if p is None:
+            return
+        if p.task != "classification":
+            p.recent_preds = self._pred_window.array().tolist()
+            p.recent_targets = self._target_window.array().tolist()
+        d = self.w.data.signals()
+        if len(self._batch_means) >= 8 and t.n and t.var > 0:
+            vars_ = np.array(self._batch_vars)
+            vars_ = vars_[np.isfinite(vars_)]
+            d.within_batch_var_ratio = float(vars_.mean() / t.var) if vars_.size else None
+            bm = np.array(self._batch_means[-512:])
+            if bm.std() > 0:
+                d.batch_mean_autocorr = float(np.corrcoef(bm[:-1], bm[1:])[0, 1])
+
+    def baseline(self) -> float | None:
+        """Loss of the best constant predictor on the targets seen so far."""
+        ls, t = self.w.s.loss, self._targets
+        if ls is None or not t.n:
+            return None
+        if ls.fn == "mse_loss":
+            return t.var
+        if ls.fn in ("l1_loss", "smooth_l1_loss", "huber_loss"):
+            return float(np.mean(np.abs(self._target_window.array() - t.mean))) if len(self._target_window) else None
+        if ls.fn in CLASS_LOSSES:
+            counts = np.array(list(self._label_counts.values()), dtype=np.float64)
+            q = counts / counts.sum()
+            return float(-(q * np.log(q)).sum())
+        if ls.fn in MULTILABEL_LOSSES:
+            q = min(max(t.mean, 1e-6), 1 - 1e-6)
+            return float(-(q * math.log(q) + (1 - q) * math.log(1 - q)))
+        return None
+
+
+def _label_where(loss_where: Any) -> Any:
+    """The line that produced the targets of the loss call at ``loss_where`` (see provenance.label_line)."""
+    from defib.evidence.provenance import label_line
+
+    if loss_where is None:
+        return None
+    path = os.path.abspath(loss_where.file)
+    line = label_line(path, loss_where.line)
+    return make_where(path, line) if line else None
+
+
+def _loss_module_where(depth: int = 8) -> Any:
+    """The construction line of the loss module whose forward made this functional loss call, if any."""
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        frame = frame.f_back
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self") if frame.f_code.co_name == "forward" else None
+        if isinstance(owner, nn.modules.loss._Loss):
+            return getattr(owner, "_defib_where", None)
+    return None
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().reshape(-1).cpu().numpy()
+
+
+def _grad_fn_chain(t: torch.Tensor, depth: int = 6) -> tuple[str, ...]:
+    names: list[str] = []
+    fn = t.grad_fn
+    while fn is not None and len(names) < depth:
+        name = type(fn).__name__
+        names.append(name)
+        if not name.startswith(_PASS_THROUGH):
+            break  # the op that produced the values, past any reshapes
+        nxt = [f for f, _ in fn.next_functions if f is not None]
+        fn = nxt[0] if nxt else None
+    return tuple(names)
+
+
+def _add_quantiles(into: dict[str, Series], step: int, x: np.ndarray) -> None:
+    """Percentiles of a window at one step: the prediction and target distributions over time, for the report."""
+    if x.size:
+        for q, v in zip(QUANTILES, np.percentile(x, QUANTILES)):
+            into.setdefault(f"p{q}", Series()).add(step, float(v))
+
+
+def _add_class_shares(into: dict[str, Series], step: int, counts: dict[int, int], total: int) -> None:
+    """Share of each predicted class in the window at one step (the first MAX_PLOTTED_CLASSES, the rest as "other")."""
+    other = 0
+    for cls, n in counts.items():
+        if cls < MAX_PLOTTED_CLASSES:
+            into.setdefault(str(cls), Series()).add(step, n / total)
+        else:
+            other += n
+    if other:
+        into.setdefault("other", Series()).add(step, other / total)
+    for name, series in into.items():  # a class no longer predicted drops to 0, not to its last share
+        if series.last_step != step:
+            series.add(step, 0.0)
+
+
+def _entropy_share(pred: dict[int, int], labels: dict[int, int]) -> float:
+    """Entropy of the predicted classes over the entropy of the labels (0: one class always)."""
+
+    def entropy(counts: dict[int, int]) -> float:
+        c = np.array([v for v in counts.values() if v > 0], dtype=np.float64)
+        if c.sum() == 0:
+            return 0.0
+        q = c / c.sum()
+        return float(-(q * np.log(q)).sum())
+
+    h_labels = entropy(labels)
+    return entropy(pred) / h_labels if h_labels > 0 else math.nan

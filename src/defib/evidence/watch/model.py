@@ -1,0 +1,194 @@
+"""Evidence about the model: its structure, its forward pass, what enters its head, where the user initialised it.
+
+The watcher hands this part the forward calls that matter (the outermost
+module, an encoder's output); the head's input is read by a pre-hook on the
+head's first linear layer. ``nn.init`` and activation calls arrive from the
+patches in :mod:`defib.evidence.hooks.torch_patches`.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import deque
+from typing import Any
+
+import torch
+from torch import nn
+
+from defib.evidence import params as P
+from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here
+from defib.evidence.stats import Series, rel_spread
+from defib.evidence.watch.guard import Part, guarded
+from defib.signals.run import ModelSignals
+
+
+class ModelEvidence(Part):
+    """The models seen (weakly held), their parameter names, and the model's signals."""
+
+    def __init__(self, watcher: Any):
+        super().__init__(watcher)
+        self._roots: list[weakref.ref] = []
+        self._names: dict[int, tuple[str, nn.Parameter]] = {}
+        self._head_hooks: list[Any] = []
+        self._init_where: dict[int, Any] = {}
+        # (autograd node, where) of the user's recent activation calls, until the loss is first seen
+        self._activations: deque = deque(maxlen=8)
+
+    def roots(self) -> list[nn.Module]:
+        return [m for m in (r() for r in self._roots) if m is not None]
+
+    def names(self) -> dict[int, tuple[str, nn.Parameter]]:
+        """id(parameter) -> (name, parameter), over every model seen."""
+        if not self._names:
+            self._names = P.named_params(self.roots())
+        return self._names
+
+    def add_root(self, module: nn.Module) -> None:
+        if any(r() is module for r in self._roots):
+            return
+        self._roots.append(weakref.ref(module))
+        self._names = {}  # rebuilt lazily
+        if self.w.fix is not None:  # a confirmation rerun: the fix may change the model's inputs from its next call
+            self._head_hooks.append(module.register_forward_pre_hook(self._fix_model_inputs, with_kwargs=True))
+        if self.w.s.model is None:
+            self.w.s.model = ModelSignals(name=type(module).__name__)
+            self._inspect_model(module)
+
+    def _fix_model_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        """Let the confirmation fix rewrite the top-level model's inputs (the global pre-hook sees no kwargs)."""
+        return self.w.apply_fix("model_inputs", module, args, kwargs, default=None)
+
+    def _inspect_model(self, root: nn.Module) -> None:
+        m = self.w.s.model
+        lns = P.encoder_layernorms(root)
+        if lns:
+            m.layernorm_at_init = sum(P.at_default_init(ln) for ln in lns) / len(lns)
+        m.pretrained_loaded = any(getattr(sub, "_defib_pretrained", False) for sub in root.modules())
+        m.built_where = next((sub._defib_where for sub in root.modules()
+                              if getattr(sub, "_defib_where", None) is not None), None)
+        m.encoder_tensors = sum(1 for n, _ in root.named_parameters() if P.group_of(n) != "head")
+        heads = P.head_linears(root)
+        if heads:
+            first = heads[0]
+            m.head_params = [n for n, _ in root.named_parameters() if P.group_of(n) == "head"]
+            w = first.weight.detach().float()
+            m.head_fan_in = int(w.shape[1]) if w.ndim == 2 else None
+            m.head_init_nonfinite = not bool(torch.isfinite(w).all())
+            finite = w[torch.isfinite(w)]
+            m.head_init_std = float(finite.std()) if finite.numel() > 1 else None
+            m.head_init_absmax = float(finite.abs().max()) if finite.numel() else None
+            self._head_hooks.append(first.register_forward_pre_hook(self._head_input))
+        cfg = P.find_config(root)
+        if cfg is not None and self.w.data.signals().pad_token_id is None:
+            self.w.data.signals().pad_token_id = getattr(cfg, "pad_token_id", None)
+
+    def _head_input(self, module: nn.Module, args: tuple) -> None:
+        if not (args and isinstance(args[0], torch.Tensor) and torch.is_grad_enabled() and module.training):
+            return
+        if self.w.sampling():
+            self._spread_into(self.w.s.model.head_input_spread, args[0])
+        m = self.w.s.model
+        if m.head_input_where is None or (not args[0].requires_grad and not m.head_input_detached):
+            self._note_head_call(args[0].requires_grad)
+
+    @guarded
+    def _note_head_call(self, input_requires_grad: bool) -> None:
+        m = self.w.s.model
+        where = where_here(skip=3)
+        if m.head_input_where is None:
+            m.head_input_where = where
+        if not input_requires_grad and not m.head_input_detached:
+            m.head_input_detached = True
+            m.head_input_where = where
+
+    @guarded
+    def _spread_into(self, series: Series, x: torch.Tensor) -> None:
+        x = x.detach().float()
+        if x.ndim == 3:
+            x = x[:, 0]
+        if x.ndim == 2 and x.shape[0] > 1:
+            series.add(self.w.s.step, rel_spread(x.cpu().numpy()))
+
+    def detach(self) -> None:
+        for h in self._head_hooks:
+            h.remove()
+        self._head_hooks.clear()
+
+    def encoder_output(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> None:
+        """An encoder's ``last_hidden_state`` in a training forward (sampled steps): how spread its vectors are."""
+        m = self.w.s.model
+        if m is None:
+            return
+        h = hidden.detach().float()  # (B, T, H)
+        step = self.w.s.step
+        if h.shape[0] > 1:
+            m.cls_spread.add(step, rel_spread(h[:, 0].cpu().numpy()))
+        if mask is not None and mask.shape == h.shape[:2]:
+            tokens = h[mask.bool()]
+        else:
+            tokens = h.reshape(-1, h.shape[-1])
+        if tokens.shape[0] > 512:
+            tokens = tokens[torch.linspace(0, tokens.shape[0] - 1, 512).long()]
+        m.token_spread.add(step, rel_spread(tokens.cpu().numpy()))
+
+    def nograd_encoder(self, module: nn.Module) -> None:
+        """An encoder ran without gradients: in a module in training mode after the first step, note where."""
+        m = self.w.s.model
+        if module.training and m is not None and m.nograd_forward_where is None and self.w.s.step > 0:
+            m.nograd_forward_where = where_here(skip=4)
+
+    @guarded
+    def init_called(self, tensor: Any) -> None:
+        """The user's code ran an ``nn.init`` function on a tensor: remember where."""
+        if isinstance(tensor, torch.Tensor) and len(self._init_where) < 4096:
+            where = _init_where()
+            if where is not None:
+                self._init_where[id(tensor)] = where
+
+    @guarded
+    def activation_called(self, out: Any, frame: Any) -> None:
+        """The user's code applied an activation: remember its autograd node and line (last few)."""
+        if self.w._grad and isinstance(out, torch.Tensor) and out.grad_fn is not None and self.w.s.loss is None:
+            self._activations.append((out.grad_fn, make_where(frame.f_code.co_filename, frame.f_lineno)))
+
+    def activation_where(self, t: torch.Tensor) -> Any:
+        """Where the user applied an activation that feeds this loss input, if they did."""
+        known = {id(node): where for node, where in self._activations}
+        self._activations.clear()  # the nodes are no longer needed: drop them with their graph
+        fn, depth = t.grad_fn, 0
+        while fn is not None and depth < 8:
+            if id(fn) in known:
+                return known[id(fn)]
+            nxt = [f for f, _ in fn.next_functions if f is not None]
+            fn, depth = (nxt[0] if nxt else None), depth + 1
+        return None
+
+    @guarded
+    def model_built(self, model: nn.Module) -> None:
+        if getattr(model, "_defib_where", None) is None:
+            model._defib_where = where_here(skip=3)
+
+    def finalize(self) -> None:
+        """Name the parameters the user's ``nn.init`` calls touched (by id until now)."""
+        m = self.w.s.model
+        if m is not None and self._init_where:
+            names = self.names()
+            m.init_where = {names[i][0]: w for i, w in self._init_where.items() if i in names}
+
+
+def _init_where() -> Any:
+    """The user's line behind an ``nn.init`` call.
+
+    When the init function was called through ``model.apply(fn)``, the line
+    to change is the ``apply`` call, not the body of ``fn``.
+    """
+    frame = user_frame(2)
+    if frame is None:
+        return None
+    outer, via_apply = frame.f_back, False
+    while outer is not None and not is_user_file(outer.f_code.co_filename):
+        via_apply = via_apply or (outer.f_code.co_name == "apply" and "torch" in outer.f_code.co_filename)
+        outer = outer.f_back
+    if via_apply and outer is not None:
+        frame = outer
+    return make_where(frame.f_code.co_filename, frame.f_lineno)

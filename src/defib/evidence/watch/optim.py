@@ -1,0 +1,288 @@
+"""Evidence about the optimization: optimizers, backward, zero_grad, gradients, update sizes, the scheduler.
+
+The first optimizer that steps is the watched one (others: GANs, probes).
+Gradients are read in the optimizer's pre-step hook, where they are final;
+the update ratio compares a copy of one tensor per module group taken there
+with the tensor after the step. Both run on sampled steps only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import weakref
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from defib.evidence import params as P
+from defib.evidence.callsite import is_user_file, make_where, where_here, where_made
+from defib.evidence.stats import Series
+from defib.evidence.watch.guard import Part, guarded
+from defib.signals.run import OptimSignals
+
+
+class OptimEvidence(Part):
+    """Optimizers seen (weakly held), per-step gradient bookkeeping; fills ``s.optim``."""
+
+    def __init__(self, watcher: Any):
+        super().__init__(watcher)
+        self._optimizers: dict[int, dict[str, Any]] = {}
+        self._main_opt: weakref.ref | None = None
+        self._opt_ids: set[int] = set()
+        self._ever_grad: set[int] = set()
+        self._ever_nonzero: set[int] = set()
+        self._backward_since_step = 0
+        self._zeroed_after_backward = False
+        self._first_micro_norm: float | None = None
+        self._probe: nn.Parameter | None = None
+        self._not_cleared = 0
+        self._snap: dict[int, tuple[str, nn.Parameter, torch.Tensor]] = {}  # id -> (group, param, copy before the step)
+        self.training_args_where = None  # set by the TrainingArguments patch
+
+    def signals(self) -> OptimSignals:
+        if self.w.s.optim is None:
+            self.w.s.optim = OptimSignals()
+        return self.w.s.optim
+
+    # ------------------------------------------------------------------ backward / zero_grad
+    @guarded
+    def backward_pre(self, tensor: torch.Tensor) -> None:
+        o = self.signals()
+        o.backward_calls += 1
+        if o.backward_where is None:
+            o.backward_where = where_here(skip=4)
+        if tensor.grad_fn is None and o.leaf_loss_where is None:  # a loss rebuilt outside the graph
+            o.leaf_loss_where = where_made("backward", skip=4) or where_here(skip=4)
+        if tensor.numel() == 1:
+            v = float(tensor.detach())
+            self.w.loss.backward_value(v)
+            if not math.isfinite(v):
+                o.nonfinite.setdefault("loss", self.w.s.step + 1)
+        if self._backward_since_step == 0 and self._probe is not None and self.w.s.step > 0:
+            g = self._probe.grad
+            if g is not None and bool((g != 0).any()):
+                self._not_cleared += 1
+        self._zeroed_after_backward = False
+
+    @guarded
+    def backward_post(self, tensor: torch.Tensor) -> None:
+        self._backward_since_step += 1
+        if self._backward_since_step == 1 and self._probe is not None and self._probe.grad is not None:
+            self._first_micro_norm = float(self._probe.grad.detach().float().norm())
+
+    @guarded
+    def zero_grad_call(self, owner: Any) -> None:
+        o = self.signals()
+        o.zero_grad_calls += 1
+        if o.zero_grad_where is None:
+            o.zero_grad_where = where_here(skip=4)
+        if self._backward_since_step > 0:
+            self._zeroed_after_backward = True
+            if o.late_zero_grad_where is None:
+                o.late_zero_grad_where = where_here(skip=4)
+
+    # ------------------------------------------------------------------ optimizer and scheduler
+    @guarded
+    def optimizer_created(self, optimizer: torch.optim.Optimizer, where: Any = "auto", lr_where: Any = "auto",
+                          owner: str | None = None) -> None:
+        if where == "auto":
+            where = where_here(skip=4)
+        if lr_where == "auto":
+            first = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+            lr_where = where_here(keyword="lr", skip=4, value=float(first) if first is not None else None)
+            if self.training_args_where is not None and _built_by_trainer():
+                lr_where = where = self.training_args_where
+        self._optimizers[id(optimizer)] = {
+            "ref": weakref.ref(optimizer), "where": where, "lr_where": lr_where,
+            "lr": [float(g.get("lr", math.nan)) if not torch.is_tensor(g.get("lr")) else float(g["lr"])
+                   for g in optimizer.param_groups],
+            "name": owner or type(optimizer).__name__,
+        }
+
+    @guarded
+    def scheduler_created(self, scheduler: Any) -> None:
+        o = self.signals()
+        o.scheduler = type(scheduler).__name__
+        o.scheduler_where = where_here(skip=4)
+
+    @guarded
+    def scheduler_stepped(self, scheduler: Any) -> None:
+        o = self.signals()
+        o.scheduler_steps += 1
+        if o.scheduler_step_where is None:
+            o.scheduler_step_where = where_here(skip=4)
+
+    def may_be_main(self, optimizer: torch.optim.Optimizer) -> bool:
+        """``optimizer`` is the watched one, or no optimizer has stepped yet."""
+        return self._main_opt is None or self._main_opt() is optimizer
+
+    def is_main(self, optimizer: torch.optim.Optimizer) -> bool:
+        """``optimizer`` is the watched one (False before any step)."""
+        return self._main_opt is not None and self._main_opt() is optimizer
+
+    def adopt(self, optimizer: torch.optim.Optimizer) -> bool:
+        """The first optimizer that steps is the one watched (others: GANs, probes); True if this is it."""
+        if self._main_opt is None:
+            self._main_opt = weakref.ref(optimizer)
+            o = self.signals()
+            info = self._optimizers.get(id(optimizer))
+            if info is None:
+                self.optimizer_created.__wrapped__(self, optimizer, where=None, lr_where=None)
+                info = self._optimizers[id(optimizer)]
+            o.optimizer, o.where, o.lr_where, o.lr_initial = info["name"], info["where"], info["lr_where"], info["lr"]
+            self._opt_ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        return self._main_opt() is optimizer
+
+    # ------------------------------------------------------------------ around the step
+    def before_step(self, step: int, optimizer: torch.optim.Optimizer) -> None:
+        """The watched optimizer is about to take step ``step``: gradients, learning rate, a copy for the update."""
+        o = self.signals()
+        if o.step_where is None:
+            o.step_where = where_here(skip=4)
+        o.lr.add(step, max(float(g["lr"]) for g in optimizer.param_groups))
+        params = _opt_params(optimizer)
+        names = self.w.model.names()
+        if step == 1:
+            self._first_step(params, names)
+        # gradient accounting
+        if self._backward_since_step > 0:
+            o.micro_batches.append(self._backward_since_step)
+            del o.micro_batches[:-64]
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads:
+            o.steps_with_grads += 1
+        # zero_grad() between backward() and step(); grads that never arrive at all are a cut graph (O006)
+        if self._backward_since_step > 0 and self._zeroed_after_backward and \
+                (not grads or not any(bool(g.any()) for g in grads[:4])):
+            o.steps_zeroed_before_step += 1
+        if self._probe is not None and self._probe.grad is not None and self._first_micro_norm:
+            if self._backward_since_step > 1:
+                o.accum_growth = float(self._probe.grad.float().norm()) / self._first_micro_norm
+        if self.w.sampled(step):
+            self._sample_grads(step, params, names)
+        self._snapshot(step, params, names)
+
+    def _first_step(self, params: list[nn.Parameter], names: dict) -> None:
+        o = self.signals()
+        all_params = [p for _, p in names.values()]
+        o.n_params = sum(p.numel() for p in all_params)
+        o.n_trainable = sum(p.numel() for p in all_params if p.requires_grad)
+        o.frozen = [n for n, p in names.values() if not p.requires_grad]
+        rms = [float(p.detach().float().pow(2).mean().sqrt()) for n, p in names.values()
+               if p.ndim == 2 and P.group_of(n).startswith(("layer.", "embeddings"))]
+        o.encoder_weight_rms = float(np.median(rms)) if rms else None
+        if o.frozen:
+            o.frozen_where = self._freeze_where()
+        o.param_dtypes = sorted({str(p.dtype).replace("torch.", "") for p in params})
+        heads = [p for i, (n, p) in names.items() if P.group_of(n) == "head" and p.requires_grad and i in self._opt_ids]
+        cands = heads or [p for p in params if p.requires_grad]
+        self._probe = min(cands, key=lambda p: p.numel()) if cands else None
+        if self._probe is not None and self._backward_since_step >= 1 and self._probe.grad is not None \
+                and self._first_micro_norm is None:
+            self._first_micro_norm = float(self._probe.grad.float().norm())
+
+    def _freeze_where(self) -> Any:
+        """Search the user's files defib has seen (the script first) for the line that freezes parameters."""
+        from defib.evidence.provenance import freeze_line
+
+        main = getattr(sys.modules.get("__main__"), "__file__", None)
+        seen = [main] + [getattr(getattr(r, "_defib_where", None), "file", None) for r in self.w.model.roots()]
+        seen += [info["where"].file for info in self._optimizers.values() if info.get("where") is not None]
+        files = list(dict.fromkeys(os.path.abspath(f) for f in seen if f and is_user_file(os.path.abspath(f))))
+        opt_lines = {os.path.abspath(i["where"].file): i["where"].line
+                     for i in self._optimizers.values() if i.get("where") is not None}
+        found = freeze_line(files, opt_lines)
+        return make_where(*found) if found else None
+
+    def _sample_grads(self, step: int, params: list[nn.Parameter], names: dict) -> None:
+        o = self.signals()
+        by_group: dict[str, list[torch.Tensor]] = {}
+        for p in params:
+            if p.grad is not None:
+                self._ever_grad.add(id(p))
+                if step <= 2 or id(p) not in self._ever_nonzero:
+                    if bool(p.grad.any()):
+                        self._ever_nonzero.add(id(p))
+                name = names.get(id(p), ("?",))[0]
+                by_group.setdefault(P.group_of(name), []).append(p.grad.detach())
+        total_sq = 0.0
+        for group, gs in by_group.items():
+            norms = torch._foreach_norm([g.float() for g in gs])
+            sq = float(torch.stack(norms).pow(2).sum())
+            total_sq += sq
+            o.grad_norm.setdefault(group, Series()).add(step, math.sqrt(sq))
+        if by_group:
+            o.grad_total.add(step, math.sqrt(total_sq))
+            if not math.isfinite(total_sq):
+                o.nonfinite.setdefault("grad", step)
+        # parameters that get gradients but are in no optimizer
+        for pid, (name, p) in names.items():
+            if pid not in self._opt_ids and p.grad is not None and name not in o.not_in_optimizer:
+                o.not_in_optimizer.append(name)
+        o.groups_with_grad = sorted(by_group, key=P.group_order)
+
+    def _snapshot(self, step: int, params: list[nn.Parameter], names: dict) -> None:
+        """Before a sampled step, copy one small tensor per group to measure the update."""
+        self._snap.clear()
+        if not self.w.sampled(step):
+            return
+        chosen: dict[str, nn.Parameter] = {}
+        for p in params:
+            if p.grad is None or p.ndim < 2 or p.numel() > 2_000_000:
+                continue
+            group = P.group_of(names.get(id(p), ("?",))[0])
+            if group not in chosen or p.numel() > chosen[group].numel():
+                chosen[group] = p
+        for group, p in chosen.items():
+            self._snap[id(p)] = (group, p, p.detach().clone())
+
+    def after_step(self, step: int) -> None:
+        """The watched optimizer took step ``step``: the update ratios, and the per-step counters start over."""
+        o = self.signals()
+        o.steps = step
+        if self._snap:
+            for group, p, before in self._snap.values():
+                after = p.detach()
+                denom = float(before.float().norm())
+                delta = float((after.float() - before.float()).norm())
+                if not math.isfinite(delta):
+                    o.nonfinite.setdefault("weight", step)
+                if denom > 0:
+                    o.update_ratio.setdefault(group, Series()).add(step, delta / denom)
+            self._snap.clear()
+        self._backward_since_step = 0
+        self._zeroed_after_backward = False
+
+    def finalize(self) -> None:
+        """Parameters that never got a gradient, or only zeros; steps whose gradients were never cleared."""
+        s = self.w.s
+        if s.optim is None or self._main_opt is None:
+            return
+        opt = self._main_opt()
+        names = self.w.model.names()
+        if opt is not None and s.step >= 1:
+            o = s.optim
+            trainable = [p for p in _opt_params(opt) if p.requires_grad]
+            o.never_grad = [names.get(id(p), (f"param{i}",))[0] for i, p in enumerate(trainable)
+                            if id(p) not in self._ever_grad][:200]
+            o.zero_grad_params = [names.get(id(p), (f"param{i}",))[0] for i, p in enumerate(trainable)
+                                  if id(p) in self._ever_grad and id(p) not in self._ever_nonzero][:200]
+        s.optim.steps_without_zero_grad = self._not_cleared
+
+
+def _opt_params(optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
+    return [p for g in optimizer.param_groups for p in g["params"]]
+
+
+def _built_by_trainer() -> bool:
+    """True when the transformers Trainer (not the user) is constructing this optimizer."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.replace("\\", "/").endswith("transformers/trainer.py"):
+            return True
+        frame = frame.f_back
+    return False

@@ -1,0 +1,178 @@
+"""The watcher: the step clock, the error guard's state, the confirmation fix, and the parts that own the evidence."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from defib.evidence import distributed
+from defib.evidence.watch.data import DataEvidence, find_inputs
+from defib.evidence.watch.guard import guarded
+from defib.evidence.watch.loss import LossEvidence
+from defib.evidence.watch.model import ModelEvidence
+from defib.evidence.watch.optim import OptimEvidence
+from defib.signals.run import MAX_INTERNAL_ERRORS, Signals
+
+
+class Watcher:
+    """Collects signals from one training run.
+
+    ``sample_every``: expensive measurements (per-group gradient norms, update
+    ratios, representation spread) run on the first steps and then every this
+    many optimizer steps. ``window``: how many recent predictions define the
+    current prediction spread. ``evaluate_every``: how often the callbacks
+    registered with :meth:`on_evaluate` run during training (the rules, so
+    that a flatline is announced when it happens).
+    """
+
+    def __init__(self, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, *,
+                 sample_every: int = 10, window: int = 256, evaluate_every: int = 10):
+        self.sample_every = sample_every
+        self.evaluate_every = evaluate_every
+        self.s = Signals()
+        self.s.config = {"sample_every": sample_every, "window": window}
+        self._inside = False  # a guarded handler is running (see guard.guarded)
+        self._grad = True     # the user's grad mode when the running handler was entered
+        self._depth = 0
+        self._step_callbacks: list[Callable[[int], None]] = []
+        self._evaluate_callbacks: list[Callable[[int], None]] = []
+        self.fix: Any = None  # a candidate fix (defib.fixes) applied by the wrappers, only in a --confirm rerun
+        self.started = time.time()
+        self.model = ModelEvidence(self)
+        self.data = DataEvidence(self)
+        self.loss = LossEvidence(self, window)
+        self.optim = OptimEvidence(self)
+        if model is not None:
+            self.model.add_root(model)
+        if optimizer is not None:
+            self.optim.optimizer_created(optimizer, where=None)
+
+    @property
+    def w(self) -> "Watcher":
+        """The watcher itself: ``guarded`` reaches the watcher as ``self.w`` from the watcher and its parts alike."""
+        return self
+
+    # ------------------------------------------------------------------ errors and the confirmation fix
+    def record_internal_error(self, where: str, exc: BaseException) -> None:
+        if len(self.s.internal_errors) < MAX_INTERNAL_ERRORS:
+            tb = traceback.extract_tb(exc.__traceback__)
+            last = tb[-1] if tb else None
+            at = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})" if last else ""
+            self.s.internal_errors.append(f"{where}: {type(exc).__name__}: {exc}{at}")
+
+    def apply_fix(self, hook: str, *args: Any, default: Any = None) -> Any:
+        """Call the confirmation fix's ``hook``; a fix that raises is reported, never the user's problem."""
+        if self.fix is None:
+            return default
+        try:
+            return getattr(self.fix, hook)(*args)
+        except Exception as exc:
+            self.record_internal_error(f"fix.{hook}", exc)
+            return default
+
+    def roots(self) -> list[nn.Module]:
+        """The models seen so far (a confirmation fix's ``before_step`` reaches them through the watcher)."""
+        return self.model.roots()
+
+    # ------------------------------------------------------------------ the step clock
+    def sampled(self, step: int) -> bool:
+        """Expensive measurements run at this step."""
+        return step < 3 or step % self.sample_every == 0
+
+    def sampling(self) -> bool:
+        """Expensive measurements run now (the steps taken so far decide)."""
+        return self.sampled(self.s.step)
+
+    def on_step(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(step)`` after every step of the watched optimizer."""
+        self._step_callbacks.append(callback)
+
+    def on_evaluate(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(step)`` at each evaluation point (steps 1-3, then every ``evaluate_every``)."""
+        self._evaluate_callbacks.append(callback)
+
+    # ------------------------------------------------------------------ forward
+    # The two module hooks run for every submodule call (about a hundred per
+    # BERT forward), so they stay outside ``guarded``: its no_grad context costs
+    # more than the work. They only count nesting depth and hand the two calls
+    # that matter (an encoder's output, the outermost module) to the guarded
+    # handler; an integer update and a getattr cannot raise.
+    def forward_pre(self, module: nn.Module, args: tuple) -> None:
+        self._depth += 1
+
+    def forward_post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any = None) -> None:
+        # output is missing when the forward raised (always_call=True still calls the hook)
+        self._depth = max(0, self._depth - 1)
+        if self._depth == 0 or getattr(output, "last_hidden_state", None) is not None:
+            self._forward_out(module, args, kwargs, output)
+
+    @guarded
+    def _forward_out(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        # global pre-hooks get no kwargs, so the inputs are read here, after the call
+        hidden = getattr(output, "last_hidden_state", None)
+        if isinstance(hidden, torch.Tensor) and hidden.ndim == 3:
+            if self._grad:
+                if self.sampling():
+                    self.model.encoder_output(hidden, find_inputs(args, kwargs)[1])
+            else:
+                self.model.nograd_encoder(module)
+        if self._depth == 0:
+            self._root_call(module, args, kwargs)
+
+    def _root_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        ids, mask = find_inputs(args, kwargs)
+        if ids is None:
+            return
+        self.model.add_root(module)
+        if not self._grad or not module.training:
+            self.data.evaluation_forward()
+            return
+        self.data.training_batch(ids, mask)
+
+    # ------------------------------------------------------------------ optimizer step
+    @guarded
+    def step_pre(self, optimizer: torch.optim.Optimizer, args: tuple = (), kwargs: dict | None = None) -> None:
+        if self.fix is not None and self.optim.may_be_main(optimizer):
+            self.apply_fix("before_step", optimizer, self)  # first: the step and what defib records see the fix
+        if not self.optim.adopt(optimizer):
+            return
+        step = self.s.step + 1
+        self.optim.before_step(step, optimizer)
+        self.loss.close_step(step)
+
+    @guarded
+    def step_post(self, optimizer: torch.optim.Optimizer, args: tuple = (), kwargs: dict | None = None) -> None:
+        if not self.optim.is_main(optimizer):
+            return
+        if self.fix is not None:
+            self.apply_fix("after_step", optimizer)
+        self.s.step += 1
+        step = self.s.step
+        due = step <= 3 or step % self.evaluate_every == 0
+        try:
+            self.optim.after_step(step)
+            self.loss.update_preds(step)
+        finally:
+            if due:  # under torchrun every rank reaches this at the same steps, whatever failed above
+                distributed.reduce_signals(self.s)
+        if due:
+            for cb in list(self._evaluate_callbacks):
+                cb(step)
+        for cb in list(self._step_callbacks):
+            cb(step)
+
+    # ------------------------------------------------------------------ the end
+    def detach(self) -> None:
+        """Remove the hooks the watcher put on the models themselves (the global ones are hooks.Installed's)."""
+        self.model.detach()
+
+    def finalize_signals(self) -> Signals:
+        """The signals with the statistics that are computed only when the rules read them."""
+        self.loss.update_slow_stats()
+        self.optim.finalize()
+        self.model.finalize()
+        return self.s
