@@ -30,7 +30,8 @@ from torch import nn
 import defib
 from defib.causes import CAUSES
 from defib.diagnosis import INTERNAL_CODE
-from defib.evidence.stats import Series, Window
+from defib.evidence.stats import Window
+from defib.signals.common import Series
 from defib.evidence.watch import Watcher
 from defib.evidence.watch.data import DataEvidence
 from defib.evidence.watch.loss import MAX_STEP_LOSSES, LossEvidence

@@ -10,7 +10,6 @@ import pytest
 from support import SCRIPTS, tiny_script
 
 from defib.rules.base import SECTIONS, all_rules
-from defib.stages.run import IGNORE_ENV
 
 
 def _line_of(path: Path, text: str) -> int:
@@ -55,14 +54,13 @@ def test_shape_fault_is_flatlined_with_l001_at_the_loss_line(tiny_model_dir, def
     assert rep["script_exit"] == 0
 
 
-def test_rules_named_in_the_ignore_variable_are_left_out_of_the_watched_diagnosis(tiny_model_dir, defib_run,
-                                                                                monkeypatch):
-    monkeypatch.setenv(IGNORE_ENV, "L001,m002")
-    r = defib_run(command=tiny_script(tiny_model_dir, "--fault", "shape"))
+def test_ignored_rules_do_not_decide_the_verdict(tiny_model_dir, defib_run):
+    """--ignore applies before the verdict: an ignored S001 flatline neither flatlines the run nor is announced."""
+    r = defib_run("--ignore", "S001", "--ignore", "l001", command=tiny_script(tiny_model_dir, "--fault", "shape"))
     codes = [f["code"] for f in r.report["findings"]]
-    assert codes and "L001" not in codes, codes
-    assert "[L001]" not in r.stderr, r  # the live diagnosis ignored it too
-    _no_traceback(r.stderr)
+    assert "S001" not in codes and "L001" not in codes, codes
+    assert r.report["verdict"] != "flatlined" and r.report["flatline"] is None, r.report["verdict"]
+    assert "predictions flatlined" not in r.stderr, r
 
 
 def test_a_flatline_that_recovers_is_announced_both_ways(tiny_model_dir, defib_run):

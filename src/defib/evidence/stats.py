@@ -1,4 +1,8 @@
-"""Bounded-memory statistics: a run of a million steps costs what a run of a thousand does."""
+"""Bounded-memory statistics: a run of a million steps costs what a run of a thousand does.
+
+The bounded series the signals keep is :class:`defib.signals.common.Series`; these are the watcher's
+running moments and windows behind it.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from defib.signals.common import Series  # noqa: F401  (re-exported: the watcher's parts build series)
 
 
 @dataclass
