@@ -38,8 +38,7 @@ class TokenSignals:
     unk_examples: list[int] = field(default_factory=list)
     max_id: int = -1
     ids_out_of_vocab: int = 0                 # ids at or above the model's vocab_size
-    specials_expected: list[str] = field(default_factory=list)   # e.g. ["[CLS]", "[SEP]"]
-    specials_missing: list[str] = field(default_factory=list)    # of those, not added by the tokenizer
+    specials_missing: list[str] = field(default_factory=list)    # declared (CLS/SEP or BOS/EOS) but not added by the tokenizer
     vocab_upper_share: float | None = None    # share of vocabulary entries with an uppercase letter
     text_upper_share: float | None = None     # share of (sampled) texts with an uppercase letter
     empty_rows: int = 0                       # texts that are empty or whitespace only (null counts as empty)
@@ -64,7 +63,6 @@ class ModelConfigSignals:
     vocab_size: int | None = None
     max_positions: int | None = None
     hidden_size: int | None = None
-    num_layers: int | None = None
     num_labels: int | None = None             # only when the config names its labels (id2label)
 
 

@@ -32,7 +32,6 @@ class LossSignals:
     reduction: str = "mean"
     input_shape: tuple[int, ...] = ()
     target_shape: tuple[int, ...] = ()
-    input_dtype: str = ""
     target_dtype: str = ""
     broadcast_calls: int = 0                  # calls whose input and target shapes differ
     weighted: bool = False                    # weight= or pos_weight= given
@@ -112,16 +111,13 @@ class OptimSignals:
     late_zero_grad_where: Where | None = None
     steps_without_zero_grad: int = 0          # steps with no zero_grad since the previous step
     steps_zeroed_before_step: int = 0         # steps whose gradients were cleared after backward, before step
-    steps_with_grads: int = 0
     micro_batches: list[int] = field(default_factory=list)  # backward calls per step (recent)
-    accum_growth: float | None = None         # grad norm at step / after the first micro-batch
     n_params: int = 0
     n_trainable: int = 0
     frozen: list[str] = field(default_factory=list)          # requires_grad False
     frozen_where: Where | None = None                        # the user's line that sets requires_grad False, if found
     encoder_weight_rms: float | None = None                  # median RMS of the encoder's weight matrices at step 1
     never_grad: list[str] = field(default_factory=list)      # trainable, in the optimizer, grad stays None
-    zero_grad_params: list[str] = field(default_factory=list)  # grad present but always exactly zero
     not_in_optimizer: list[str] = field(default_factory=list)  # get gradients, not in any optimizer
     groups_with_grad: list[str] = field(default_factory=list)
     nonfinite: dict[str, int] = field(default_factory=dict)   # "loss"/"grad"/"weight" -> first step

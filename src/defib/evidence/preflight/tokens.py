@@ -97,7 +97,6 @@ def load_model_config(name: str | os.PathLike) -> ModelConfigSignals:
     out.vocab_size = getattr(cfg, "vocab_size", None)
     out.max_positions = getattr(cfg, "max_position_embeddings", None)
     out.hidden_size = getattr(cfg, "hidden_size", None)
-    out.num_layers = getattr(cfg, "num_hidden_layers", None)
     heads = [a for a in raw.get("architectures") or [] if "Classification" in a]
     if "id2label" in raw or heads:
         out.num_labels = len(getattr(cfg, "id2label", {}) or {}) or None
@@ -153,7 +152,6 @@ class TokenCounter:
         declared = [t for t in (tok.cls_token or tok.bos_token, tok.sep_token or tok.eos_token) if t]
         probe = ("hello world", "hello") if self.s.pair else "hello world"
         ids = self.full.encode(*probe if isinstance(probe, tuple) else (probe,)).ids
-        self.s.specials_expected = declared
         self.s.specials_missing = [t for t in declared if tok.convert_tokens_to_ids(t) not in ids]
 
     def update(self, texts: pa.Array, pairs: pa.Array | None, row0: int) -> np.ndarray:

@@ -81,7 +81,7 @@ class LossEvidence(Part):
             ls.label_where = _label_where(ls.where)
         ls.calls += 1
         ls.input_shape, ls.target_shape = tuple(input.shape), tuple(target.shape)
-        ls.input_dtype, ls.target_dtype = str(input.dtype).replace("torch.", ""), str(target.dtype).replace("torch.", "")
+        ls.target_dtype = str(target.dtype).replace("torch.", "")
         ls.weighted = ls.weighted or kwargs.get("weight") is not None or kwargs.get("pos_weight") is not None
         if family != "classification" and input.shape != target.shape and input.numel() != 1:
             ls.broadcast_calls += 1

@@ -34,10 +34,8 @@ class OptimEvidence(Part):
         self._main_opt: weakref.ref | None = None
         self._opt_ids: set[int] = set()
         self._ever_grad: set[int] = set()
-        self._ever_nonzero: set[int] = set()
         self._backward_since_step = 0
         self._zeroed_after_backward = False
-        self._first_micro_norm: float | None = None
         self._probe: nn.Parameter | None = None
         self._not_cleared = 0
         self._snap: dict[int, tuple[str, nn.Parameter, torch.Tensor]] = {}  # id -> (group, param, copy before the step)
@@ -71,8 +69,6 @@ class OptimEvidence(Part):
     @guarded
     def backward_post(self, tensor: torch.Tensor) -> None:
         self._backward_since_step += 1
-        if self._backward_since_step == 1 and self._probe is not None and self._probe.grad is not None:
-            self._first_micro_norm = float(self._probe.grad.detach().float().norm())
 
     @guarded
     def zero_grad_call(self, owner: Any) -> None:
@@ -153,15 +149,10 @@ class OptimEvidence(Part):
             o.micro_batches.append(self._backward_since_step)
             del o.micro_batches[:-64]
         grads = [p.grad for p in params if p.grad is not None]
-        if grads:
-            o.steps_with_grads += 1
         # zero_grad() between backward() and step(); grads that never arrive at all are a cut graph (O006)
         if self._backward_since_step > 0 and self._zeroed_after_backward and \
                 (not grads or not any(bool(g.any()) for g in grads[:4])):
             o.steps_zeroed_before_step += 1
-        if self._probe is not None and self._probe.grad is not None and self._first_micro_norm:
-            if self._backward_since_step > 1:
-                o.accum_growth = float(self._probe.grad.float().norm()) / self._first_micro_norm
         if self.w.sampled(step):
             self._sample_grads(step, params, names)
         self._snapshot(step, params, names)
@@ -181,9 +172,6 @@ class OptimEvidence(Part):
         heads = [p for i, (n, p) in names.items() if P.group_of(n) == "head" and p.requires_grad and i in self._opt_ids]
         cands = heads or [p for p in params if p.requires_grad]
         self._probe = min(cands, key=lambda p: p.numel()) if cands else None
-        if self._probe is not None and self._backward_since_step >= 1 and self._probe.grad is not None \
-                and self._first_micro_norm is None:
-            self._first_micro_norm = float(self._probe.grad.float().norm())
 
     def _freeze_where(self) -> Any:
         """Search the user's files defib has seen (the script first) for the line that freezes parameters."""
@@ -204,9 +192,6 @@ class OptimEvidence(Part):
         for p in params:
             if p.grad is not None:
                 self._ever_grad.add(id(p))
-                if step <= 2 or id(p) not in self._ever_nonzero:
-                    if bool(p.grad.any()):
-                        self._ever_nonzero.add(id(p))
                 name = names.get(id(p), ("?",))[0]
                 by_group.setdefault(P.group_of(name), []).append(p.grad.detach())
         total_sq = 0.0
@@ -258,7 +243,7 @@ class OptimEvidence(Part):
         self._zeroed_after_backward = False
 
     def finalize(self) -> None:
-        """Parameters that never got a gradient, or only zeros; steps whose gradients were never cleared."""
+        """Parameters that never got a gradient; steps whose gradients were never cleared."""
         s = self.w.s
         if s.optim is None or self._main_opt is None:
             return
@@ -269,8 +254,6 @@ class OptimEvidence(Part):
             trainable = [p for p in _opt_params(opt) if p.requires_grad]
             o.never_grad = [names.get(id(p), (f"param{i}",))[0] for i, p in enumerate(trainable)
                             if id(p) not in self._ever_grad][:200]
-            o.zero_grad_params = [names.get(id(p), (f"param{i}",))[0] for i, p in enumerate(trainable)
-                                  if id(p) in self._ever_grad and id(p) not in self._ever_nonzero][:200]
         s.optim.steps_without_zero_grad = self._not_cleared
 
 

@@ -42,8 +42,6 @@ class WrongLoss(Rule):
     severity = Severity.ERROR
     needs = ("loss", "preds")
 
-    max_classes = 20   # integer targets with at most this many values are class ids
-
     def check(self, s: Signals) -> Finding | None:
         ls, p = s.loss, s.preds
         width = ls.input_shape[-1] if ls.input_shape else None
