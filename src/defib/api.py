@@ -11,7 +11,7 @@ from defib.diagnosis import Diagnosis
 from defib.evidence.distributed import is_main_process
 from defib.evidence.hooks import Installed, install
 from defib.evidence.watch import Watcher
-from defib.stages.run import LiveDiagnosis, export_signals, final_diagnosis, stderr_announce
+from defib.stages.run import LiveDiagnosis, final_diagnosis, run_report, stderr_announce
 
 if TYPE_CHECKING:
     from defib.evidence.probes import Budget
@@ -53,10 +53,8 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
         self.stop()
 
     def to_dict(self) -> dict:
-        """The diagnosis as the JSON report's dict, with the recorded series (``signals``) for plots."""
-        out = (self.diagnosis or final_diagnosis(self._live)).to_dict()
-        out["signals"] = export_signals(self.watcher.s)
-        return out
+        """The JSON report's dict: the diagnosis, what was observed, and the recorded series (``signals``) for plots."""
+        return run_report(self.diagnosis or final_diagnosis(self._live), self.watcher)
 
     def write_html(self, path: str) -> None:
         """Write the HTML report (verdict, findings, plots) of what was watched, as ``defib run --html`` does.

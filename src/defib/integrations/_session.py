@@ -64,12 +64,13 @@ class WatchSession:
         if self.watch is None:
             return self.diagnosis
         self.diagnosis = self.watch.stop()
+        report = self.watch.to_dict() if self.json_path is not None else None
         self.watch = None
         if is_main_process:
-            if self.json_path is not None:
+            if report is not None:
                 from defib.report import json as json_report
 
-                json_report.write(self.diagnosis.to_dict(), self.json_path)
+                json_report.write(report, self.json_path)
             if self.report:
                 from defib.report.text import print_report
 

@@ -135,17 +135,23 @@ def _write_report(live: LiveDiagnosis, state: dict[str, Any]) -> None:
         watcher = live.watcher
         if watcher.s.step == 0 and watcher.s.loss is None and not watcher.roots():
             return  # a helper process that never touched a model: nothing to say
-        report = final_diagnosis(live).to_dict()
+        report = run_report(final_diagnosis(live), watcher)
         report["stopped_after_steps"] = state["stopped"]
-        report["observed"] = observed(watcher)
         report["pid"] = os.getpid()
         report["rank"] = int(os.environ.get("RANK", "0") or 0)
-        report["ranks"] = watcher.s.config.get("ranks", 1)  # > 1: statistics were reduced across torchrun ranks
-        report["signals"] = export_signals(watcher.s)
         out = os.path.join(os.environ[REPORT_ENV], f"report.{os.getpid()}.json")
         json_report.write(report, out)
     except Exception as exc:
         print(f"defib: could not write the report ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+
+def run_report(diagnosis: Diagnosis, watcher: Watcher) -> dict[str, Any]:
+    """A watched run's report dict, the same from every entry point: the diagnosis, what was seen, the series."""
+    report = diagnosis.to_dict()
+    report["observed"] = observed(watcher)
+    report["ranks"] = watcher.s.config.get("ranks", 1)  # > 1: statistics were reduced across torchrun ranks
+    report["signals"] = export_signals(watcher.s)
+    return report
 
 
 def observed(watcher: Watcher) -> dict[str, Any]:
