@@ -9,7 +9,7 @@ One run, one machine, the packaged all-MiniLM-L6-v2:
     stopping, best checkpoint);
   - the transformers ``Trainer`` with its default ``TrainingArguments``
     (batch 8, lr 5e-5, no warmup, its default collator: dynamic padding) but
-    one epoch, the reference run in DESIGN.md;
+    one epoch, the project's reference run;
   - a naive loop: every batch padded to max_length 128, AdamW lr 5e-5,
     batch 16, MSE on the raw scores, for ``--naive-steps`` batches (120: a
     third of an epoch; its samples/s is steady after a few).
