@@ -10,8 +10,16 @@ does: tokenize 16 STS-B pairs (max_length 64), forward the packaged
 all-MiniLM-L6-v2 with a linear head on CLS, ``F.mse_loss`` on squeezed
 predictions, zero_grad, backward, AdamW step.
 
+``--size base`` and ``--size large`` swap the encoder for a BERT-base
+(110M parameters) or BERT-large (335M) configuration with random weights:
+the cost of a step does not depend on what the weights have learned, and no
+such checkpoint ships offline. ``--device cuda`` moves the model and each
+batch to the GPU and runs the forward pass and the loss under bf16 autocast;
+a step's time then ends with ``torch.cuda.synchronize()``.
+
     python bench/overhead/run.py            # K=10, R=8 (a few minutes)
     python bench/overhead/run.py --quick    # K=3, R=2
+    python bench/overhead/run.py --size base --device cuda --out bench/overhead/gpu-base.md
 
 The table is printed and written to bench/overhead/README.md.
 """
@@ -34,7 +42,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer, BertConfig
 
 import defib
 from defib.demos.data import load_stsb, model_path
@@ -43,10 +51,20 @@ HERE = Path(__file__).resolve().parent
 BATCH, MAX_LEN = 16, 64
 
 
+# (hidden size, layers, attention heads) of the random-weight configurations
+SIZES = {"base": (768, 12, 12), "large": (1024, 24, 16)}
+
+
 class Regressor(nn.Module):
-    def __init__(self, path: str):
+    def __init__(self, path: str, size: str = "minilm"):
         super().__init__()
-        self.encoder = AutoModel.from_pretrained(path)
+        if size == "minilm":
+            self.encoder = AutoModel.from_pretrained(path)
+        else:
+            hidden, layers, heads = SIZES[size]
+            config = BertConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                                intermediate_size=4 * hidden)
+            self.encoder = AutoModel.from_config(config)
         self.head = nn.Linear(self.encoder.config.hidden_size, 1)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
@@ -79,19 +97,28 @@ class Batches:
         return enc, torch.tensor(y, dtype=torch.float)
 
 
-def step(model, optimizer, batches: Batches, rows) -> tuple[float, float]:
+def step(model, optimizer, batches: Batches, rows, device: str = "cpu") -> tuple[float, float]:
     """One training step on these rows; returns (wall seconds, CPU seconds of this process, all threads).
 
     Both sides of a block pair get the very same rows: with dynamic padding a
-    step's time depends on its batch's lengths.
+    step's time depends on its batch's lengths. On a GPU the step ends when the
+    device has finished it, so that work defib queued is counted, and so is any
+    wait it forced.
     """
+    cuda = device == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
     start, cpu = time.perf_counter(), time.process_time()
     enc, y = batches.encode(rows)
-    preds = model(**enc)
-    loss = F.mse_loss(preds, y)
+    enc, y = enc.to(device), y.to(device)
+    with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=cuda):
+        preds = model(**enc)
+        loss = F.mse_loss(preds.float(), y)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
+    if cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - start, time.process_time() - cpu
 
 
@@ -110,6 +137,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name() if device == "cuda" else f"CPU ({cpu_model()})"
+
+
 def load() -> str:
     try:
         return " / ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -124,6 +155,10 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=5, help="unmeasured steps first")
     ap.add_argument("--quick", action="store_true", help="K=3, R=2, 2 warm-up steps")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", choices=["minilm", "base", "large"], default="minilm",
+                    help="the packaged MiniLM (real weights) or a BERT-base/large configuration (random weights)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: bf16 autocast on the GPU")
+    ap.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the packaged MiniLM's)")
     ap.add_argument("--out", type=Path, default=HERE / "README.md", help="markdown file to write")
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args()
@@ -132,17 +167,20 @@ def main() -> int:
     if args.block < 1 or args.repeats < 1:
         ap.error("--block and --repeats must be at least 1")
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no GPU is visible to torch")
     torch.manual_seed(args.seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_path())
-    model = Regressor(model_path())
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or model_path())
+    model = Regressor(model_path() if args.size == "minilm" else "", args.size).to(args.device)
     model.train()
+    n_params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5)
     batches = Batches(tokenizer, args.seed)
     load_start = load()
     began = time.perf_counter()
 
     for _ in range(args.warmup):
-        step(model, optimizer, batches, batches.next())
+        step(model, optimizer, batches, batches.next(), args.device)
     # one watcher for the whole run, attached only during watched blocks, so that
     # its sampling schedule is that of one long watched run
     w = defib.watch(model, optimizer, announce=None)
@@ -154,12 +192,12 @@ def main() -> int:
         block = [batches.next() for _ in range(args.block)]
 
         def bare_side() -> None:
-            bare_blocks.append([step(model, optimizer, batches, rows) for rows in block])
+            bare_blocks.append([step(model, optimizer, batches, rows, args.device) for rows in block])
 
         def watched_side() -> None:
             w.start()
             try:
-                watched_blocks.append([step(model, optimizer, batches, rows) for rows in block])
+                watched_blocks.append([step(model, optimizer, batches, rows, args.device) for rows in block])
             finally:
                 w.stop()
 
@@ -186,6 +224,9 @@ def main() -> int:
         "Per-step wall time of a real fine-tuning step with and without `defib.watch()`,",
         "alternated in one process (see the docstring of `run.py` for what a step is).",
         "",
+        f"Model: {args.size} ({n_params / 1e6:.0f}M parameters"
+        f"{', the packaged pretrained weights' if args.size == 'minilm' else ', a random-weight configuration'}); "
+        f"device: {device_name(args.device)}{', bf16 autocast' if args.device == 'cuda' else ''}.  ",
         f"Command: `python bench/overhead/run.py{' ' + argv if argv else ''}`  ",
         f"Date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ",
         f"Machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; torch {torch.__version__}, "
