@@ -22,8 +22,8 @@ from torch import nn
 
 from defib.evidence.callsite import make_where, where_here
 from defib.evidence.stats import Moments, Window
-from defib.signals.common import Series
 from defib.evidence.watch.guard import Part, guarded
+from defib.signals.common import Series
 from defib.signals.run import (CLASS_LOSSES, MAX_PLOTTED_CLASSES, MULTILABEL_LOSSES, QUANTILES, REGRESSION_LOSSES,
                                LossSignals, PredSignals)
 
