@@ -18,8 +18,8 @@ from torch import nn
 from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here
 from defib.evidence.stats import rel_spread
-from defib.signals.common import Series
 from defib.evidence.watch.guard import Part, guarded
+from defib.signals.common import Series
 from defib.signals.run import ModelSignals
 
 

@@ -20,8 +20,8 @@ from torch import nn
 
 from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, where_here, where_made
-from defib.signals.common import Series
 from defib.evidence.watch.guard import Part, guarded
+from defib.signals.common import Series
 from defib.signals.run import OptimSignals
 
 
