@@ -99,6 +99,16 @@ def test_crashing_script_still_gets_a_report(tiny_model_dir, defib_run):
     assert rep["verdict"] in ("healthy", "at_risk", "flatlined")
 
 
+def test_script_killed_by_a_signal_fails_the_run_and_says_so(defib_run):
+    """SIGKILL (the OOM killer's) leaves no exit handler to write a report: exit 128 + 9, and a note saying why."""
+    r = defib_run(command=[sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    assert r.returncode == 128 + 9, r
+    assert r.report["script_exit"] == -9
+    assert r.report["verdict"] == "inconclusive"
+    assert "SIGKILL" in r.report["observed"]["note"], r.report["observed"]
+    _no_traceback(r.stderr)
+
+
 def test_script_that_never_trains_is_inconclusive(defib_run):
     r = defib_run(command=[sys.executable, str(SCRIPTS / "no_train.py")])
     assert r.returncode == 0, r
@@ -142,6 +152,23 @@ def test_rule_prints_its_sections(defib_run):
         assert section in r.stdout, section
     assert "loss.shape_mismatch" in r.stdout
     assert defib_run("rule", "l001").returncode == 0  # codes are case-insensitive
+
+
+def test_rules_says_which_command_emits_each_rule(defib_run):
+    r = defib_run("rules")
+    for code, cls in all_rules().items():
+        line = next(line for line in r.stdout.splitlines() if code in line)
+        assert f"defib {cls.stage}" in line, line
+
+
+def test_rule_explains_a_cause_and_the_internal_error_code(defib_run):
+    r = defib_run("rule", "data.truncation")
+    assert r.returncode == 0, r
+    naming = [code for code, cls in all_rules().items() if cls.cause == "data.truncation"]
+    assert len(naming) >= 2 and all(code in r.stdout for code in naming), (naming, r.stdout)
+    r = defib_run("rule", "x001")
+    assert r.returncode == 0, r
+    assert "internal error" in r.stdout and "--ignore X001" in r.stdout
 
 
 def test_unknown_rule_exits_2(defib_run):

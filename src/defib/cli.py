@@ -123,7 +123,7 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
                                           help="Optimizer steps per rerun (0: as many as the run observed, "
                                                "at most 200).")) -> None:
     """Run a training script unchanged and diagnose it: defib run [--json PATH] [--html PATH] -- python train.py ARGS."""
-    from defib.stages.launch import confirm_fixes, watched
+    from defib.stages.launch import confirm_fixes, exit_status, watched
 
     _check_command(command)
     check_outputs(json_path, html_path)
@@ -134,7 +134,8 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
         report["confirmed_fixes"] = confirm_fixes(report, command, confirm_runs, confirm_steps, say=_stderr)
     _emit(report, json_path, html_path, quiet)
     code = _exit_code(report)
-    raise typer.Exit(code if code else (returncode if returncode > 0 else 0))
+    # a diagnosis that failed the run decides; otherwise the script's own status, a killed script's as a shell's
+    raise typer.Exit(code if code else exit_status(returncode))
 
 
 @app.command("confirm", context_settings={"allow_interspersed_args": True})
@@ -426,42 +427,66 @@ def predict_cmd(
         typer.echo(f"defib: warning [{f.code}] {f.cause}: {f.message}", err=True)
 
 
+STAGE_COMMAND = {"run": "defib run", "check": "defib check", "probe": "defib probe", "predict": "defib predict"}
+
+
 @app.command("rules")
 def rules_cmd() -> None:
-    """List every rule: code, cause and title."""
+    """List every rule: code, cause, title, severity and the command that emits it."""
     from rich.console import Console
     from rich.table import Table
 
     from defib.rules.base import all_rules
 
-    table = Table("code", "cause", "title", "severity")
+    table = Table("code", "cause", "title", "severity", "emitted by")
     for code, cls in all_rules().items():
-        table.add_row(code, cls.cause or "(symptom)", cls.title, str(cls.severity))
+        table.add_row(code, cls.cause or "(symptom)", cls.title, str(cls.severity), STAGE_COMMAND[cls.stage])
     Console().print(table)
 
 
 @app.command("rule")
-def rule_cmd(code: str = typer.Argument(..., help="A rule code, e.g. L001.")) -> None:
-    """Explain one rule, from its docstring."""
+def rule_cmd(code: str = typer.Argument(..., help="A rule code (L001), or a cause (loss.shape_mismatch).")) -> None:
+    """Explain one rule from its docstring, or every rule that names a cause."""
     from rich.console import Console
     from rich.markdown import Markdown
 
+    from defib.causes import CAUSES
+    from defib.diagnosis import INTERNAL_CODE
     from defib.rules.base import all_rules
 
     rules = all_rules()
-    cls = rules.get(code.upper())
-    if cls is None:
-        fail(f"no rule {code!r}; known: {', '.join(rules)}")
+    if code.upper() == INTERNAL_CODE:
+        Console().print(Markdown(f"# {INTERNAL_CODE}: defib internal error\n\n{INTERNAL_EXPLANATION}"))
+        return
+    if code.lower() in CAUSES:
+        chosen = [cls for cls in rules.values() if cls.cause == code.lower()]
+    else:
+        chosen = [rules[code.upper()]] if code.upper() in rules else []
+    if not chosen:
+        fail(f"no rule or cause {code!r}; rule codes: {', '.join(rules)}, {INTERNAL_CODE}")
+    Console().print(Markdown("\n\n".join(_explain(cls) for cls in chosen)))
+
+
+INTERNAL_EXPLANATION = ("defib hit an error in its own code and skipped the measurements it was taking; your "
+                        "training was not affected. The finding's evidence lists the errors: please report them. "
+                        "`--ignore X001` silences it.")
+
+
+def _explain(cls: Any) -> str:
+    """One rule's explanation as markdown: title, cause, severity, stage, then its docstring's sections."""
+    from defib.rules.base import SECTIONS
+
     doc = cls.doc()
-    parts = [f"# {cls.code}: {cls.title}", f"cause: `{cls.cause or 'symptom'}`, severity: {cls.severity}",
+    parts = [f"# {cls.code}: {cls.title}",
+             f"cause: `{cls.cause or 'symptom'}`, severity: {cls.severity}, emitted by `{STAGE_COMMAND[cls.stage]}`",
              doc.get("summary", "")]
-    for section in ("What it detects", "Why it flattens predictions", "Example", "Fix"):
+    for section in SECTIONS:
         if doc.get(section):
             text = doc[section]
             if section == "Example":  # keep the example's lines apart (markdown would join them)
                 text = "  \n".join(text.splitlines())
             parts.append(f"## {section}\n{text}")
-    Console().print(Markdown("\n\n".join(parts)))
+    return "\n\n".join(parts)
 
 
 if __name__ == "__main__":

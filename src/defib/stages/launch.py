@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -44,11 +45,15 @@ def watched(command: list[str], steps: int, extra_env: dict[str, str] | None = N
             proc = subprocess.run(command, env=env, stdout=out, stderr=out)
         except KeyboardInterrupt:
             proc = subprocess.CompletedProcess(command, 130)
-        return proc.returncode, pick_report(Path(tmp))
+        return proc.returncode, pick_report(Path(tmp), proc.returncode)
 
 
-def pick_report(folder: Path) -> dict:
-    """The report of the process that trained (rank 0, then most steps); an inconclusive one if none wrote any."""
+def pick_report(folder: Path, returncode: int = 0) -> dict:
+    """The report of the process that trained (rank 0, then most steps); an inconclusive one if none wrote any.
+
+    A process killed by a signal (SIGKILL, the OOM killer) cannot write its
+    report at exit: then the report says so, rather than that torch was never imported.
+    """
     best = None
     for path in folder.glob("report.*.json"):
         try:
@@ -61,8 +66,25 @@ def pick_report(folder: Path) -> dict:
     if best is not None:
         return best[1]
     report = Diagnosis(verdict="inconclusive", task="unknown", steps=0, flatline=None, findings=[]).to_dict()
-    report["observed"] = {"note": "the command never imported torch or never reached a model"}
+    if returncode < 0:
+        note = (f"the script was killed by {signal_name(-returncode)} before defib could write its report "
+                "(a killed process runs no exit handler)")
+    else:
+        note = "the command never imported torch or never reached a model"
+    report["observed"] = {"note": note}
     return report
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def exit_status(returncode: int) -> int:
+    """A child's status as a shell reports it: a process killed by signal N exits 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def confirm_fixes(report: dict, command: list[str], runs: int, steps: int, say: Callable[[str], None]) -> list[dict]:
