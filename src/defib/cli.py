@@ -43,7 +43,6 @@ app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True
                   help="Find out why a fine-tuned BERT predicts the same score for every input.")
 
 
-
 def _stderr(line: str) -> None:
     typer.echo(line, err=True)
 

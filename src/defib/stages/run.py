@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from defib.diagnosis import Diagnosis, diagnose
+from defib.diagnosis import FLATLINE_CODE, Diagnosis, diagnose
 from defib.evidence import params as P
 from defib.evidence.distributed import is_main_process
 from defib.evidence.hooks import install
@@ -69,9 +69,9 @@ class LiveDiagnosis:
             if top is not None and top.cause:
                 msg += f"; likely cause: {top.cause} [{top.code}]"
             self.announce(msg)
-        elif d.verdict != "flatlined" and "S001" in self.first_fired:
+        elif d.verdict != "flatlined" and FLATLINE_CODE in self.first_fired:
             # the predictions spread out again: a later collapse is a new one, with its own step
-            del self.first_fired["S001"]
+            del self.first_fired[FLATLINE_CODE]
             if self._flatline_announced and self.announce is not None:
                 self._flatline_announced = False
                 self.announce(f"defib: predictions recovered by step {step} (no longer flat)")
