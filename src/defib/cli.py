@@ -285,8 +285,12 @@ def _load_model(path: str, task: str | None, labels: list | None):
 
     ``task`` is the one given or inferred from the labels (None without data: a regression head).
     """
+    from defib.evidence import weights
     from defib.evidence.probes.data import ProbeInputError
 
+    why = weights.refusal(path)
+    if why:
+        raise ProbeInputError(why)
     try:
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -301,7 +305,7 @@ def _load_model(path: str, task: str | None, labels: list | None):
             else:
                 config.num_labels = 1
         tok = AutoTokenizer.from_pretrained(path)
-        net = AutoModelForSequenceClassification.from_pretrained(path, config=config)
+        net = AutoModelForSequenceClassification.from_pretrained(path, config=config, use_safetensors=True)
     except (OSError, ValueError, KeyError) as exc:
         raise ProbeInputError(f"cannot load a model from {path}: {str(exc).splitlines()[0]}") from None
     return net, tok

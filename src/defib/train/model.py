@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from defib.evidence import weights
 from defib.evidence.readers import InputError
 
 
@@ -18,6 +19,9 @@ def resolve_model(name: str) -> str:
     if path.is_dir():
         if not (path / "config.json").exists():
             raise InputError(f"--model {name}: the folder has no config.json (not a transformers model)")
+        why = weights.refusal(path)
+        if why:
+            raise InputError(f"--model {why}")
         return str(path)
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise InputError(f"--model {name}: no such model folder")
@@ -30,4 +34,9 @@ def resolve_model(name: str) -> str:
         raise InputError(f"--model {name}: not a folder, and not in the local hub cache"
                          + (" (HF_HUB_OFFLINE is set)" if offline else "; download it first or pass a folder")) \
             from None
+    from huggingface_hub import try_to_load_from_cache
+
+    if not any(isinstance(try_to_load_from_cache(name, f), str) for f in weights.SAFE_FILES):
+        raise InputError(f"--model {name}: no safetensors weights in the local hub cache (defib loads safetensors "
+                         "only, since unpickling can run code)")
     return name

@@ -282,7 +282,7 @@ def train(opts: TrainOptions, prep: Prepared) -> TrainResult:
         config["label2id"] = {n: i for i, n in enumerate(space.names)}
     torch.manual_seed(opts.seed)  # the new head's initialisation
     with _quiet_transformers():  # its load report lists the new head's weights as missing: expected here
-        model = AutoModelForSequenceClassification.from_pretrained(prep.model, **config)
+        model = AutoModelForSequenceClassification.from_pretrained(prep.model, use_safetensors=True, **config)
 
     steps_per_epoch = math.ceil(len(train_ds) / (opts.batch_size * opts.accumulation * _world_size()))
     total_steps = max(1, math.ceil(steps_per_epoch * opts.epochs))

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from defib.report.json import atomic_file
 from defib.signals.predict import PredictSignals
+from defib.evidence import weights
 from defib.evidence.readers import InputError
 from defib.stages.predict import predict_diagnosis
 from defib.train.data import Columns, read_columns
@@ -43,8 +43,9 @@ def load(model_dir: str | Path) -> Loaded:
         raise InputError(f"{folder}: no such model folder")
     if not (folder / "config.json").exists():
         raise InputError(f"{folder}: not a transformers model folder (no config.json)")
-    if not any(folder.glob("*.safetensors")):
-        raise InputError(f"{folder}: no .safetensors weights (defib loads no pickled weights)")
+    why = weights.refusal(folder)
+    if why:
+        raise InputError(why)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     arch = config.get("architectures") or []
     if not any(a.endswith("ForSequenceClassification") for a in arch):
@@ -121,27 +122,11 @@ def write_csv(path: Path, space: LabelSpace, values: list[Any], outputs: np.ndar
     elif space.task == "multilabel":
         extra = 1 / (1 + np.exp(-outputs))
         header += [f"p_{n}" for n in space.names]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            for i, v in enumerate(values):
-                row = [i + 1, f"{v:.6g}" if isinstance(v, float) else v]
-                if extra is not None:
-                    row += [f"{p:.4f}" for p in extra[i]]
-                w.writerow(row)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def read_inputs(loaded: Loaded, data: str | Path, text: str | None, text_pair: str | None) -> Columns:
-    text = text or loaded.columns.get("text")
-    if text is None:
-        raise InputError("--text: this model does not record its text column; name it with --text")
-    pair = text_pair if text_pair is not None else loaded.columns.get("text_pair")
-    return read_columns(data, text, pair)
+    with atomic_file(path, newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for i, v in enumerate(values):
+            row = [i + 1, f"{v:.6g}" if isinstance(v, float) else v]
+            if extra is not None:
+                row += [f"{p:.4f}" for p in extra[i]]
+            w.writerow(row)

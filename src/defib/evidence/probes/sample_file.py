@@ -78,15 +78,17 @@ def _number(value: Any) -> float | None:
 
 def builtin_rows(task: str, n_classes: int, rows: int = 64, seed: int = 0) -> tuple[list[Any], list[Any], str]:
     """A sample of real data: STS-B pairs (regression) or Rotten Tomatoes reviews (classification)."""
-    from defib.demos.data import load_rotten_tomatoes, load_stsb
+    from defib.demos.data import SampleDataError, load_rotten_tomatoes, load_stsb
 
     rng = random.Random(seed)
+    try:
+        d = load_stsb("train") if task == "regression" else load_rotten_tomatoes()
+    except SampleDataError as exc:
+        raise ProbeInputError(f"{exc} (or pass --data)") from None
     if task == "regression":
-        d = load_stsb("train")
         idx = rng.sample(range(len(d)), rows)
         return [(d.sentence1[i], d.sentence2[i]) for i in idx], [d.score[i] for i in idx], \
             f"a built-in STS-B sample ({rows} rows; no --data given)"
-    d = load_rotten_tomatoes()
     keep = [i for i, y in enumerate(d.label) if y < n_classes]
     idx = rng.sample(keep, rows)
     return [d.text[i] for i in idx], [d.label[i] for i in idx], \

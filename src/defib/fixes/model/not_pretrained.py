@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
+from defib.evidence import weights
 from defib.fixes.base import Fix, fix_for
-
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 
 
 @fix_for
@@ -21,7 +21,8 @@ class LoadPretrained(Fix):
         """Copy the weights in place before the first step, so the optimizer keeps its parameters.
 
         The encoder's config names the checkpoint it came from (``_name_or_path``);
-        only a local folder with weights is read, never the hub. The first
+        only a local folder with safetensors weights is read, never the hub
+        and never a pickle. The first
         forward and backward already ran on the random weights: their one step
         (about lr in size under Adam) is noise next to pretrained weights.
         """
@@ -35,9 +36,13 @@ class LoadPretrained(Fix):
                 continue
             base = encoder.base_model
             path = getattr(base.config, "_name_or_path", "") or ""
-            if not (os.path.isdir(path) and any(os.path.exists(os.path.join(path, f)) for f in WEIGHT_FILES)):
+            if not os.path.isdir(path):
                 continue
-            state = AutoModel.from_pretrained(path).state_dict()
+            why = weights.refusal(path)
+            if why:  # the rerun goes on unfixed, and so is not confirmed; the user learns why
+                print(f"defib: --confirm: not loading the pretrained weights: {why}", file=sys.stderr)
+                continue
+            state = AutoModel.from_pretrained(path, use_safetensors=True).state_dict()
             own = base.state_dict()
             matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
             if len(matched) < len(own) // 2:
