@@ -28,7 +28,7 @@ DOCS = ROOT / "docs"
 
 def run_example(html: Path, steps: int) -> None:
     python = os.path.relpath(sys.executable, ROOT)  # the report shows the command: no machine-specific path
-    defib = [python, "-m", "defib.cli", "run", "--steps", str(steps), "--html", str(html),
+    defib = [python, "-m", "defib.cli", "run", "--max-steps", str(steps), "--html", str(html),
              "--json", str(html.with_suffix(".json")), "--quiet", "--", python, "examples/stsb_flatline.py"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     # exit 1 is the diagnosis (an error finding), not a failure of this script

@@ -5,7 +5,7 @@ The planted fault is one people really hit: the regression head returns shape
 (B, B). The loss is then minimised by predicting the mean score for every pair,
 so the predictions collapse to a constant. PyTorch only warns about it.
 
-    defib run --steps 60 -- python examples/stsb_flatline.py
+    defib run --max-steps 60 -- python examples/stsb_flatline.py
 
 The fix is one line: ``loss = F.mse_loss(preds.squeeze(-1), labels)``.
 """

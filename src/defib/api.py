@@ -22,14 +22,16 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
 
     ``model`` and ``optimizer`` are optional: defib finds the model from its
     first forward call and the optimizer from its first step. Pass them when a
-    process holds several models and you want this one. After the block,
+    process holds several models and you want this one. ``ignore``: rule
+    codes left out of the diagnosis (``--ignore``). After the block,
     ``w.diagnosis`` holds the result; ``w.report()`` prints it.
     """
 
     def __init__(self, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, *,
-                 sample_every: int = 10, announce: Callable[[str], None] | None = stderr_announce):
+                 sample_every: int = 10, announce: Callable[[str], None] | None = stderr_announce,
+                 ignore: tuple[str, ...] = ()):
         self.watcher = Watcher(model, optimizer, sample_every=sample_every)
-        self._live = LiveDiagnosis(self.watcher, announce)
+        self._live = LiveDiagnosis(self.watcher, announce, ignore=tuple(c.upper() for c in ignore))
         self._installed: Installed | None = None
         self.diagnosis: Diagnosis | None = None
 

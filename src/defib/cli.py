@@ -14,6 +14,10 @@ import typer
 from typer.core import TyperGroup
 
 from defib._version import __version__
+from defib.cli_options import (Task, aliased, confirm_runs_option, confirm_steps_option, html_option,
+                               ignore_option, json_option, label_option, max_length_option, max_steps_option,
+                               model_option, no_progress_option, quiet_option, task_option, text_option,
+                               text_pair_option)
 
 # click's exception base, reached through typer's public API (typer may vendor its own click)
 _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -33,9 +37,9 @@ class _OneLineErrors(TyperGroup):
             hint = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) is not None else ""
             typer.echo(f"defib: error: {exc.format_message()}{hint}", err=True)
             sys.exit(exc.exit_code)
-        except typer.Abort:
-            typer.echo("defib: aborted", err=True)
-            sys.exit(1)
+        except typer.Abort:  # click's form of KeyboardInterrupt: 128 + SIGINT, as a shell reports it
+            typer.echo("defib: interrupted", err=True)
+            sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -57,11 +61,6 @@ def version_callback(value: bool) -> None:
     if value:
         typer.echo(f"defib {__version__}")
         raise typer.Exit()
-
-
-def html_option() -> Any:
-    """The ``--html PATH`` option, the same on every command that diagnoses."""
-    return typer.Option(None, "--html", help="Write the report as one self-contained HTML file with plots.")
 
 
 def check_outputs(*paths: Optional[Path]) -> None:
@@ -107,20 +106,17 @@ def main(version: bool = typer.Option(False, "--version", callback=version_callb
     """defib watches a PyTorch fine-tuning run and says why it flatlines."""
 
 
-@app.command(context_settings={"allow_interspersed_args": False})
+@app.command(cls=aliased({"--steps": "--max-steps"}), context_settings={"allow_interspersed_args": False})
 def run(command: list[str] = typer.Argument(..., help="The training command, after --: python train.py ARGS"),
-        json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
+        json_path: Optional[Path] = json_option(),
         html_path: Optional[Path] = html_option(),
-        steps: int = typer.Option(0, "--steps", min=0, help="Stop the script after N optimizer steps (0: run to the end)."),
-        ignore: list[str] = typer.Option([], "--ignore", help="Rule codes to leave out of the diagnosis (and "
-                                                              "so of the verdict)."),
-        quiet: bool = typer.Option(False, "--quiet", help="Print only the verdict line."),
+        steps: int = max_steps_option(),
+        ignore: list[str] = ignore_option(),
+        quiet: bool = quiet_option(),
         confirm: bool = typer.Option(False, "--confirm", help="Rerun with the fix for the top cause and check the "
                                                              "collapse goes away."),
-        confirm_runs: int = typer.Option(2, "--confirm-runs", min=1, help="At most this many reruns for --confirm."),
-        confirm_steps: int = typer.Option(0, "--confirm-steps", min=0,
-                                          help="Optimizer steps per rerun (0: as many as the run observed, "
-                                               "at most 200).")) -> None:
+        confirm_runs: int = confirm_runs_option(),
+        confirm_steps: int = confirm_steps_option()) -> None:
     """Run a training script unchanged and diagnose it: defib run [--json PATH] [--html PATH] -- python train.py ARGS."""
     from defib.stages.launch import confirm_fixes, exit_status, watched
 
@@ -137,15 +133,14 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
     raise typer.Exit(code if code else exit_status(returncode))
 
 
-@app.command("confirm", context_settings={"allow_interspersed_args": True})
+@app.command("confirm", cls=aliased({"--runs": "--confirm-runs", "--steps": "--confirm-steps"}),
+             context_settings={"allow_interspersed_args": True})
 def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report written by defib run --json."),
                 command: list[str] = typer.Argument(..., help="The same training command, after --."),
-                json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report with its "
-                                                                             "confirmed_fixes here."),
+                json_path: Optional[Path] = json_option(),
                 html_path: Optional[Path] = html_option(),
-                runs: int = typer.Option(2, "--runs", min=1, help="At most this many reruns."),
-                steps: int = typer.Option(0, "--steps", min=0, help="Optimizer steps per rerun (0: as many as the "
-                                                                     "report observed, at most 200).")) -> None:
+                runs: int = confirm_runs_option(),
+                steps: int = confirm_steps_option()) -> None:
     """Prove the fix of a diagnosis you already have: defib confirm report.json -- python train.py ARGS.
 
     The same as ``defib run --confirm`` without running the script a first time.
@@ -189,12 +184,6 @@ def _exit_code(report: dict) -> int:
     return 0
 
 
-class Task(str, enum.Enum):
-    regression = "regression"
-    classification = "classification"
-    multilabel = "multilabel"
-
-
 class FailOn(str, enum.Enum):
     warning = "warning"
     error = "error"
@@ -202,19 +191,20 @@ class FailOn(str, enum.Enum):
 
 @app.command("check")
 def check_cmd(data: Path = typer.Argument(..., help="CSV, TSV, JSON Lines or Parquet file, or a save_to_disk folder."),
-              text: str = typer.Option(..., "--text", help="The text column."),
-              label: str = typer.Option(..., "--label", help="The label column."),
-              model: str = typer.Option(..., "--model", help="Model folder (or hub name): its tokenizer and config."),
-              text_pair: Optional[str] = typer.Option(None, "--text-pair", help="The second text column, for pairs."),
+              text: str = text_option(),
+              label: str = label_option(),
+              model: str = model_option(),
+              text_pair: Optional[str] = text_pair_option(),
               tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="A tokenizer other than the model's."),
-              max_length: Optional[int] = typer.Option(None, "--max-length", help="Truncation length (default: the model's)."),
-              task: Optional[Task] = typer.Option(None, "--task", help="Default: inferred from the labels."),
-              json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
+              max_length: Optional[int] = max_length_option(),
+              task: Optional[Task] = task_option(),
+              json_path: Optional[Path] = json_option(),
               html_path: Optional[Path] = html_option(),
               fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help="Exit 1 on findings of this severity or worse."),
               delimiter: Optional[str] = typer.Option(None, "--delimiter", help="CSV field separator (default: by extension)."),
-              ignore: list[str] = typer.Option([], "--ignore", help="Rule codes to leave out of the report."),
-              quiet: bool = typer.Option(False, "--quiet", help="Print only the verdict line.")) -> None:
+              ignore: list[str] = ignore_option(),
+              quiet: bool = quiet_option(),
+              no_progress: bool = no_progress_option()) -> None:
     """Check a data file before training: truncation, tokenizer, label order, encoding, scale and balance."""
     from defib.evidence.readers import InputError
     from defib.stages.check import check_file
@@ -227,7 +217,7 @@ def check_cmd(data: Path = typer.Argument(..., help="CSV, TSV, JSON Lines or Par
     try:
         diagnosis = check_file(data, text=text, label=label, model=model, text_pair=text_pair, tokenizer=tokenizer,
                                max_length=max_length, task=task.value if task else None, delimiter=delimiter,
-                               progress=not quiet, ignore=tuple(c.upper() for c in ignore))
+                               progress=not (quiet or no_progress), ignore=tuple(c.upper() for c in ignore))
     except InputError as exc:
         fail(str(exc))
     _emit(diagnosis.to_dict(), json_path, html_path, quiet)
@@ -237,22 +227,23 @@ def check_cmd(data: Path = typer.Argument(..., help="CSV, TSV, JSON Lines or Par
 
 
 @app.command("probe")
-def probe_cmd(model: str = typer.Option(..., "--model", help="A local model folder (transformers format)."),
+def probe_cmd(model: str = model_option(),
               data: Optional[Path] = typer.Option(None, "--data", help="Rows to probe with: CSV, TSV, JSON Lines, "
                                                                          "Parquet or a save_to_disk folder."),
-              text: str = typer.Option("text", "--text", help="The text column."),
-              text_pair: Optional[str] = typer.Option(None, "--text-pair", help="A second text column (pairs)."),
-              label: str = typer.Option("label", "--label", help="The label column."),
-              task: Optional[str] = typer.Option(None, "--task", help="regression or classification (default: "
-                                                                      "inferred from the labels, as defib check does)."),
+              text: str = text_option(),
+              text_pair: Optional[str] = text_pair_option(),
+              label: str = label_option(),
+              task_choice: Optional[Task] = task_option(),
               rows: int = typer.Option(64, "--rows", min=8, max=512, help="Rows to probe with."),
-              json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
+              json_path: Optional[Path] = json_option(),
               html_path: Optional[Path] = html_option(),
-              ignore: list[str] = typer.Option([], "--ignore", help="Rule codes to leave out of the report."),
-              quiet: bool = typer.Option(False, "--quiet", help="Print only the verdict line.")) -> None:
+              ignore: list[str] = ignore_option(),
+              quiet: bool = quiet_option(),
+              no_progress: bool = no_progress_option()) -> None:
     """Ask a model directly: initial loss, input sensitivity, gradient flow, overfit one batch, LR sweep, label control."""
-    if task not in (None, "regression", "classification"):
-        fail(f"--task {task!r}: use regression or classification")
+    task = task_choice.value if task_choice else None
+    if task == "multilabel":
+        fail("--task multilabel: defib probe probes regression and classification models only")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model hub here: a hub name must fail fast, not hang
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from defib.evidence.probes.data import ProbeInputError
@@ -271,7 +262,8 @@ def probe_cmd(model: str = typer.Option(..., "--model", help="A local model fold
             net, tok = _load_model(model, task, None)
             task = task or ("regression" if net.config.num_labels == 1 else "classification")
             texts, labels, source = builtin_rows(task, net.config.num_labels, rows=rows)
-        diagnosis = _probe_with_progress(net, tok, texts, labels, task, source, tuple(c.upper() for c in ignore))
+        diagnosis = _probe_with_progress(net, tok, texts, labels, task, source, tuple(c.upper() for c in ignore),
+                                         show=not (quiet or no_progress))
     except (InputError, ProbeInputError) as exc:
         fail(str(exc))
     report = diagnosis.to_dict()
@@ -311,14 +303,14 @@ def _load_model(path: str, task: str | None, labels: list | None):
     return net, tok
 
 
-def _probe_with_progress(net, tok, texts, labels, task, source, ignore):
-    """Run defib.probe with a progress bar on stderr for the training probes."""
+def _probe_with_progress(net, tok, texts, labels, task, source, ignore, show=True):
+    """Run defib.probe with a progress bar on stderr for the training probes (none unless ``show``)."""
     from rich.console import Console
     from rich.progress import Progress
 
     from defib.api import probe
 
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    with Progress(console=Console(stderr=True), transient=True, disable=not show) as bar:
         def progress(description: str, total: int):
             task_id = bar.add_task(description, total=total)
             return lambda: bar.advance(task_id)
@@ -329,20 +321,19 @@ def _probe_with_progress(net, tok, texts, labels, task, source, ignore):
 @app.command("train")
 def train_cmd(
         data: Path = typer.Argument(..., help="Training data: CSV, TSV, JSON Lines, Parquet or a save_to_disk folder."),
-        text: str = typer.Option(..., "--text", help="Column with the text."),
-        label: str = typer.Option(..., "--label", help="Column with the label (score, class, or list of labels)."),
-        model: str = typer.Option(..., "--model", help="Pretrained model folder (or a hub name in the local cache)."),
+        text: str = text_option(),
+        label: str = label_option(),
+        model: str = model_option(),
         out: Path = typer.Option(..., "--out", help="Folder to write the fine-tuned model to (made at the end)."),
-        text_pair: Optional[str] = typer.Option(None, "--text-pair", help="Second text column (sentence pairs)."),
-        task: Optional[str] = typer.Option(None, "--task", help="regression, classification or multilabel "
-                                                                "(default: from the labels)."),
+        text_pair: Optional[str] = text_pair_option(),
+        task: Optional[Task] = task_option(),
         dev: Optional[Path] = typer.Option(None, "--dev", help="Dev file with the same columns (default: hold out "
                                                                "--dev-share of DATA)."),
         dev_share: float = typer.Option(0.1, "--dev-share", help="Share of DATA held out when there is no --dev."),
         epochs: float = typer.Option(4.0, "--epochs", min=0.01, help="Epochs (early stopping may end sooner)."),
         lr: float = typer.Option(5e-5, "--lr", min=0.0, help="Peak learning rate (AdamW)."),
         batch_size: int = typer.Option(16, "--batch-size", min=1, help="Rows per device per micro-batch."),
-        max_length: int = typer.Option(128, "--max-length", min=8, help="Truncate inputs to this many tokens."),
+        max_length: Optional[int] = max_length_option(),
         loss: Optional[str] = typer.Option(None, "--loss", help="mse, huber, ce, weighted-ce, focal or bce "
                                                                 "(default: by task; focal with class weights if imbalanced)."),
         class_weights: str = typer.Option("balanced", "--class-weights",
@@ -355,12 +346,16 @@ def train_cmd(
         accumulation: int = typer.Option(1, "--accumulation", min=1, help="Micro-batches per optimizer step."),
         patience: int = typer.Option(2, "--patience", min=1, help="Evaluations without improvement before stopping."),
         eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate every N steps (0: every epoch)."),
+        max_steps: int = max_steps_option(),
         seed: int = typer.Option(42, "--seed", help="Seed for the head, the shuffling and the dev split."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out at the end if it exists."),
         no_check: bool = typer.Option(False, "--no-check", help="Skip defib check on the training data."),
         ignore_check: bool = typer.Option(False, "--ignore-check", help="Train even if defib check finds an error."),
-        no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar.")) -> None:
+        json_path: Optional[Path] = json_option(),
+        html_path: Optional[Path] = html_option(),
+        ignore: list[str] = ignore_option(),
+        no_progress: bool = no_progress_option()) -> None:
     """Fine-tune a BERT-family model the way that does not flatline, with defib watching."""
     from defib.evidence.distributed import is_main_process
     from defib.evidence.readers import InputError
@@ -368,11 +363,14 @@ def train_cmd(
     from defib.train.summary import diagnosis_lines, final_table
 
     opts = pipeline.TrainOptions(
-        data=data, text=text, label=label, model=model, out=out, text_pair=text_pair, task=task, dev=dev,
+        data=data, text=text, label=label, model=model, out=out, text_pair=text_pair,
+        task=task.value if task else None, dev=dev,
         dev_share=dev_share, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, loss=loss,
         class_weights=class_weights, scheduler=scheduler, warmup=warmup, weight_decay=weight_decay, clip=clip,
-        accumulation=accumulation, patience=patience, eval_every=eval_every, seed=seed, resume=resume, overwrite=overwrite, check=not no_check,
+        accumulation=accumulation, patience=patience, eval_every=eval_every, max_steps=max_steps,
+        ignore=tuple(c.upper() for c in ignore), seed=seed, resume=resume, overwrite=overwrite, check=not no_check,
         ignore_check=ignore_check, progress=not no_progress)
+    check_outputs(json_path, html_path)
     main_rank = is_main_process()
     say = typer.echo if main_rank else (lambda _msg: None)
     try:
@@ -392,12 +390,18 @@ def train_cmd(
         f"loss {prep.loss}")
     for note in prep.notes:
         say(f"  {note}")
-    result = pipeline.train(opts, prep)
+    try:
+        result = pipeline.train(opts, prep)
+    except KeyboardInterrupt:
+        if main_rank:
+            _stderr(f"defib: interrupted; {pipeline.resume_hint(opts)}")
+        raise typer.Exit(130) from None
     if main_rank:
         for line in diagnosis_lines(result.diagnosis):
             typer.echo(line)
         final_table(result)
         typer.echo(f"model written to {out}")
+        write_reports(json.loads((out / pipeline.REPORT_FILE).read_text(encoding="utf-8")), json_path, html_path)
     raise typer.Exit(result.diagnosis.exit_code() if result.diagnosis is not None else 0)
 
 
@@ -406,28 +410,35 @@ def predict_cmd(
         model_dir: Path = typer.Argument(..., help="A folder written by defib train."),
         data: Path = typer.Argument(..., help="Rows to predict: CSV, TSV, JSON Lines, Parquet or a save_to_disk folder."),
         out: Path = typer.Option(..., "--out", help="CSV to write: row, prediction (and class probabilities)."),
-        text: Optional[str] = typer.Option(None, "--text", help="Text column (default: the one trained on)."),
-        text_pair: Optional[str] = typer.Option(None, "--text-pair", help="Second text column (default: as trained)."),
+        text: Optional[str] = typer.Option(None, "--text", help="The text column (default: the one trained on)."),
+        text_pair: Optional[str] = typer.Option(None, "--text-pair", help="A second text column, for sentence pairs "
+                                                                          "(default: the one trained on)."),
         batch_size: int = typer.Option(64, "--batch-size", min=1, help="Rows per forward pass."),
-        json_path: Optional[Path] = typer.Option(None, "--json", help="Write the predict-stage diagnosis here.")) -> None:
+        json_path: Optional[Path] = json_option(),
+        html_path: Optional[Path] = html_option(),
+        ignore: list[str] = ignore_option(),
+        quiet: bool = quiet_option()) -> None:
     """Predict with a model from defib train, on its own scale, and check the predictions."""
     from defib.evidence.readers import InputError
     from defib.train import predict as P
 
+    check_outputs(json_path, html_path)
     try:
         loaded = P.load(model_dir)
         col = P.read_inputs(loaded, data, text, text_pair)
     except InputError as exc:
         fail(str(exc))
-    result = P.predict(loaded, col, batch_size=batch_size)
+    result = P.predict(loaded, col, batch_size=batch_size, ignore=tuple(c.upper() for c in ignore))
     P.write_csv(out, loaded.space, result.values, result.outputs)
-    typer.echo(f"defib predict: {len(result.values)} predictions written to {out}")
-    if json_path is not None:
-        from defib.report import json as json_report
-
-        json_report.write(result.diagnosis.to_dict(), json_path)
-    for f in result.diagnosis.findings:
-        typer.echo(f"defib: warning [{f.code}] {f.cause}: {f.message}", err=True)
+    report = result.diagnosis.to_dict()
+    write_reports(report, json_path, html_path)
+    codes = [f.code for f in result.diagnosis.findings]
+    warned = f"; warnings {', '.join(codes)}" if quiet and codes else ""  # quiet: the codes alone, on this line
+    typer.echo(f"defib predict: {len(result.values)} predictions written to {out}{warned}")
+    if not quiet:
+        for f in result.diagnosis.findings:
+            typer.echo(f"defib: warning [{f.code}] {f.cause}: {f.message}", err=True)
+    raise typer.Exit(_exit_code(report))
 
 
 STAGE_COMMAND = {"run": "defib run", "check": "defib check", "probe": "defib probe", "predict": "defib predict"}

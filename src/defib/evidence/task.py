@@ -22,6 +22,7 @@ from defib.evidence.preflight.labels import LabelCounter
 from defib.evidence.readers import InputError
 from defib.signals.check import LabelSignals
 
+TASKS = ("regression", "classification", "multilabel")  # every task a label column can imply
 MAX_CLASSES = 20         # whole numbers with at most this many distinct values are read as classes
 
 

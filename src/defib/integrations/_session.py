@@ -36,11 +36,13 @@ def _plain_optimizer(optimizer: Any) -> bool:
 class WatchSession:
     """One watched training run inside a framework's fit/train call."""
 
-    def __init__(self, *, json_path: str | os.PathLike | None, report: bool, sample_every: int, announce: bool):
+    def __init__(self, *, json_path: str | os.PathLike | None, report: bool, sample_every: int, announce: bool,
+                 ignore: tuple[str, ...] = ()):
         self.json_path = Path(json_path) if json_path is not None else None
         self.report = report
         self.sample_every = sample_every
         self.announce = announce
+        self.ignore = ignore
         self.watch: watch | None = None
         self.diagnosis: Diagnosis | None = None
 
@@ -49,7 +51,7 @@ class WatchSession:
         if self.watch is not None:
             return
         self.watch = watch(model, unwrap_optimizer(optimizer), sample_every=self.sample_every,
-                           announce=stderr_announce if self.announce else None).start()
+                           announce=stderr_announce if self.announce else None, ignore=self.ignore).start()
         w = self.watch.watcher
         if loader is not None:
             loaders = _loaders(loader)
@@ -82,9 +84,9 @@ class WatchingCallback:
     """The part of both callbacks that is not framework glue: options, the session, the result."""
 
     def __init__(self, *, json_path: str | os.PathLike | None = None, report: bool = True, sample_every: int = 10,
-                 announce: bool = True):
+                 announce: bool = True, ignore: tuple[str, ...] = ()):
         self._session = WatchSession(json_path=json_path, report=report, sample_every=sample_every,
-                                     announce=announce)
+                                     announce=announce, ignore=ignore)
 
     @property
     def diagnosis(self) -> Diagnosis | None:

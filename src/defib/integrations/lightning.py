@@ -25,6 +25,7 @@ class DefibCallback(WatchingCallback, pl.Callback):
     ``json_path``: also write the JSON report there. ``report``: print the
     terminal report at the end of training (global rank 0 only).
     ``announce``: print one line on stderr the moment the predictions flatline.
+    ``ignore``: rule codes left out of the diagnosis.
     """
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -118,7 +118,7 @@ def _banner(report: dict[str, Any]) -> str:
                      f"{_num(flat.get('target_std'))}; loss {_num(flat.get('loss'))} against the constant-predictor "
                      f"loss {_num(flat.get('baseline_loss'))}.")
     if report.get("stopped_after_steps"):
-        lines.append(f"defib stopped the script after {_num(report['stopped_after_steps'])} steps (--steps).")
+        lines.append(f"defib stopped the script after {_num(report['stopped_after_steps'])} steps (--max-steps).")
     if report.get("script_exit") not in (None, 0):
         lines.append(f"The script exited with status {_num(report['script_exit'])}.")
     body = "".join(f"<p>{_e(line)}</p>" for line in lines if line)

@@ -70,7 +70,7 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         for line in check_lines(report["check"]):
             body.append("\n" + line, style="default")
     if report.get("stopped_after_steps"):
-        body.append(f"\ndefib stopped the script after {report['stopped_after_steps']} steps (--steps)", style="default")
+        body.append(f"\ndefib stopped the script after {report['stopped_after_steps']} steps (--max-steps)", style="default")
     console.print(Panel(body, title="defib", title_align="left", expand=False))
     if report.get("probe"):
         for line in probe_lines(report["probe"]):

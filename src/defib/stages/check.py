@@ -36,17 +36,18 @@ def check_file(path: str | Path, *, text: str, label: str, model: Any, text_pair
 
 def check_data(texts: Sequence[str], labels: Sequence[Any], *, text_pairs: Sequence[str] | None = None,
                model: Any, max_length: int | None = None, task: str | None = None,
-               tokenizer: Any = None) -> Diagnosis:
+               tokenizer: Any = None, ignore: tuple[str, ...] = ()) -> Diagnosis:
     """Check in-memory columns: ``defib.check_data(texts, labels, model="path/to/model")``.
 
     ``model`` is a model folder or hub name (its tokenizer and config are
     read; no weights are loaded); ``tokenizer`` overrides the tokenizer (a
     name, a folder, or a fast tokenizer object). ``task`` is inferred from the
-    labels when not given. Rows in messages are counted from 1.
+    labels when not given. Rows in messages are counted from 1. ``ignore``:
+    rule codes left out of the diagnosis.
     """
     signals = measure_data(texts, labels, text_pairs=text_pairs, model=model, max_length=max_length, task=task,
                            tokenizer=tokenizer)
-    return _diagnose(signals, ())
+    return _diagnose(signals, ignore)
 
 
 def _diagnose(s: CheckSignals, ignore: tuple[str, ...]) -> Diagnosis:

@@ -9,7 +9,7 @@ The watched side of ``defib run`` (:func:`start`): ``defib run`` starts the
 user's command with ``defib/_boot`` on PYTHONPATH and ``DEFIB_REPORT_DIR``
 set. Each Python process that imports torch writes one report,
 ``report.<pid>.json``, when it exits (normally, by an exception, or stopped
-by ``--steps``); the parent picks the process that trained.
+by ``--max-steps``); the parent picks the process that trained.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def final_diagnosis(live: LiveDiagnosis) -> Diagnosis:
 
 # ------------------------------------------------------------------ the child process of ``defib run``
 class StopTraining(SystemExit):
-    """Raised from the optimizer's post-step hook when ``--steps`` is reached."""
+    """Raised from the optimizer's post-step hook when ``--max-steps`` is reached."""
 
 
 def start() -> None:
@@ -121,7 +121,7 @@ def _attach_after_torch(_torch_module: Any) -> None:
         def stop(step: int) -> None:
             if step >= limit and state["stopped"] is None:
                 state["stopped"] = step
-                print(f"defib: stopping the script after {step} optimizer steps (--steps {limit})",
+                print(f"defib: stopping the script after {step} optimizer steps (--max-steps {limit})",
                       file=sys.stderr, flush=True)
                 raise StopTraining(0)
         watcher.on_step(stop)

@@ -19,7 +19,6 @@ from defib.evidence.readers import InputError
 from defib.evidence.task import infer_task_of
 from defib.train.data import Columns
 
-TASKS = ("regression", "classification", "multilabel")
 IMBALANCE_RATIO = 1.5     # largest class / smallest class above this: weight the loss (Rotten Tomatoes: 6.7)
 MAX_CLASSES = 1000        # more distinct labels than this in a classification file is a regression target
 

@@ -31,7 +31,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from defib.evidence.preflight.tokens import load_model_config, load_tokenizer, pick_max_length
 from defib.evidence.readers import InputError
+from defib.evidence.task import TASKS
 from defib.train import labels as L
 from defib.train import metrics as M
 from defib.train.data import Columns, read_columns
@@ -59,7 +61,7 @@ class TrainOptions:
     epochs: float = 4.0
     lr: float = 5e-5
     batch_size: int = 16
-    max_length: int = 128
+    max_length: int | None = None  # None: the tokenizer's, capped by the positions (as defib check picks it)
     loss: str | None = None       # None: by the task and the class balance
     class_weights: str = "balanced"  # how weighted-ce / focal weight the classes (labels.WEIGHTINGS)
     scheduler: str = "linear"
@@ -69,6 +71,8 @@ class TrainOptions:
     accumulation: int = 1
     patience: int = 2             # evaluations without a better dev metric before stopping
     eval_every: int = 0           # optimizer steps between evaluations (0: once per epoch)
+    max_steps: int = 0            # stop after this many optimizer steps (0: the epochs decide)
+    ignore: tuple[str, ...] = ()  # rule codes left out of the data check's and the watch's diagnoses
     seed: int = 42
     resume: bool = False
     overwrite: bool = False
@@ -154,27 +158,15 @@ def prepare(opts: TrainOptions) -> Prepared:
                          + ", ".join(f"{n} {w:.2f}" for n, w in zip(space.names, weights)))
         else:
             notes.append(f"classes {shares}: plain cross-entropy")
-    positions = _positions(model)
-    if positions and opts.max_length > positions:  # the model cannot read longer inputs: cap, and say so
-        notes.append(f"max_length {opts.max_length} capped at the model's {positions} position embeddings")
-        opts.max_length = positions
+    opts.max_length, source = pick_max_length(load_tokenizer(model), load_model_config(model), opts.max_length)
+    if source != "--max-length":
+        notes.append(f"max_length {opts.max_length} ({source}; --max-length to choose)")
     return Prepared(train, dev, space, y_train, y_dev, model, loss, weights, notes)
 
 
-def _positions(model: str) -> int | None:
-    """The model's position-embedding count (its longest input), if its config says."""
-    from transformers import AutoConfig
-
-    try:
-        n = getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", None)
-    except (OSError, ValueError):
-        return None
-    return int(n) if isinstance(n, int) and n > 0 else None
-
-
 def _check_options(opts: TrainOptions) -> None:
-    if opts.task is not None and opts.task not in L.TASKS:
-        raise InputError(f"--task {opts.task}: use one of {', '.join(L.TASKS)}")
+    if opts.task is not None and opts.task not in TASKS:
+        raise InputError(f"--task {opts.task}: use one of {', '.join(TASKS)}")
     if opts.loss is not None and opts.loss not in LOSSES:
         raise InputError(f"--loss {opts.loss}: use one of {', '.join(LOSSES)}")
     if opts.class_weights not in L.WEIGHTINGS:
@@ -217,6 +209,15 @@ def _split(col: Columns, share: float, seed: int) -> tuple[Columns, Columns]:
     return parts[0], parts[1]
 
 
+def resume_hint(opts: TrainOptions) -> str:
+    """What an interrupted run can do next: continue from its last checkpoint, or start again."""
+    last = _last_checkpoint(work_dir(opts.out))
+    if last is None:
+        when = f"every {opts.eval_every} steps" if opts.eval_every else "at the end of each epoch"
+        return f"no checkpoint saved yet (one is saved {when}): the same command starts again"
+    return f"to continue from {last.name}, run the same command with --resume"
+
+
 def _last_checkpoint(folder: Path) -> Path | None:
     found = sorted(folder.glob("checkpoints/checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
     return found[-1] if found else None
@@ -231,7 +232,7 @@ def check_training_data(opts: TrainOptions, prep: Prepared) -> Any:
     if check is None or not opts.check:
         return None
     diagnosis = check(prep.train.texts, prep.train.labels, text_pairs=prep.train.pairs, model=prep.model,
-                      max_length=opts.max_length, task=prep.space.task)
+                      max_length=opts.max_length, task=prep.space.task, ignore=opts.ignore)
     if diagnosis.exit_code() and not opts.ignore_check:
         raise CheckFailed(diagnosis)
     return diagnosis
@@ -260,6 +261,11 @@ def encode(tokenizer: Any, col: Columns, max_length: int) -> dict[str, list]:
 
 def train(opts: TrainOptions, prep: Prepared) -> TrainResult:
     """Fine-tune and write the model to ``opts.out`` (see the module docstring for the order of work)."""
+    with quiet_transformers():  # defib prints its own plan, diagnosis and table
+        return _train(opts, prep)
+
+
+def _train(opts: TrainOptions, prep: Prepared) -> TrainResult:
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
                               EarlyStoppingCallback, Trainer, TrainingArguments)
@@ -281,16 +287,18 @@ def train(opts: TrainOptions, prep: Prepared) -> TrainResult:
         config["id2label"] = dict(enumerate(space.names))
         config["label2id"] = {n: i for i, n in enumerate(space.names)}
     torch.manual_seed(opts.seed)  # the new head's initialisation
-    with _quiet_transformers():  # its load report lists the new head's weights as missing: expected here
-        model = AutoModelForSequenceClassification.from_pretrained(prep.model, use_safetensors=True, **config)
+    model = AutoModelForSequenceClassification.from_pretrained(prep.model, use_safetensors=True, **config)
 
     steps_per_epoch = math.ceil(len(train_ds) / (opts.batch_size * opts.accumulation * _world_size()))
     total_steps = max(1, math.ceil(steps_per_epoch * opts.epochs))
+    if opts.max_steps:  # at most: a --max-steps beyond the epochs' steps changes nothing
+        total_steps = min(total_steps, opts.max_steps)
     select = M.SELECT[space.task]
     every = {"eval_strategy": "steps", "eval_steps": opts.eval_every, "save_strategy": "steps",
              "save_steps": opts.eval_every} if opts.eval_every else {"eval_strategy": "epoch", "save_strategy": "epoch"}
     args = TrainingArguments(
-        output_dir=str(work / "checkpoints"), num_train_epochs=opts.epochs, learning_rate=opts.lr,
+        output_dir=str(work / "checkpoints"), num_train_epochs=opts.epochs, max_steps=total_steps if opts.max_steps else -1,
+        learning_rate=opts.lr,
         per_device_train_batch_size=opts.batch_size, per_device_eval_batch_size=opts.batch_size * 2,
         gradient_accumulation_steps=opts.accumulation, weight_decay=opts.weight_decay, max_grad_norm=opts.clip,
         warmup_steps=0 if opts.scheduler == "plateau" else int(opts.warmup * total_steps),
@@ -306,11 +314,12 @@ def train(opts: TrainOptions, prep: Prepared) -> TrainResult:
             shutil.rmtree(work)  # the leftovers of an interrupted run (ours: never the user's --out)
         work.mkdir(parents=True, exist_ok=True)
     weights = torch.tensor(prep.weights) if prep.weights is not None else None
-    callback = DefibCallback(json_path=work / "model" / REPORT_FILE, report=False)
+    callback = DefibCallback(json_path=work / "model" / REPORT_FILE, report=False, ignore=opts.ignore)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
                       data_collator=DataCollatorWithPadding(tok), processing_class=tok,
                       compute_loss_func=Loss(prep.loss, weights), compute_metrics=_metrics_fn(space),
                       callbacks=[callback, EarlyStoppingCallback(early_stopping_patience=opts.patience)])
+    _bar_without_logs(trainer, opts.progress)
     resume = str(_last_checkpoint(work)) if opts.resume else None
     out = trainer.train(resume_from_checkpoint=resume)
     final = trainer.evaluate()  # the best checkpoint, reloaded at the end of training
@@ -336,15 +345,38 @@ def train(opts: TrainOptions, prep: Prepared) -> TrainResult:
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
+def quiet_transformers():
+    """No transformers warnings or progress bars inside (loading and saving weights draw bars of their own).
+
+    Its messages are not the user's business here: the load report lists a
+    new head's weights as missing (expected when fine-tuning), and defib says
+    what matters in its own words.
+    """
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _bar_without_logs(trainer: Any, progress: bool) -> None:
+    """The Trainer's step bar (with ``progress``) but never its raw metric dicts: defib prints one table at the end."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class StepBar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(StepBar())
 
 
 def _world_size() -> int:

@@ -24,7 +24,7 @@ from defib.evidence.readers import InputError
 from defib.stages.predict import predict_diagnosis
 from defib.train.data import Columns, read_columns
 from defib.train.labels import LabelSpace
-from defib.train.pipeline import META_FILE
+from defib.train.pipeline import META_FILE, quiet_transformers
 
 
 @dataclass
@@ -61,8 +61,9 @@ def load(model_dir: str | Path) -> Loaded:
         columns, max_length = {"text": None, "text_pair": None, "label": None}, 512
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model, info = AutoModelForSequenceClassification.from_pretrained(str(folder), output_loading_info=True,
-                                                                     use_safetensors=True)
+    with quiet_transformers():
+        model, info = AutoModelForSequenceClassification.from_pretrained(str(folder), output_loading_info=True,
+                                                                         use_safetensors=True)
     head = [k for k in info.get("missing_keys", []) if "classifier" in k or "score" in k]
     if head:
         raise InputError(f"{folder}: the prediction head was never trained (no weights for {', '.join(head[:2])})")
@@ -88,8 +89,8 @@ class Predictions:
     diagnosis: Any
 
 
-def predict(loaded: Loaded, col: Columns, batch_size: int = 64) -> Predictions:
-    """Predict every row (sorted by length for dense batches, returned in file order)."""
+def predict(loaded: Loaded, col: Columns, batch_size: int = 64, ignore: tuple[str, ...] = ()) -> Predictions:
+    """Predict every row (sorted by length for dense batches, returned in file order); ``ignore``: rule codes."""
     import torch
     from transformers import DataCollatorWithPadding
 
@@ -107,7 +108,8 @@ def predict(loaded: Loaded, col: Columns, batch_size: int = 64) -> Predictions:
             outputs[rows] = logits.cpu().numpy()
     values = loaded.space.decode(outputs)
     texts = list(zip(col.texts, col.pairs)) if col.pairs is not None else col.texts
-    signals, diagnosis = predict_diagnosis(loaded.space.task, loaded.max_length, texts, ids, outputs, values)
+    signals, diagnosis = predict_diagnosis(loaded.space.task, loaded.max_length, texts, ids, outputs, values,
+                                           ignore=ignore)
     return Predictions(values, outputs, signals, diagnosis)
 
 
@@ -130,3 +132,11 @@ def write_csv(path: Path, space: LabelSpace, values: list[Any], outputs: np.ndar
             if extra is not None:
                 row += [f"{p:.4f}" for p in extra[i]]
             w.writerow(row)
+
+
+def read_inputs(loaded: Loaded, data: str | Path, text: str | None, text_pair: str | None) -> Columns:
+    text = text or loaded.columns.get("text")
+    if text is None:
+        raise InputError("--text: this model does not record its text column; name it with --text")
+    pair = text_pair if text_pair is not None else loaded.columns.get("text_pair")
+    return read_columns(data, text, pair)
