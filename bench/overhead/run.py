@@ -10,16 +10,22 @@ does: tokenize 16 STS-B pairs (max_length 64), forward the packaged
 all-MiniLM-L6-v2 with a linear head on CLS, ``F.mse_loss`` on squeezed
 predictions, zero_grad, backward, AdamW step.
 
-``--size base`` and ``--size large`` swap the encoder for a BERT-base
+``--sizes`` picks among ``minilm``, ``base`` and ``large``: the last two swap the encoder for a BERT-base
 (110M parameters) or BERT-large (335M) configuration with random weights:
 the cost of a step does not depend on what the weights have learned, and no
 such checkpoint ships offline. ``--device cuda`` moves the model and each
 batch to the GPU and runs the forward pass and the loss under bf16 autocast;
 a step's time then ends with ``torch.cuda.synchronize()``.
 
-    python bench/overhead/run.py            # K=10, R=8 (a few minutes)
-    python bench/overhead/run.py --quick    # K=3, R=2
-    python bench/overhead/run.py --size base --device cuda --out bench/overhead/gpu-base.md
+Memory: on the CPU, each side also runs alone in a fresh process for a few
+steps and reports its peak RSS (``ru_maxrss``), watched minus bare; on a GPU,
+the peak of allocated device memory per block (``max_memory_allocated``),
+median of the watched blocks minus median of the bare ones. Both are set
+against the model's own parameter memory.
+
+    python bench/overhead/run.py                        # MiniLM, base and large on the CPU (long)
+    python bench/overhead/run.py --sizes minilm --quick # K=3, R=2
+    python bench/overhead/run.py --sizes base,large --device cuda --repeats 40 --out bench/overhead/gpu.md
 
 The table is printed and written to bench/overhead/README.md.
 """
@@ -33,6 +39,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import argparse
 import datetime as dt
 import platform
+import resource
+import subprocess
 import random
 import statistics
 import sys
@@ -148,6 +156,146 @@ def load() -> str:
         return "n/a"
 
 
+def build(size: str, device: str, seed: int, tokenizer_path: str | None):
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or model_path())
+    model = Regressor(model_path() if size == "minilm" else "", size).to(device)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5)
+    return model, optimizer, Batches(tokenizer, seed)
+
+
+def param_bytes(model: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def measure(size: str, args: argparse.Namespace) -> dict:
+    """Alternated bare and watched blocks of one model size: the step times, and on a GPU the memory peaks."""
+    cuda = args.device == "cuda"
+    model, optimizer, batches = build(size, args.device, args.seed, args.tokenizer)
+    began = time.perf_counter()
+    for _ in range(args.warmup):
+        step(model, optimizer, batches, batches.next(), args.device)
+    # one watcher for the whole run, attached only during watched blocks, so that
+    # its sampling schedule is that of one long watched run
+    w = defib.watch(model, optimizer, announce=None)
+    blocks: dict[str, list[list[tuple[float, float]]]] = {"bare": [], "watched": []}
+    peaks: dict[str, list[int]] = {"bare": [], "watched": []}
+    for r in range(args.repeats):
+        # both sides of a pair train on the same K batches, and which side goes first alternates,
+        # so neither batch lengths nor a warming cache can favour one side
+        block = [batches.next() for _ in range(args.block)]
+        for side in (("bare", "watched") if r % 2 == 0 else ("watched", "bare")):
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            if side == "watched":
+                w.start()
+            try:
+                blocks[side].append([step(model, optimizer, batches, rows, args.device) for rows in block])
+            finally:
+                if side == "watched":
+                    w.stop()
+            if cuda:
+                peaks[side].append(torch.cuda.max_memory_allocated())
+        print(f"{size} block {r + 1}/{args.repeats}: bare {med(blocks['bare'][-1]):.3f} s/step, "
+              f"watched {med(blocks['watched'][-1]):.3f} s/step", file=sys.stderr, flush=True)
+    bare_blocks, watched_blocks = blocks["bare"], blocks["watched"]
+    bare = [t for b in bare_blocks for t in b]
+    watched = [t for b in watched_blocks for t in b]
+    # a block's total time counts defib's sampled steps (every sample_every-th step does more work),
+    # which the median of single steps would hide; block totals are paired on the same batches
+    total_ratios = [sum(t[0] for t in wb) / sum(t[0] for t in bb) for bb, wb in zip(bare_blocks, watched_blocks)]
+    result = {
+        "size": size, "params": sum(p.numel() for p in model.parameters()), "param_bytes": param_bytes(model),
+        "seconds": time.perf_counter() - began, "verdict": w.diagnosis.verdict if w.diagnosis else "n/a",
+        "bare": bare, "watched": watched, "bare_blocks": bare_blocks, "watched_blocks": watched_blocks,
+        "total_ratios": total_ratios,
+        "sample_every_now": w.watcher.s.config.get("sample_every_now", w.watcher.sample_every),
+    }
+    if cuda:
+        result["memory"] = statistics.median(peaks["watched"]) - statistics.median(peaks["bare"])
+    return result
+
+
+def memory_side(size: str, side: str, args: argparse.Namespace) -> int:
+    """Run one side alone for a few steps in this (fresh) process; its peak RSS in bytes."""
+    model, optimizer, batches = build(size, "cpu", args.seed, args.tokenizer)
+    w = defib.watch(model, optimizer, announce=None) if side == "watched" else None
+    if w is not None:
+        w.start()
+    for _ in range(args.memory_steps):
+        step(model, optimizer, batches, batches.next())
+    if w is not None:
+        w.stop()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def memory_cpu(size: str, args: argparse.Namespace) -> int:
+    """Peak RSS of a watched run minus that of a bare one, each alone in a fresh process."""
+    peaks = {}
+    for side in ("bare", "watched"):
+        cmd = [sys.executable, __file__, "--memory-side", side, "--sizes", size, "--seed", str(args.seed),
+               "--memory-steps", str(args.memory_steps)] + (["--tokenizer", args.tokenizer] if args.tokenizer else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        peaks[side] = int(out.stdout.strip().splitlines()[-1])
+    return peaks["watched"] - peaks["bare"]
+
+
+def render(results: list[dict], args: argparse.Namespace, load_start: str) -> str:
+    argv = " ".join(sys.argv[1:])
+    cuda = args.device == "cuda"
+    lines = [
+        "# Overhead benchmark",
+        "",
+        "Per-step wall time of a real fine-tuning step with and without `defib.watch()`,",
+        "alternated in one process (see the docstring of `run.py` for what a step is), and the memory",
+        "watching adds. MiniLM has its packaged pretrained weights; base and large are random-weight",
+        "BERT configurations (a step costs the same whatever the weights learned).",
+        "",
+        f"Device: {device_name(args.device)}{', bf16 autocast' if cuda else ''}.  ",
+        f"Command: `python bench/overhead/run.py{' ' + argv if argv else ''}`  ",
+        f"Date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ",
+        f"Machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; defib {defib.__version__}  ",
+        f"Load average (1/5/15 min) at start: {load_start}; at end: {load()}. Other work on the machine makes "
+        "absolute times noisy; alternating blocks in one process is what keeps the ratio fair.  ",
+        f"Steps per size: {args.warmup} warm-up, then {args.repeats} x ({args.block} bare + {args.block} watched, the "
+        f"same {args.block} batches on both sides, which side goes first alternating).",
+        "",
+        "| model | parameters | **block-total ratio** (median of pairs) | spread of pair ratios (min-max) | "
+        "median step ratio | bare s/step | watched s/step | memory watched - bare | share of parameter memory "
+        "| sampling period at the end | verdict | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        mb, mw = med(r["bare"]), med(r["watched"])
+        tr = r["total_ratios"]
+        mem = r.get("memory")
+        mem_cells = (f"{mem / 2**20:+.1f} MiB | {mem / r['param_bytes']:.1%}" if mem is not None else "n/a | n/a")
+        lines.append(
+            f"| {r['size']} | {r['params'] / 1e6:.0f}M | **{statistics.median(tr):.3f}** | "
+            f"{min(tr):.3f}-{max(tr):.3f} | {mw / mb:.3f} | {mb:.3f} | {mw:.3f} | {mem_cells} | "
+            f"{r['sample_every_now']} | {r['verdict']} | {r['seconds']:.0f} |")
+    lines += [
+        "",
+        "The block-total ratio counts defib's sampled steps (they do the heavier statistics), which the median",
+        "of single steps hides: it is what a run pays on average. defib samples every 10 steps for the first",
+        "100 watched steps, then every 10-80 as its own measured cost allows (1% of the run's time): the last",
+        "column but two says where it ended. Memory: "
+        + ("the peak of allocated GPU memory per block, median watched minus median bare."
+           if cuda else f"peak RSS of {args.memory_steps} watched steps minus {args.memory_steps} bare ones, "
+           "each alone in a fresh process (allocator noise is a few MiB either way)."),
+        "",
+    ]
+    for r in results:
+        lines += [f"Per block, {r['size']}:", "", "| block | bare median wall s/step | watched median wall s/step "
+                  "| block-total ratio |", "|---|---|---|---|"]
+        for i, (bb, wb, t) in enumerate(zip(r["bare_blocks"], r["watched_blocks"], r["total_ratios"]), 1):
+            lines.append(f"| {i} | {med(bb):.3f} | {med(wb):.3f} | {t:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--block", "-k", type=int, default=10, help="steps per block (K)")
@@ -155,110 +303,38 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=5, help="unmeasured steps first")
     ap.add_argument("--quick", action="store_true", help="K=3, R=2, 2 warm-up steps")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--size", choices=["minilm", "base", "large"], default="minilm",
-                    help="the packaged MiniLM (real weights) or a BERT-base/large configuration (random weights)")
+    ap.add_argument("--sizes", default="minilm,base,large",
+                    help="comma-separated: the packaged MiniLM (real weights), BERT-base/large configurations "
+                         "(random weights)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: bf16 autocast on the GPU")
     ap.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the packaged MiniLM's)")
+    ap.add_argument("--memory-steps", type=int, default=6, help="steps of each side's memory run (CPU)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory runs (CPU)")
+    ap.add_argument("--memory-side", choices=["bare", "watched"], help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=HERE / "README.md", help="markdown file to write")
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args()
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in ("minilm", *SIZES)]
+    if unknown or not sizes:
+        ap.error(f"--sizes: choose from minilm, {', '.join(SIZES)}")
+    if args.memory_side:
+        print(memory_side(sizes[0], args.memory_side, args))
+        return 0
     if args.quick:
         args.block, args.repeats, args.warmup = 3, 2, 2
     if args.block < 1 or args.repeats < 1:
         ap.error("--block and --repeats must be at least 1")
-
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no GPU is visible to torch")
-    torch.manual_seed(args.seed)
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or model_path())
-    model = Regressor(model_path() if args.size == "minilm" else "", args.size).to(args.device)
-    model.train()
-    n_params = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5)
-    batches = Batches(tokenizer, args.seed)
     load_start = load()
-    began = time.perf_counter()
-
-    for _ in range(args.warmup):
-        step(model, optimizer, batches, batches.next(), args.device)
-    # one watcher for the whole run, attached only during watched blocks, so that
-    # its sampling schedule is that of one long watched run
-    w = defib.watch(model, optimizer, announce=None)
-    bare_blocks: list[list[tuple[float, float]]] = []
-    watched_blocks: list[list[tuple[float, float]]] = []
-    for r in range(args.repeats):
-        # both sides of a pair train on the same K batches, and which side goes first alternates,
-        # so neither batch lengths nor a warming cache can favour one side
-        block = [batches.next() for _ in range(args.block)]
-
-        def bare_side() -> None:
-            bare_blocks.append([step(model, optimizer, batches, rows, args.device) for rows in block])
-
-        def watched_side() -> None:
-            w.start()
-            try:
-                watched_blocks.append([step(model, optimizer, batches, rows, args.device) for rows in block])
-            finally:
-                w.stop()
-
-        for side in ((bare_side, watched_side) if r % 2 == 0 else (watched_side, bare_side)):
-            side()
-        print(f"block {r + 1}/{args.repeats}: bare {med(bare_blocks[-1]):.3f} s/step, "
-              f"watched {med(watched_blocks[-1]):.3f} s/step", file=sys.stderr, flush=True)
-    total = time.perf_counter() - began
-    verdict = w.diagnosis.verdict if w.diagnosis is not None else "n/a"
-
-    bare = [t for b in bare_blocks for t in b]
-    watched = [t for b in watched_blocks for t in b]
-    mb, mw = med(bare), med(watched)
-    cb, cw = med(bare, 1), med(watched, 1)
-    pair_ratios = [med(wb) / med(bb) for bb, wb in zip(bare_blocks, watched_blocks)]
-    # a block's total time counts defib's sampled steps (every sample_every-th step does more work),
-    # which the median of single steps would hide; block totals are paired on the same batches
-    total_ratios = [sum(t[0] for t in wb) / sum(t[0] for t in bb) for bb, wb in zip(bare_blocks, watched_blocks)]
-    sum_ratio = sum(t[0] for t in watched) / sum(t[0] for t in bare)
-    argv = " ".join(sys.argv[1:])
-    lines = [
-        "# Overhead benchmark",
-        "",
-        "Per-step wall time of a real fine-tuning step with and without `defib.watch()`,",
-        "alternated in one process (see the docstring of `run.py` for what a step is).",
-        "",
-        f"Model: {args.size} ({n_params / 1e6:.0f}M parameters"
-        f"{', the packaged pretrained weights' if args.size == 'minilm' else ', a random-weight configuration'}); "
-        f"device: {device_name(args.device)}{', bf16 autocast' if args.device == 'cuda' else ''}.  ",
-        f"Command: `python bench/overhead/run.py{' ' + argv if argv else ''}`  ",
-        f"Date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ",
-        f"Machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; defib {defib.__version__}  ",
-        f"Load average (1/5/15 min) at start: {load_start}; at end: {load()}. The CPU is shared with other "
-        "work, so absolute times are noisy; alternating blocks in one process is what keeps the ratio fair.  ",
-        f"Steps: {args.warmup} warm-up, then {args.repeats} x ({args.block} bare + {args.block} watched, the same "
-        f"{args.block} batches on both sides, which side goes first alternating); "
-        f"{total:.0f} s in all; defib's verdict on the watched steps: {verdict}.",
-        "",
-        "| | median wall s/step | median CPU s/step | steps |",
-        "|---|---|---|---|",
-        f"| bare | {mb:.3f} | {cb:.3f} | {len(bare)} |",
-        f"| watched | {mw:.3f} | {cw:.3f} | {len(watched)} |",
-        f"| **ratio watched/bare** | **{mw / mb:.3f}** | {cw / cb:.3f} | |",
-        f"| median of the per-block wall ratios | {statistics.median(pair_ratios):.3f} | | |",
-        f"| **median over block pairs of total watched / total bare wall time** | "
-        f"**{statistics.median(total_ratios):.3f}** | | |",
-        f"| all watched steps' wall time / all bare steps' | {sum_ratio:.3f} | | |",
-        "",
-        "CPU s/step is this process's CPU time (all threads) over the step: less sensitive than wall time",
-        "to other processes on the machine. The block-total ratios include defib's sampled steps (one in",
-        "ten does the heavier statistics), which a median of single steps hides; they are the overhead a",
-        "run pays on average.",
-        "",
-        "| block | bare median wall s/step | watched median wall s/step | ratio |",
-        "|---|---|---|---|",
-    ]
-    for i, (bb, wb) in enumerate(zip(bare_blocks, watched_blocks), 1):
-        b, wt = med(bb), med(wb)
-        lines.append(f"| {i} | {b:.3f} | {wt:.3f} | {wt / b:.3f} |")
-    text = "\n".join(lines) + "\n"
+    results = []
+    for size in sizes:
+        r = measure(size, args)
+        if args.device == "cpu" and not args.no_memory:
+            r["memory"] = memory_cpu(size, args)
+        results.append(r)
+    text = render(results, args, load_start)
     print(text)
     if not args.no_write:
         args.out.write_text(text, encoding="utf-8")

@@ -19,7 +19,6 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules import module as module_hooks
 from torch.optim import optimizer as optimizer_hooks
 from torch.utils.data import DataLoader
 
@@ -40,9 +39,8 @@ ACTIVATIONS = ((torch, ("sigmoid", "tanh", "softmax", "relu")), (F, ("sigmoid", 
 
 def install_torch(inst: Installed, w: Watcher) -> None:
     """Attach ``w`` to every module, optimizer, loss, DataLoader and scheduler in this process."""
-    # bound methods, not lambdas: these two run for every module call of every forward
-    inst.handles.append(module_hooks.register_module_forward_pre_hook(w.forward_pre))
-    inst.handles.append(module_hooks.register_module_forward_hook(w.forward_post, with_kwargs=True, always_call=True))
+    w.forward.widen()  # on every module until the watched optimizer steps, then on the models seen
+    inst.handles.append(w.forward)
     inst.handles.append(optimizer_hooks.register_optimizer_step_pre_hook(_step_pre_hook(w)))
     inst.handles.append(optimizer_hooks.register_optimizer_step_post_hook(lambda o, a, k: w.step_post(o, a, k)))
 

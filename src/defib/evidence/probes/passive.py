@@ -62,19 +62,19 @@ def sensitivity(model: nn.Module, sample: Sample) -> Sensitivity:
         for h in hooks:
             h.remove()
     flat = out.reshape(out.shape[0], -1)  # (B, 1) or (B, K)
-    s = Sensitivity(rows=int(flat.shape[0]), output_spread=rel_spread(flat.cpu().numpy()))
+    s = Sensitivity(rows=int(flat.shape[0]), output_spread=rel_spread(flat))
     mask = batch.get("attention_mask")
     tokens = seen.get("tokens")
     if isinstance(tokens, torch.Tensor) and tokens.ndim == 3:  # (B, T, H)
-        s.cls_spread = rel_spread(tokens[:, 0].float().cpu().numpy())
+        s.cls_spread = rel_spread(tokens[:, 0])
         real = tokens[mask.bool()] if mask is not None and mask.shape == tokens.shape[:2] else tokens.flatten(0, 1)
         if real.shape[0] > MAX_TOKENS:
             real = real[torch.linspace(0, real.shape[0] - 1, MAX_TOKENS).long()]
-        s.token_spread = rel_spread(real.float().cpu().numpy())
+        s.token_spread = rel_spread(real)
     pooled = seen.get("pooled")
     if isinstance(pooled, torch.Tensor) and pooled.ndim >= 2 and pooled.shape[0] == flat.shape[0]:
         pooled = pooled[:, 0] if pooled.ndim == 3 else pooled
-        s.pooled_spread = rel_spread(pooled.float().cpu().numpy())
+        s.pooled_spread = rel_spread(pooled)
     s.mask_accepted = accepts_mask(model)
     if mask is not None:
         s.padded_rows = int((mask == 0).any(1).sum())

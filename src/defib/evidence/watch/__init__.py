@@ -22,6 +22,13 @@ evidence and its private state, and write into the watcher's ``s``:
   gradients, update ratios, the scheduler;
 * ``watcher.data`` (``data.py``): DataLoaders, batches (padding, masks), tokenizer calls.
 
+Two things keep watching cheap at any model size (``bench/overhead``): the
+module forward hooks sit on every module only until the watched optimizer
+steps, then only on the modules that matter (``forward.py``); and no handler
+reads a tensor's value on the host between sampled steps: values go to
+``Watcher.later`` and are read together at the next sampled step or
+evaluation point, so a GPU is never made to wait (``watcher.py``).
+
 The hooks call the part that owns an event directly (``w.loss.loss_call``,
 ``w.optim.backward_pre``, ``w.data.loader_created``); event methods keep their
 names, which are also what an internal error is reported under. Only the
@@ -32,8 +39,8 @@ hooks (``forward_pre``/``forward_post``) and the optimizer step hooks
 One regression batch, from hook to signal: the outermost model call ends in
 ``Watcher.forward_post``, which hands the batch's ``input_ids`` and mask to
 ``data.training_batch`` (``s.data``); ``F.mse_loss``'s wrapper calls
-``loss.loss_call``, which records the loss value and the predictions and
-targets (``s.loss``, the windows); ``Tensor.backward`` calls
+``loss.loss_call``, which records the loss call and puts off reading its value,
+predictions and targets (``s.loss``, the windows) until the next flush; ``Tensor.backward`` calls
 ``optim.backward_pre``/``backward_post``; the optimizer's pre-step hook calls
 ``Watcher.step_pre`` (``optim.before_step``: gradients; ``loss.close_step``:
 the step's loss), its post-step hook ``Watcher.step_post`` (the step count,

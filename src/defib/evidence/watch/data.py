@@ -45,6 +45,7 @@ class DataEvidence(Part):
         super().__init__(watcher)
         self._loaders: dict[int, dict[str, Any]] = {}
         self._active_loader: dict | None = None  # the loader iterated last, until a forward shows its use
+        self._mask_where: Any = None  # where a finding about the training batches' masks points
 
     def signals(self) -> DataSignals:
         if self.w.s.data is None:
@@ -77,9 +78,16 @@ class DataEvidence(Part):
         self._active_loader = None
 
     def training_batch(self, ids: torch.Tensor, mask: torch.Tensor | None) -> None:
-        """The outermost model call of a training forward: its loader is the training loader; check the batch."""
+        """The outermost model call of a training forward: its loader is the training loader; check the batch.
+
+        The batch's values are read at the watcher's next flush; the line a mask finding points at (the model
+        call, the same every step) is found now, from the live stack, once.
+        """
         self._adopt_loader()
-        self._check_batch(ids, mask)
+        if self._mask_where is None:
+            self._mask_where = where_here(keyword="attention_mask", skip=3)
+        self.w.later(self._check_batch, ids.detach().clone(),
+                     mask.detach().clone() if isinstance(mask, torch.Tensor) else None)
 
     def _adopt_loader(self) -> None:
         """A training forward ran: the loader iterated last is the one that feeds training."""
@@ -102,17 +110,16 @@ class DataEvidence(Part):
                 d.batches_with_pad += 1
                 if mask is None:
                     d.batches_pad_no_mask += 1
-                    if d.mask_where is None:
-                        d.mask_where = where_here(keyword="attention_mask", skip=4)
+                    d.mask_where = d.mask_where or self._mask_where
                 else:
                     m = mask.bool() if mask.dtype != torch.bool else mask
                     if m.shape == ids.shape:
                         if bool(m.all()):
                             d.batches_mask_all_ones_with_pad += 1
-                            d.mask_where = d.mask_where or where_here(keyword="attention_mask", skip=4)
+                            d.mask_where = d.mask_where or self._mask_where
                         elif float((m == is_pad).float().mean()) > 0.9:
                             d.batches_mask_inverted += 1
-                            d.mask_where = d.mask_where or where_here(keyword="attention_mask", skip=4)
+                            d.mask_where = d.mask_where or self._mask_where
         if ids.shape[0] > 1:
             uniq = torch.unique(ids, dim=0).shape[0]
             share = 1 - uniq / ids.shape[0]

@@ -85,18 +85,25 @@ class LossEvidence(Part):
         ls.weighted = ls.weighted or kwargs.get("weight") is not None or kwargs.get("pos_weight") is not None
         if family != "classification" and input.shape != target.shape and input.numel() != 1:
             ls.broadcast_calls += 1
-        if torch.is_tensor(result) and result.numel() == 1:
-            value = self._last_raw_loss = float(result.detach())
-            if ls.reduction == "sum" and target.numel():
-                value /= target.numel() if family != "classification" else max(1, target.shape[0])  # per example
+        # read later (Watcher.later): copies, so that a buffer the script refills cannot change them meanwhile
+        value = result.detach() if torch.is_tensor(result) and result.numel() == 1 else None
+        self.w.later(self._values, ls, family, s.step + 1, value, input.detach().clone(), target.detach().clone())
+
+    def _values(self, ls: LossSignals, family: str, step: int, result: torch.Tensor | None,
+                x: torch.Tensor, y: torch.Tensor) -> None:
+        """The values of one loss call (``step``: the optimizer step it belongs to), read at a flush."""
+        if result is not None:
+            value = self._last_raw_loss = float(result)
+            if ls.reduction == "sum" and y.numel():
+                value /= y.numel() if family != "classification" else max(1, y.shape[0])  # per example
             if math.isfinite(value):
                 ls.first = value if ls.first is None else ls.first
                 self._step_losses.append(value)
                 del self._step_losses[:-MAX_STEP_LOSSES]
             elif ls.nonfinite_step is None:
-                ls.nonfinite_step = s.step + 1
-                self.w.optim.signals().nonfinite.setdefault("loss", s.step + 1)
-        self._record_predictions(family, input.detach(), target.detach())
+                ls.nonfinite_step = step
+                self.w.optim.signals().nonfinite.setdefault("loss", step)
+        self._record_predictions(family, x, y)
 
     def _record_predictions(self, family: str, x: torch.Tensor, y: torch.Tensor) -> None:
         s = self.w.s
@@ -176,13 +183,19 @@ class LossEvidence(Part):
 
     @guarded
     def _refresh_preds(self) -> None:
-        """Copy the labels and targets seen into the signals now: after a crashed loss no step will."""
-        self.update_preds(self.w.s.step)
+        """Read what was put off and copy the labels and targets seen into the signals now: after a crashed loss
+        no step will."""
+        self.w._flush()
+        self.update_preds(self.w.s.step, self.w.sampling())
 
-    def backward_value(self, value: float) -> None:
-        """What ``backward()`` was called on: against the loss function's own output, it shows the loss's scaling."""
+    def backward_value(self, tensor: torch.Tensor, step: int) -> None:
+        """What ``backward()`` was called on (read at a flush): against the loss function's own output, it shows
+        the loss's scaling."""
+        value = float(tensor)
         self._backward_values.append(value)
         del self._backward_values[:-MAX_STEP_LOSSES]
+        if not math.isfinite(value):
+            self.w.optim.signals().nonfinite.setdefault("loss", step)
 
     def close_step(self, step: int) -> None:
         """Before optimizer step ``step``: the mean of this step's losses joins the series."""
@@ -198,8 +211,11 @@ class LossEvidence(Part):
         self._step_losses.clear()
         self._backward_values.clear()
 
-    def update_preds(self, step: int) -> None:
-        """After optimizer step ``step``: the prediction window against the targets, into ``s.preds``."""
+    def update_preds(self, step: int, sampled: bool = False) -> None:
+        """After optimizer step ``step``: the prediction window against the targets, into ``s.preds``.
+
+        ``sampled``: ``step`` was a sampled step (the watcher's clock), when the distributions are recorded too.
+        """
         p = self.w.s.preds
         if p is None:
             return
@@ -211,7 +227,7 @@ class LossEvidence(Part):
             p.pred_counts = dict(Counter(preds.tolist()))
             p.label_counts = dict(self._label_counts)
             p.spread.add(step, _entropy_share(p.pred_counts, p.label_counts))
-            if self.w.sampling() and preds.size:
+            if sampled and preds.size:
                 _add_class_shares(p.class_share, step, p.pred_counts, preds.size)
         else:
             w = self._pred_window.array()
@@ -222,7 +238,7 @@ class LossEvidence(Part):
                     # within-batch spread: blind to the drift of a bias chasing batch means
                     p.batch_std = float(np.mean(self._batch_pred_std))
                     p.spread.add(step, p.batch_std / p.target_std)
-                if self.w.sampling():
+                if sampled:
                     _add_quantiles(p.pred_quantiles, step, w)
                     ys = self._target_window.array()
                     _add_quantiles(p.target_quantiles, step, ys[np.isfinite(ys)])

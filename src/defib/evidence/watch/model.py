@@ -18,6 +18,7 @@ from torch import nn
 from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here
 from defib.evidence.stats import rel_spread
+from defib.evidence.watch.forward import Hook
 from defib.evidence.watch.guard import Part, guarded
 from defib.signals.common import Series
 from defib.signals.run import ModelSignals
@@ -50,7 +51,7 @@ class ModelEvidence(Part):
         self._roots.append(weakref.ref(module))
         self._names = {}  # rebuilt lazily
         if self.w.fix is not None:  # a confirmation rerun: the fix may change the model's inputs from its next call
-            self._head_hooks.append(module.register_forward_pre_hook(self._fix_model_inputs, with_kwargs=True))
+            self._head_hooks.append(module.register_forward_pre_hook(Hook(self._fix_model_inputs), with_kwargs=True))
         if self.w.s.model is None:
             self.w.s.model = ModelSignals(name=type(module).__name__)
             self._inspect_model(module)
@@ -78,7 +79,7 @@ class ModelEvidence(Part):
             finite = w[torch.isfinite(w)]
             m.head_init_std = float(finite.std()) if finite.numel() > 1 else None
             m.head_init_absmax = float(finite.abs().max()) if finite.numel() else None
-            self._head_hooks.append(first.register_forward_pre_hook(self._head_input))
+            self._head_hooks.append(first.register_forward_pre_hook(Hook(self._head_input)))
         cfg = P.find_config(root)
         if cfg is not None and self.w.data.signals().pad_token_id is None:
             self.w.data.signals().pad_token_id = getattr(cfg, "pad_token_id", None)
@@ -108,7 +109,7 @@ class ModelEvidence(Part):
         if x.ndim == 3:
             x = x[:, 0]
         if x.ndim == 2 and x.shape[0] > 1:
-            series.add(self.w.s.step, rel_spread(x.cpu().numpy()))
+            series.add(self.w.s.step, rel_spread(x))
 
     def detach(self) -> None:
         for h in self._head_hooks:
@@ -123,14 +124,14 @@ class ModelEvidence(Part):
         h = hidden.detach().float()  # (B, T, H)
         step = self.w.s.step
         if h.shape[0] > 1:
-            m.cls_spread.add(step, rel_spread(h[:, 0].cpu().numpy()))
+            m.cls_spread.add(step, rel_spread(h[:, 0]))
         if mask is not None and mask.shape == h.shape[:2]:
             tokens = h[mask.bool()]
         else:
             tokens = h.reshape(-1, h.shape[-1])
         if tokens.shape[0] > 512:
             tokens = tokens[torch.linspace(0, tokens.shape[0] - 1, 512).long()]
-        m.token_spread.add(step, rel_spread(tokens.cpu().numpy()))
+        m.token_spread.add(step, rel_spread(tokens))
 
     def nograd_encoder(self, module: nn.Module) -> None:
         """An encoder ran without gradients: in a module in training mode after the first step, note where."""
@@ -166,6 +167,7 @@ class ModelEvidence(Part):
 
     @guarded
     def model_built(self, model: nn.Module) -> None:
+        self.w.forward.widen()  # a new model: find its calls with hooks on every module until the next step
         if getattr(model, "_defib_where", None) is None:
             model._defib_where = where_here(skip=3)
 

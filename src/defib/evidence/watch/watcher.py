@@ -11,11 +11,34 @@ from torch import nn
 
 from defib.evidence import distributed
 from defib.evidence.watch.data import DataEvidence, find_inputs
+from defib.evidence.watch.forward import ForwardHooks
 from defib.evidence.watch.guard import guarded
 from defib.evidence.watch.loss import LossEvidence
 from defib.evidence.watch.model import ModelEvidence
 from defib.evidence.watch.optim import OptimEvidence
 from defib.signals.run import MAX_INTERNAL_ERRORS, Signals
+
+COST_BUDGET = 0.01  # share of the run's wall time defib's own work may take before it samples less often
+PACE_FROM_STEP = 100  # steps sampled on the configured period whatever it costs
+MAX_SLOWDOWN = 8  # sampling never gets rarer than this many times the configured period
+MAX_LATER = 4096  # values put off before they are read anyway (bounds memory when no step ever comes)
+
+
+class Cost:
+    """defib's own time in the watcher's step handlers, against the run's wall time, between evaluation points."""
+
+    def __init__(self) -> None:
+        self.own = 0.0
+        self._since: float | None = None  # wall clock and own time at the last check
+        self._own_then = 0.0
+
+    def check(self, now: float) -> float | None:
+        """defib's share of the wall time since the last check (None at the first)."""
+        share = None
+        if self._since is not None and now > self._since:
+            share = (self.own - self._own_then) / (now - self._since)
+        self._since, self._own_then = now, self.own
+        return share
 
 
 class Watcher:
@@ -27,12 +50,22 @@ class Watcher:
     current prediction spread. ``evaluate_every``: how often the callbacks
     registered with :meth:`on_evaluate` run during training (the rules, so
     that a flatline is announced when it happens).
+
+    Reading a tensor's value on the host (``float``, ``.item()``, ``.cpu()``)
+    makes the CPU wait for the GPU to finish everything queued, which costs a
+    GPU step its overlap. So the parts read nothing on the steps in between:
+    they hand small detached copies to :meth:`later`, and :meth:`flush` reads
+    them all, in order, at the next sampled step or evaluation point (and
+    before anything reads the signals), through the same code that would have
+    read them at once. The series come out step by step as before.
     """
 
     def __init__(self, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, *,
                  sample_every: int = 10, window: int = 256, evaluate_every: int = 10):
         self.sample_every = sample_every
         self.evaluate_every = evaluate_every
+        self.base_every = sample_every
+        self.cost = Cost()
         self.s = Signals()
         self.s.config = {"sample_every": sample_every, "window": window}
         self._inside = False  # a guarded handler is running (see guard.guarded)
@@ -42,10 +75,12 @@ class Watcher:
         self._evaluate_callbacks: list[Callable[[int], None]] = []
         self.fix: Any = None  # a candidate fix (defib.fixes) applied by the wrappers, only in a --confirm rerun
         self.started = time.time()
+        self._later: list[tuple[Callable, tuple]] = []  # host reads put off until the next flush
         self.model = ModelEvidence(self)
         self.data = DataEvidence(self)
         self.loss = LossEvidence(self, window)
         self.optim = OptimEvidence(self)
+        self.forward = ForwardHooks(self.forward_pre, self.forward_post)  # placed by hooks.install (see forward.py)
         if model is not None:
             self.model.add_root(model)
         if optimizer is not None:
@@ -78,6 +113,26 @@ class Watcher:
         """The models seen so far (a confirmation fix's ``before_step`` reaches them through the watcher)."""
         return self.model.roots()
 
+    # ------------------------------------------------------------------ host reads put off
+    def later(self, fn: Callable, *args: Any) -> None:
+        """Run ``fn(*args)`` at the next flush: ``args`` are tensors whose values must not be read now."""
+        self._later.append((fn, args))
+        if len(self._later) > MAX_LATER:  # a run that never reaches a sampled step (no optimizer step)
+            self._flush()
+
+    @guarded
+    def flush(self) -> None:
+        """Read every value put off so far (for a reader outside the watcher's handlers)."""
+        self._flush()
+
+    def _flush(self) -> None:
+        pending, self._later = self._later, []
+        for fn, args in pending:
+            try:
+                fn(*args)
+            except Exception as exc:  # one bad value is reported, the others are still read
+                self.record_internal_error(getattr(fn, "__name__", "later"), exc)
+
     # ------------------------------------------------------------------ the step clock
     def sampled(self, step: int) -> bool:
         """Expensive measurements run at this step."""
@@ -96,18 +151,20 @@ class Watcher:
         self._evaluate_callbacks.append(callback)
 
     # ------------------------------------------------------------------ forward
-    # The two module hooks run for every submodule call (about a hundred per
-    # BERT forward), so they stay outside ``guarded``: its no_grad context costs
-    # more than the work. They only count nesting depth and hand the two calls
-    # that matter (an encoder's output, the outermost module) to the guarded
-    # handler; an integer update and a getattr cannot raise.
+    # While the hooks are global (forward.py) they run for every submodule call
+    # (about 230 per BERT-base forward), so they stay outside ``guarded``: its
+    # no_grad context costs more than the work. They only count nesting depth
+    # and hand the calls that matter (an encoder's output, the outermost module)
+    # to the guarded handler; integer updates and a getattr cannot raise.
     def forward_pre(self, module: nn.Module, args: tuple) -> None:
         self._depth += 1
 
     def forward_post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any = None) -> None:
         # output is missing when the forward raised (always_call=True still calls the hook)
         self._depth = max(0, self._depth - 1)
-        if self._depth == 0 or getattr(output, "last_hidden_state", None) is not None:
+        if self._depth == 0 or (type(output) is not torch.Tensor and
+                                getattr(output, "last_hidden_state", None) is not None):
+            self.forward.note(module)
             self._forward_out(module, args, kwargs, output)
 
     @guarded
@@ -117,7 +174,9 @@ class Watcher:
         if isinstance(hidden, torch.Tensor) and hidden.ndim == 3:
             if self._grad:
                 if self.sampling():
+                    started = time.perf_counter()
                     self.model.encoder_output(hidden, find_inputs(args, kwargs)[1])
+                    self.cost.own += time.perf_counter() - started
             else:
                 self.model.nograd_encoder(module)
         if self._depth == 0:
@@ -136,26 +195,32 @@ class Watcher:
     # ------------------------------------------------------------------ optimizer step
     @guarded
     def step_pre(self, optimizer: torch.optim.Optimizer, args: tuple = (), kwargs: dict | None = None) -> None:
+        started = time.perf_counter()
         if self.fix is not None and self.optim.may_be_main(optimizer):
             self.apply_fix("before_step", optimizer, self)  # first: the step and what defib records see the fix
         if not self.optim.adopt(optimizer):
             return
         step = self.s.step + 1
         self.optim.before_step(step, optimizer)
-        self.loss.close_step(step)
+        self.later(self.loss.close_step, step)
+        self.cost.own += time.perf_counter() - started
 
     @guarded
     def step_post(self, optimizer: torch.optim.Optimizer, args: tuple = (), kwargs: dict | None = None) -> None:
         if not self.optim.is_main(optimizer):
             return
+        started = time.perf_counter()
         if self.fix is not None:
             self.apply_fix("after_step", optimizer)
         self.s.step += 1
         step = self.s.step
+        self.forward.narrow()  # the models of this step are known: hooks on them only from now
         due = step <= 3 or step % self.evaluate_every == 0
         try:
             self.optim.after_step(step)
-            self.loss.update_preds(step)
+            self.later(self.loss.update_preds, step, self.sampled(step))
+            if due or self.sampled(step):
+                self._flush()
         finally:
             if due:  # under torchrun every rank reaches this at the same steps, whatever failed above
                 distributed.reduce_signals(self.s)
@@ -164,6 +229,29 @@ class Watcher:
                 cb(step)
         for cb in list(self._step_callbacks):
             cb(step)
+        self.cost.own += time.perf_counter() - started
+        if due and step > 3:
+            share = self.cost.check(started)
+            if step > PACE_FROM_STEP:
+                self._pace(share)
+
+    def _pace(self, share: float | None) -> None:
+        """Sample (and evaluate) half as often when defib's share of the run's time is over budget, twice as
+        often again when it is well under, never less often than every ``MAX_SLOWDOWN`` x the configured period.
+
+        A fast step (a GPU) makes defib's fixed work per sampled step a larger share; a slow one (a CPU) keeps
+        the configured period. The first PACE_FROM_STEP steps, where collapses happen and are announced (the
+        fault benchmark's median first finding is at step 2), always keep it, so that when defib speaks does
+        not depend on the machine's speed there; what a long run pays is bounded after them. Under torchrun the ranks' clocks differ and they must agree on the steps where
+        they exchange signals, so the period stays fixed there.
+        """
+        if share is None or distributed.world_size() > 1:
+            return
+        if share > COST_BUDGET and self.sample_every < MAX_SLOWDOWN * self.base_every:
+            self.sample_every, self.evaluate_every = 2 * self.sample_every, 2 * self.evaluate_every
+        elif share < COST_BUDGET / 4 and self.sample_every > self.base_every:
+            self.sample_every, self.evaluate_every = self.sample_every // 2, self.evaluate_every // 2
+        self.s.config["sample_every_now"] = self.sample_every
 
     # ------------------------------------------------------------------ the end
     def detach(self) -> None:
@@ -172,6 +260,7 @@ class Watcher:
 
     def finalize_signals(self) -> Signals:
         """The signals with the statistics that are computed only when the rules read them."""
+        self.flush()
         self.loss.update_slow_stats()
         self.optim.finalize()
         self.model.finalize()
