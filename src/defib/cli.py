@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -64,10 +65,19 @@ def version_callback(value: bool) -> None:
 
 
 def check_outputs(*paths: Optional[Path]) -> None:
-    """Refuse report paths that cannot be files before any work is done (one line, exit 2)."""
+    """Refuse report paths that cannot be written before any work is done (one line, exit 2)."""
     for path in paths:
-        if path is not None and path.is_dir():
+        if path is None:
+            continue
+        if path.is_dir():
             fail(f"report path is a directory: {path}")
+        if not path.parent.is_dir():
+            fail(f"cannot write the report {path}: no folder {path.parent}")
+        try:  # the one sure test: make a file there (it vanishes when closed)
+            with tempfile.TemporaryFile(dir=path.parent):
+                pass
+        except OSError as exc:
+            fail(f"cannot write the report {path}: {exc.strerror or exc}")
 
 
 def write_reports(report: dict, json_path: Optional[Path], html_path: Optional[Path]) -> None:
@@ -84,14 +94,17 @@ def write_reports(report: dict, json_path: Optional[Path], html_path: Optional[P
 
 
 def _emit(report: dict, json_path: Optional[Path], html_path: Optional[Path], quiet: bool) -> None:
-    """Write the reports asked for, and print the verdict line or the whole text report."""
+    """Print the verdict line or the whole text report, then write the reports asked for.
+
+    The terminal first: a file that cannot be written never loses the diagnosis.
+    """
     from defib.report.text import headline, render
 
-    write_reports(report, json_path, html_path)
     if quiet:
         typer.echo(f"defib: {headline(report)}")
     else:
         render(report)
+    write_reports(report, json_path, html_path)
 
 
 def _write_html(report: dict, path: Path) -> None:
@@ -118,19 +131,16 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
         confirm_runs: int = confirm_runs_option(),
         confirm_steps: int = confirm_steps_option()) -> None:
     """Run a training script unchanged and diagnose it: defib run [--json PATH] [--html PATH] -- python train.py ARGS."""
-    from defib.stages.launch import confirm_fixes, exit_status, watched
+    from defib.stages.launch import run_command
 
     _check_command(command)
     check_outputs(json_path, html_path)
-    returncode, report = watched(command, steps, ignore=tuple(c.upper() for c in ignore))
-    report["script_exit"] = returncode
-    report["command"] = command
-    if confirm:
-        report["confirmed_fixes"] = confirm_fixes(report, command, confirm_runs, confirm_steps, say=_stderr)
-    _emit(report, json_path, html_path, quiet)
-    code = _exit_code(report)
-    # a diagnosis that failed the run decides; otherwise the script's own status, a killed script's as a shell's
-    raise typer.Exit(code if code else exit_status(returncode))
+    outcome = run_command(command, steps, tuple(c.upper() for c in ignore), confirm_runs if confirm else 0,
+                          confirm_steps, say=_stderr)
+    _emit(outcome.report, json_path, html_path, quiet)
+    code = _exit_code(outcome.report)
+    # defib stopped by a signal exits 128 + N; else a diagnosis that failed the run decides; else the script's status
+    raise typer.Exit(outcome.status if outcome.stopped or not code else code)
 
 
 @app.command("confirm", cls=aliased({"--runs": "--confirm-runs", "--steps": "--confirm-steps"}),
@@ -146,7 +156,7 @@ def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report writ
     The same as ``defib run --confirm`` without running the script a first time.
     """
     from defib.report.text import render
-    from defib.stages.launch import confirm_fixes
+    from defib.stages.launch import Stopped, confirm_fixes
 
     check_outputs(json_path, html_path)
     try:
@@ -160,10 +170,14 @@ def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report writ
     if command and command[0] == "--":  # after a positional, click passes the separator through
         command = command[1:]
     _check_command(command)
-    report["confirmed_fixes"] = confirm_fixes(report, command, runs, steps, say=_stderr)
-    write_reports(report, json_path, html_path)
+    stopped = 0
+    try:
+        report["confirmed_fixes"] = confirm_fixes(report, command, runs, steps, say=_stderr)
+    except Stopped as exc:  # the rerun was stopped: the report as it came, and the status of a stopped program
+        stopped = exc.exit_status
     render(report)
-    raise typer.Exit(0 if any(c.get("recovered") for c in report["confirmed_fixes"]) else 1)
+    write_reports(report, json_path, html_path)
+    raise typer.Exit(stopped or (0 if any(c.get("recovered") for c in report.get("confirmed_fixes") or []) else 1))
 
 
 def _check_command(command: list[str]) -> None:

@@ -25,6 +25,8 @@ import os
 import re
 from typing import Any
 
+from defib.report.text import inconclusive_note, script_end
+
 SIZE_BOUND = 1_000_000  # bytes: the most a report of any run length may take (tested on 100k steps)
 MAX_VALUE_CHARS = 400    # an evidence value longer than this is cut (the JSON report has it whole)
 MAX_LIST_ITEMS = 12      # items of an evidence list shown before "... (N more)"
@@ -106,7 +108,8 @@ def _banner(report: dict[str, Any]) -> str:
     head = VERDICT_TEXT.get(verdict, verdict)
     if verdict == "flatlined" and flat.get("step") is not None:
         head += f" at step {_num(flat['step'])}"
-    lines = [VERDICT_NOTE.get(verdict, "")]
+    ended_early = (report.get("observed") or {}).get("verdict_so_far")  # healthy steps, then a crash or a kill
+    lines = [inconclusive_note(report) if ended_early else VERDICT_NOTE.get(verdict, "")]
     task = report.get("task") or "unknown"
     if "check" in report:
         rows = (report.get("check") or {}).get("rows")
@@ -119,8 +122,9 @@ def _banner(report: dict[str, Any]) -> str:
                      f"loss {_num(flat.get('baseline_loss'))}.")
     if report.get("stopped_after_steps"):
         lines.append(f"defib stopped the script after {_num(report['stopped_after_steps'])} steps (--max-steps).")
-    if report.get("script_exit") not in (None, 0):
-        lines.append(f"The script exited with status {_num(report['script_exit'])}.")
+    end = script_end(report)
+    if end:
+        lines.append(end[0].upper() + end[1:] + ".")
     body = "".join(f"<p>{_e(line)}</p>" for line in lines if line)
     if report.get("command"):
         command = " ".join(str(c) for c in report["command"])
@@ -190,10 +194,7 @@ def _finding(i: int, f: dict[str, Any]) -> str:
 def _findings(report: dict[str, Any]) -> str:
     findings = report.get("findings") or []
     if not findings:
-        seen = report.get("observed") or {}
-        note = "No findings." if report.get("verdict") != "inconclusive" else \
-            "No training step with predictions was observed" + \
-            (f" ({', '.join(f'{k}: {v}' for k, v in seen.items())})." if seen else ".")
+        note = "No findings." if report.get("verdict") != "inconclusive" else inconclusive_note(report)
         return f'<section id="findings"><h2>Findings</h2><p>{_e(note)}</p></section>'
     items = "".join(_finding(i, f) for i, f in enumerate(findings, 1))
     return (f'<section id="findings"><h2>Findings, most likely root cause first</h2>{items}'

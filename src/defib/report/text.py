@@ -64,8 +64,9 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         body.append(f"\nprediction spread {_num(flat.get('pred_std'))} vs target spread {_num(flat.get('target_std'))}; "
                     f"loss {_num(flat.get('loss'))} vs constant-predictor loss {_num(flat.get('baseline_loss'))}",
                     style="default")
-    if report.get("script_exit") not in (None, 0):
-        body.append(f"\nthe script exited with status {report['script_exit']}", style="default")
+    end = script_end(report)
+    if end:
+        body.append(f"\n{end}", style="default")
     if report.get("check") is not None:
         for line in check_lines(report["check"]):
             body.append("\n" + line, style="default")
@@ -78,7 +79,7 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     findings = report.get("findings") or []
     if not findings:
         note = ("No findings." if verdict != "inconclusive" else
-                "No rows to check." if report.get("check") is not None else _inconclusive(report))
+                "No rows to check." if report.get("check") is not None else inconclusive_note(report))
         console.print(note)
     for i, f in enumerate(findings, 1):
         sev = f.get("severity", "info")
@@ -141,8 +142,20 @@ def probe_lines(p: dict[str, Any]) -> list[str]:
     return out
 
 
-def _inconclusive(report: dict[str, Any]) -> str:
-    seen = report.get("observed") or {}
+def script_end(report: dict[str, Any]) -> str | None:
+    """How a ``defib run`` script ended, when not normally: the note saying what was observed before, or its status."""
+    if report.get("script_exit") in (None, 0) and not report.get("stop_signal"):
+        return None
+    return (report.get("observed") or {}).get("note") or f"the script exited with status {report['script_exit']}"
+
+
+def inconclusive_note(report: dict[str, Any]) -> str:
+    seen = dict(report.get("observed") or {})
+    if seen.get("verdict_so_far") == "healthy":
+        return (f"No collapse in the {report.get('steps_observed', 0)} optimizer steps observed before the script "
+                "ended, but it did not end normally.")
+    if script_end(report):
+        seen.pop("note", None)  # already said under the verdict
     parts = [f"{k}: {v}" for k, v in seen.items()]
     return "No training step with predictions was observed" + (f" ({', '.join(parts)})." if parts else ".")
 

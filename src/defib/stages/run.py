@@ -10,13 +10,21 @@ user's command with ``defib/_boot`` on PYTHONPATH and ``DEFIB_REPORT_DIR``
 set. Each Python process that imports torch writes one report,
 ``report.<pid>.json``, when it exits (normally, by an exception, or stopped
 by ``--max-steps``); the parent picks the process that trained.
+
+A process can die without running its exit handlers: SIGKILL (the OOM
+killer), or SIGTERM with its default action. So the training process also
+writes its report during training, at the evaluation points at most every
+``CHECKPOINT_SECONDS`` (marked ``partial``), and a SIGTERM it has no handler
+for writes the report before the process dies of it as it would have anyway.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -32,6 +40,9 @@ STEPS_ENV = "DEFIB_STEPS"
 IGNORE_ENV = "DEFIB_IGNORE"  # comma-separated rule codes left out of every diagnosis (--ignore)
 REPORT_ENV = "DEFIB_REPORT_DIR"
 FIX_ENV = "DEFIB_FIX"  # JSON fix spec (defib.fixes.plan) for a --confirm rerun
+CHECKPOINT_SECONDS = 2.0  # the training process rewrites its report at most this often (at evaluation points)
+CHECKPOINT_SHARE = 0.05  # ... and spends at most about this share of the run's time doing it
+REPEAT_SECONDS = 2.0  # a second SIGINT this soon after the first is the same stop delivered twice
 
 
 def stderr_announce(msg: str) -> None:
@@ -125,10 +136,67 @@ def _attach_after_torch(_torch_module: Any) -> None:
                       file=sys.stderr, flush=True)
                 raise StopTraining(0)
         watcher.on_step(stop)
+    if is_main_process():
+        watcher.on_evaluate(_checkpoints(live, state))
+    _on_stop_signals(live, state)
     atexit.register(_write_report, live, state)
 
 
-def _write_report(live: LiveDiagnosis, state: dict[str, Any]) -> None:
+def _checkpoints(live: LiveDiagnosis, state: dict[str, Any]) -> Callable[[int], None]:
+    """Rewrite the report at evaluation points, so that a process killed without warning still has one.
+
+    The first evaluation point writes one; then at most one every
+    ``CHECKPOINT_SECONDS``, and never more than ``CHECKPOINT_SHARE`` of the time.
+    """
+    due = {"at": 0.0}
+
+    def checkpoint(_step: int) -> None:
+        began = time.monotonic()
+        if began < due["at"]:
+            return
+        _write_report(live, state, partial=True)
+        cost = time.monotonic() - began
+        due["at"] = time.monotonic() + max(CHECKPOINT_SECONDS, cost / CHECKPOINT_SHARE)
+
+    return checkpoint
+
+
+def _on_stop_signals(live: LiveDiagnosis, state: dict[str, Any]) -> None:
+    """Handle SIGTERM and SIGINT where the script left Python's defaults, and change nothing else about them.
+
+    SIGTERM: write the report, then die of the signal as the script would
+    have. SIGINT: KeyboardInterrupt as always, but a second one within
+    ``REPEAT_SECONDS`` is dropped: Ctrl-C in a terminal reaches the script and
+    ``defib run`` alike, and defib passes it on, so the script gets it twice.
+    A process forked from this one (a DataLoader worker) keeps the defaults.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # handlers can only be set from the main thread
+    owner = os.getpid()
+    last_interrupt: dict[str, float | None] = {"at": None}
+
+    def terminate(signum: int, _frame: Any) -> None:
+        if os.getpid() == owner and not state.get("terminating"):
+            state["terminating"] = True
+            _write_report(live, state)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        now, last = time.monotonic(), last_interrupt["at"]
+        if os.getpid() == owner and last is not None and now - last < REPEAT_SECONDS:
+            return
+        last_interrupt["at"] = now
+        signal.default_int_handler(signum, frame)
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, terminate)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupt)
+
+
+def _write_report(live: LiveDiagnosis, state: dict[str, Any], partial: bool = False) -> None:
+    """Write this process' report; ``partial``: a checkpoint during training, replaced by the next or the final one."""
     try:
         from defib.report import json as json_report
 
@@ -136,6 +204,7 @@ def _write_report(live: LiveDiagnosis, state: dict[str, Any]) -> None:
         if watcher.s.step == 0 and watcher.s.loss is None and not watcher.roots():
             return  # a helper process that never touched a model: nothing to say
         report = run_report(final_diagnosis(live), watcher)
+        report["partial"] = partial
         report["stopped_after_steps"] = state["stopped"]
         report["pid"] = os.getpid()
         report["rank"] = int(os.environ.get("RANK", "0") or 0)
