@@ -11,6 +11,7 @@ from torch import nn
 
 from defib.evidence import distributed
 from defib.evidence.watch.data import DataEvidence, find_inputs
+from defib.evidence.watch.graph import mark_output
 from defib.evidence.watch.guard import guarded
 from defib.evidence.watch.loss import LossEvidence
 from defib.evidence.watch.model import ModelEvidence
@@ -98,15 +99,19 @@ class Watcher:
     # ------------------------------------------------------------------ forward
     # The two module hooks run for every submodule call (about a hundred per
     # BERT forward), so they stay outside ``guarded``: its no_grad context costs
-    # more than the work. They only count nesting depth and hand the two calls
-    # that matter (an encoder's output, the outermost module) to the guarded
-    # handler; an integer update and a getattr cannot raise.
+    # more than the work. They only count nesting depth, mark small outputs for
+    # a hand-written loss to be read from its graph (graph.mark_output, which
+    # never raises), and hand the two calls that matter (an encoder's output,
+    # the outermost module) to the guarded handler; an integer update and a
+    # getattr cannot raise.
     def forward_pre(self, module: nn.Module, args: tuple) -> None:
         self._depth += 1
 
     def forward_post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any = None) -> None:
         # output is missing when the forward raised (always_call=True still calls the hook)
         self._depth = max(0, self._depth - 1)
+        if type(output) is torch.Tensor and output.ndim <= 2:  # a prediction a hand-written loss may read
+            mark_output(output)
         if self._depth == 0 or getattr(output, "last_hidden_state", None) is not None:
             self._forward_out(module, args, kwargs, output)
 
