@@ -37,14 +37,15 @@ def test_hand_written_log_loss_that_saturates_fires():
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         for xb, yb in batches(x, labels, size=32):
             p = torch.sigmoid(model(xb).squeeze(-1))
-            loss = -(yb * torch.log(p) + (1 - yb) * torch.log(1 - p)).mean()
+            loss = -(yb * torch.log(p) + (1 - yb) * torch.log(1 - p)).mean()  # planted
             opt.zero_grad()
-            loss.backward()  # planted
+            loss.backward()
             opt.step()
     f = find(w.diagnosis, "O009")
     assert f is not None, w.diagnosis.findings
     assert f.cause == "optim.nonfinite" and f.evidence["first_nonfinite"]["loss"] == 1
-    assert_where(f, test_hand_written_log_loss_that_saturates_fires)  # defib sees it at backward()
+    assert w.watcher.s.loss.fn == "binary_cross_entropy"  # read from backward()'s graph
+    assert_where(f, test_hand_written_log_loss_that_saturates_fires)  # at the line that computes the loss
 
 
 def test_bce_with_logits_on_the_same_logits_is_silent():

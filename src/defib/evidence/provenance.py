@@ -273,3 +273,63 @@ def label_line(filename: str, line: int) -> int | None:
             found += [v.lineno for k, v in zip(node.keys, node.values)
                       if isinstance(k, ast.Constant) and k.value == key and _key_of(v) != key]  # not a pass-through
     return min(found) if len(set(found)) == 1 else None
+
+
+def _assigned_value(tree: ast.AST, line: int) -> ast.expr | None:
+    """The value of the assignment that starts on ``line``."""
+    return next((n.value for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign))
+                 and n.lineno == line and n.value is not None), None)
+
+
+def _function(tree: ast.AST, func: ast.expr) -> ast.AST | None:
+    """The definition of the function ``func`` names: a module-level ``squared_error``, a method ``self.loss_fn``
+    (one of that name in the file's classes). None for anything else (a parameter, a nested function)."""
+    if isinstance(func, ast.Name):
+        defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == func.id]
+    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
+        defs = [n for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == func.attr]
+    else:
+        return None
+    return defs[0] if len(defs) == 1 else None
+
+
+def _subtraction(tree: ast.AST, value: ast.AST | None, line: int, depth: int = 3) -> int | None:
+    """The line of the first ``a - b`` in ``value``, in a function of this file it calls, or in the value
+    of a name it reads that was assigned earlier in the same function."""
+    if value is None or depth == 0:
+        return None
+    nodes = list(ast.walk(value))
+    for n in nodes:
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Sub):
+            return n.lineno
+    for n in nodes:
+        body = _function(tree, n.func) if isinstance(n, ast.Call) else None
+        hit = next((m.lineno for m in ast.walk(body) if isinstance(m, ast.BinOp) and isinstance(m.op, ast.Sub)),
+                   None) if body is not None else None
+        if hit:
+            return hit
+    scope = _scope(tree, line)
+    for n in nodes:
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+            before = [a.lineno for a in ast.walk(scope) if n.id in _assigned_names(a) and a.lineno < line]
+            hit = _subtraction(tree, _assigned_value(tree, max(before)), max(before), depth - 1) if before else None
+            if hit:
+                return hit
+    return None
+
+
+def loss_line(filename: str, line: int, comparison: bool) -> int | None:
+    """The line that computes the hand-written loss whose ``backward()`` is called on ``line``.
+
+    The assignment of the variable ``backward()`` is called on (``loss = ((pred - y) ** 2).mean()``);
+    with ``comparison``, the subtraction of targets from predictions that it makes, followed into a
+    function of this file it calls (``loss = squared_error(pred, y)``) and through names it reads
+    (``diff = pred - y`` a line above), since a broadcast happens at the subtraction. None when the
+    assignment cannot be found unambiguously.
+    """
+    tree = _tree(filename)
+    origin = receiver_line(filename, line, "backward") if tree is not None else None
+    if origin is None or not comparison:
+        return origin
+    return _subtraction(tree, _assigned_value(tree, origin), origin) or origin

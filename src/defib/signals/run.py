@@ -51,6 +51,9 @@ class LossSignals:
     failed: str | None = None                 # the loss call raised this error
     scale_factor: float | None = None         # loss / loss recomputed with mean reduction (1 = plain mean)
     soft_target_max: float | None = None      # cross-entropy given float (soft) targets: their largest value
+    # "call": a torch loss defib hooks (F.mse_loss, nn.CrossEntropyLoss); "graph": a loss written with tensor ops,
+    # read from backward()'s autograd graph (evidence/watch/graph.py), ``fn`` naming the loss it computes
+    source: str = "call"
 
 
 @dataclass
@@ -102,6 +105,9 @@ class OptimSignals:
     grad_total: Series = field(default_factory=Series)
     backward_calls: int = 0
     backward_where: Where | None = None
+    # backward() on a loss that no hooked loss call made and whose graph defib could not read as predictions
+    # against targets: the autograd node names it saw, for the report to say what the loss was made of
+    unread_loss: list[str] = field(default_factory=list)
     leaf_loss_where: Where | None = None      # backward() on a tensor with no graph: the line that built it
     step_where: Where | None = None
     zero_grad_calls: int = 0

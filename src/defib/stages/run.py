@@ -226,9 +226,13 @@ def run_report(diagnosis: Diagnosis, watcher: Watcher) -> dict[str, Any]:
 def observed(watcher: Watcher) -> dict[str, Any]:
     """What defib saw, for an inconclusive verdict to explain itself."""
     s = watcher.s
-    return {"models": len(watcher.roots()), "optimizer_steps": s.step,
+    seen = {"models": len(watcher.roots()), "optimizer_steps": s.step,
             "loss_calls": s.loss.calls if s.loss else 0,
             "backward_calls": s.optim.backward_calls if s.optim else 0}
+    if s.loss is None and s.optim is not None and s.optim.unread_loss:
+        # a hand-written loss defib could not read as predictions against targets: say what it was made of
+        seen["unread_loss"] = " ".join(s.optim.unread_loss)
+    return seen
 
 
 def export_signals(s: Any) -> dict[str, Any]:

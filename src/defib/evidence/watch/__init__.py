@@ -29,6 +29,12 @@ reads a tensor's value on the host between sampled steps: values go to
 ``Watcher.later`` and are read together at the next sampled step or
 evaluation point, so a GPU is never made to wait (``watcher.py``).
 
+A loss written with tensor ops calls nothing defib hooks: ``graph.py`` reads
+its predictions and targets from the autograd graph ``backward()`` receives
+(``optim.backward_pre`` walks it, ``loss.graph_loss`` takes what it found down
+the path of a hooked loss call), helped by a mark ``Watcher.forward_post``
+leaves on small module outputs.
+
 The hooks call the part that owns an event directly (``w.loss.loss_call``,
 ``w.optim.backward_pre``, ``w.data.loader_created``); event methods keep their
 names, which are also what an internal error is reported under. Only the

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 from collections import Counter, deque
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from torch import nn
 
 from defib.evidence.callsite import make_where, where_here
 from defib.evidence.stats import Moments, Window
+from defib.evidence.watch.graph import GraphLoss
 from defib.evidence.watch.guard import Part, guarded
 from defib.signals.common import Series
 from defib.signals.run import (CLASS_LOSSES, MAX_PLOTTED_CLASSES, MULTILABEL_LOSSES, QUANTILES, REGRESSION_LOSSES,
@@ -75,8 +76,8 @@ class LossEvidence(Part):
             ls.where = where_here(skip=4)
             ls.reduction = str(kwargs.get("reduction", "mean"))
             ls.input_requires_grad = bool(input.requires_grad)
-            ls.producer = _grad_fn_chain(input)
-            ls.producer_where = self.w.model.activation_where(input)
+            ls.producer = _grad_fn_chain(input.grad_fn)
+            ls.producer_where = self.w.model.activation_where(input.grad_fn)
             ls.module_where = _loss_module_where()
             ls.label_where = _label_where(ls.where)
         ls.calls += 1
@@ -104,6 +105,25 @@ class LossEvidence(Part):
                 ls.nonfinite_step = step
                 self.w.optim.signals().nonfinite.setdefault("loss", step)
         self._record_predictions(family, x, y)
+
+    def graph_loss(self, found: GraphLoss, where: Callable[[], Any]) -> None:
+        """A hand-written loss read from ``backward()``'s graph (:mod:`.graph`): the path of a hooked call.
+
+        Runs inside ``optim.backward_pre``'s guard. The signals come from the graph where a hooked
+        call reads its arguments: the line that computes the loss (``where()``), the node that
+        made the predictions.
+        """
+        ls = self.w.s.loss
+        if ls is not None and ls.source != "graph":
+            return  # a hooked loss call is the training loss
+        if ls is None or (ls.fn != found.fn and ls.calls <= 5):
+            ls = self.w.s.loss = LossSignals(fn=found.fn, family=found.family, source="graph")
+            ls.where = where()
+            ls.input_requires_grad = True
+            ls.producer = _grad_fn_chain(found.producer)
+            ls.producer_where = self.w.model.activation_where(found.producer)
+            ls.label_where = _label_where(ls.where)
+        self.loss_call.__wrapped__(self, found.fn, found.input, found.target, found.value, {})
 
     def _record_predictions(self, family: str, x: torch.Tensor, y: torch.Tensor) -> None:
         s = self.w.s
@@ -314,9 +334,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().reshape(-1).cpu().numpy()
 
 
-def _grad_fn_chain(t: torch.Tensor, depth: int = 6) -> tuple[str, ...]:
+def _grad_fn_chain(fn: Any, depth: int = 6) -> tuple[str, ...]:
+    """grad_fn names from the autograd node ``fn`` back, past reshapes, to the op that produced the values."""
     names: list[str] = []
-    fn = t.grad_fn
     while fn is not None and len(names) < depth:
         name = type(fn).__name__
         names.append(name)

@@ -153,11 +153,11 @@ class ModelEvidence(Part):
         if self.w._grad and isinstance(out, torch.Tensor) and out.grad_fn is not None and self.w.s.loss is None:
             self._activations.append((out.grad_fn, make_where(frame.f_code.co_filename, frame.f_lineno)))
 
-    def activation_where(self, t: torch.Tensor) -> Any:
-        """Where the user applied an activation that feeds this loss input, if they did."""
+    def activation_where(self, fn: Any) -> Any:
+        """Where the user applied an activation that feeds the loss input made by autograd node ``fn``, if they did."""
         known = {id(node): where for node, where in self._activations}
         self._activations.clear()  # the nodes are no longer needed: drop them with their graph
-        fn, depth = t.grad_fn, 0
+        depth = 0
         while fn is not None and depth < 8:
             if id(fn) in known:
                 return known[id(fn)]

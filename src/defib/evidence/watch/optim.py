@@ -8,6 +8,7 @@ with the tensor after the step. Both run on sampled steps only.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -20,9 +21,12 @@ from torch import nn
 
 from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, where_here, where_made
+from defib.evidence.watch.graph import loss_where, read_loss
 from defib.evidence.watch.guard import Part, guarded
 from defib.signals.common import Series
 from defib.signals.run import OptimSignals
+
+MAX_GRAPH_MISSES = 16  # a loss graph that held nothing recognisable this often is not walked again
 
 
 class OptimEvidence(Part):
@@ -38,6 +42,7 @@ class OptimEvidence(Part):
         self._zeroed_after_backward = False
         self._probe: nn.Parameter | None = None
         self._not_cleared = 0
+        self._graph_misses = 0  # backward() calls whose graph held no recognised loss
         # id -> (group, param, the subset's flat indices, the subset before the step)
         self._snap: dict[int, tuple[str, nn.Parameter, torch.Tensor, torch.Tensor]] = {}
         self.training_args_where = None  # set by the TrainingArguments patch
@@ -58,6 +63,9 @@ class OptimEvidence(Part):
             o.leaf_loss_where = where_made("backward", skip=4) or where_here(skip=4)
         if tensor.numel() == 1:
             self.w.later(self.w.loss.backward_value, tensor.detach(), self.w.s.step + 1)
+        if tensor.grad_fn is not None and self._graph_misses < MAX_GRAPH_MISSES and \
+                (self.w.s.loss is None or self.w.s.loss.source == "graph"):
+            self._read_graph(tensor)
         if self._backward_since_step == 0 and self._probe is not None and self.w.s.step > 0:
             g = self._probe.grad
             if g is not None:
@@ -68,6 +76,17 @@ class OptimEvidence(Part):
         """Read at a flush: the head's gradient was not zero when a step's first backward began."""
         if bool(nonzero):
             self._not_cleared += 1
+
+    def _read_graph(self, loss: torch.Tensor) -> None:
+        """No hooked loss call made this loss: read its predictions and targets from its graph."""
+        found, names = read_loss(loss)
+        if found is not None:
+            self.w.loss.graph_loss(found, functools.partial(loss_where, found.family == "regression"))
+            self.signals().unread_loss = []
+        else:
+            self._graph_misses += 1
+            if self.w.s.loss is None:
+                self.signals().unread_loss = names[:12]
 
     @guarded
     def backward_post(self, tensor: torch.Tensor) -> None:

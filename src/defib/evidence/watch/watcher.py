@@ -12,6 +12,7 @@ from torch import nn
 from defib.evidence import distributed
 from defib.evidence.watch.data import DataEvidence, find_inputs
 from defib.evidence.watch.forward import ForwardHooks
+from defib.evidence.watch.graph import mark_output, mark_outputs_in
 from defib.evidence.watch.guard import guarded
 from defib.evidence.watch.loss import LossEvidence
 from defib.evidence.watch.model import ModelEvidence
@@ -153,15 +154,24 @@ class Watcher:
     # ------------------------------------------------------------------ forward
     # While the hooks are global (forward.py) they run for every submodule call
     # (about 230 per BERT-base forward), so they stay outside ``guarded``: its
-    # no_grad context costs more than the work. They only count nesting depth
-    # and hand the calls that matter (an encoder's output, the outermost module)
-    # to the guarded handler; integer updates and a getattr cannot raise.
+    # no_grad context costs more than the work. They only count nesting depth,
+    # mark small outputs for a hand-written loss to be read from its graph
+    # (graph.mark_output, which never raises), and hand the calls that matter
+    # (an encoder's output, the outermost module) to the guarded handler;
+    # integer updates and a getattr cannot raise.
     def forward_pre(self, module: nn.Module, args: tuple) -> None:
         self._depth += 1
 
     def forward_post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any = None) -> None:
         # output is missing when the forward raised (always_call=True still calls the hook)
         self._depth = max(0, self._depth - 1)
+        if type(output) is torch.Tensor:
+            if output.ndim <= 2:  # a prediction a hand-written loss may read
+                mark_output(output)
+        elif self._depth == 0:
+            # a model's output object (logits in a ModelOutput, a tuple): once the hooks narrow to the
+            # outermost calls (forward.py), the head inside that made the logits is no longer hooked
+            mark_outputs_in(output)
         if self._depth == 0 or (type(output) is not torch.Tensor and
                                 getattr(output, "last_hidden_state", None) is not None):
             self.forward.note(module)

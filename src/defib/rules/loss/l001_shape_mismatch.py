@@ -13,7 +13,9 @@ class ShapeMismatch(Rule):
     What it detects:
         An element-wise loss (MSE, L1, Huber, BCE) receives input and target of
         different shapes that broadcast, for example ``(16, 1)`` against
-        ``(16,)``. Seen at the loss call itself, on the first step.
+        ``(16,)``. Seen at the loss call itself, on the first step; for a loss
+        written with tensor ops (``((pred - y) ** 2).mean()``), in its
+        autograd graph at ``backward()``, pointing at the subtraction.
 
     Why it flattens predictions:
         Broadcasting turns the B predictions and B targets into a B x B grid:
@@ -43,10 +45,16 @@ class ShapeMismatch(Rule):
         ls = s.loss
         if ls.family == "classification" or ls.calls == 0 or ls.broadcast_calls / ls.calls < self.min_share:
             return None
-        fix = ("loss = loss_fn(pred.squeeze(-1), target)" if len(ls.input_shape) > len(ls.target_shape)
-               else "loss = loss_fn(pred, target.view_as(pred))")
+        squeeze = len(ls.input_shape) > len(ls.target_shape)
+        if ls.source == "graph":  # a loss written with tensor ops: the subtraction is the line to change
+            name = f"The hand-written loss (computed like {ls.fn})"
+            fix = "pred.squeeze(-1) - target" if squeeze else "pred - target.view_as(pred)"
+        else:
+            name = ls.fn
+            fix = ("loss = loss_fn(pred.squeeze(-1), target)" if squeeze
+                   else "loss = loss_fn(pred, target.view_as(pred))")
         return self.finding(
-            f"{ls.fn} received predictions of shape {list(ls.input_shape)} and targets of shape "
+            f"{name} received predictions of shape {list(ls.input_shape)} and targets of shape "
             f"{list(ls.target_shape)} in {ls.broadcast_calls} of {ls.calls} calls; they broadcast to a "
             f"{_grid(ls.input_shape, ls.target_shape)} grid, so every prediction is pulled to the batch mean.",
             confidence=0.97,
