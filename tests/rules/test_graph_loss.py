@@ -210,3 +210,25 @@ def test_read_loss_recovers_targets_and_shapes_of_each_formula():
         assert torch.allclose(found.value, F.mse_loss(lin(x)[:, 1], score))
         found, _ = read_loss((weight * (lin(x)[:, 1] - score) ** 2).sum() / weight.sum())  # weighted
         assert found.fn == "mse_loss" and torch.allclose(found.target, score, atol=1e-6)
+
+
+def test_logits_of_a_model_output_are_read_on_every_step():
+    """The head inside a Hugging Face model is hooked only until the first step (the hooks then narrow to
+    the outermost call), so the logits in the ModelOutput it returns must carry the mark themselves."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=int(IDS.max()) + 1, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, num_labels=1)
+    with watch() as w:
+        model = BertForSequenceClassification(cfg)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for x, y in list(batches(IDS, SCORE, size=32))[:12]:
+            logits = model(input_ids=x).logits
+            loss = ((logits.squeeze(-1) - y) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    ls = w.watcher.s.loss
+    assert (ls.fn, ls.source, ls.calls) == ("mse_loss", "graph", 12)
+    assert w.watcher.s.preds.n_seen == 12 * 32
