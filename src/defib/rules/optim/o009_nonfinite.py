@@ -5,6 +5,15 @@ from __future__ import annotations
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.signals.run import Signals
 
+_ORIGIN_ORDER = ("loss", "grad", "weight")
+
+
+def _origin_first(item: tuple[str, int]) -> tuple[int, int]:
+    """Sort key of (what, step): by step, and within a step the loss, then the gradients it made, then the
+    weights they updated, so that a tie names the origin (the order the values were read in says nothing)."""
+    what, step = item
+    return step, _ORIGIN_ORDER.index(what) if what in _ORIGIN_ORDER else len(_ORIGIN_ORDER)
+
 
 @register
 class NonFinite(Rule):
@@ -42,9 +51,9 @@ class NonFinite(Rule):
         if not o.nonfinite and not half:
             return None
         if o.nonfinite:
-            first = min(o.nonfinite.items(), key=lambda kv: kv[1])
+            first = min(o.nonfinite.items(), key=_origin_first)
             where = s.loss.where if first[0] == "loss" and s.loss else o.backward_where or o.step_where
-            what = ", ".join(f"{k} at step {v}" for k, v in sorted(o.nonfinite.items(), key=lambda kv: kv[1]))
+            what = ", ".join(f"{k} at step {v}" for k, v in sorted(o.nonfinite.items(), key=_origin_first))
             msg = f"Non-finite values appeared: {what}."
             if half:
                 msg += f" Parameters are {', '.join(half)} under {o.optimizer}."
