@@ -40,8 +40,9 @@ STEPS_ENV = "DEFIB_STEPS"
 IGNORE_ENV = "DEFIB_IGNORE"  # comma-separated rule codes left out of every diagnosis (--ignore)
 REPORT_ENV = "DEFIB_REPORT_DIR"
 FIX_ENV = "DEFIB_FIX"  # JSON fix spec (defib.fixes.plan) for a --confirm rerun
-CHECKPOINT_SECONDS = 2.0  # the training process rewrites its report at most this often (at evaluation points)
-CHECKPOINT_SHARE = 0.05  # ... and spends at most about this share of the run's time doing it
+CHECKPOINT_SECONDS = 5.0  # the training process rewrites its report at most this often (at evaluation points)
+CHECKPOINT_SHARE = 0.005  # ... and spends at most this share of the run's time doing it (watching's whole
+# budget is 2%: bench/overhead)
 REPEAT_SECONDS = 2.0  # a second SIGINT this soon after the first is the same stop delivered twice
 
 
