@@ -346,7 +346,10 @@ def _check_memory(warmup: int, total: int) -> None:
     warm, end = m["sizes_warm"], m["sizes_end"]
     too_big = {k: v for k, v in end.items() if v > CONTAINER_BOUND}
     assert not too_big, too_big
-    grew = {k: (warm.get(k), v) for k, v in end.items() if v > max(2 * warm.get(k, 0), 64)}
+    # a Series is capped by construction and fills at the pace of sampling, which the watcher slows down
+    # when a step is this cheap (Watcher._pace): it may still fill after warm-up without leaking
+    grew = {k: (warm.get(k), v) for k, v in end.items() if v > max(2 * warm.get(k, 0), 64)
+            and not (k.endswith((".steps", ".values")) and v <= Series().cap)}
     assert not grew, grew
     state = m["bytes_end"] - m["bytes_warm"]
     assert state < STATE_GROWTH_BOUND, f"the watcher holds {state} more bytes at step {total} than at {warmup}"
