@@ -31,9 +31,9 @@ class Trend:
     cannot tell them apart; the direction can. A collapse often shows a
     falling loss too, from a high initial value down *to* the baseline, so
     falling is not enough: the loss must be below the baseline, and not
-    climbing back, and the predictions must be widening.
-    The per-step loss is noisy (batches of 8 vary by half the baseline), the
-    spread, a mean over 16 batches, much less: it carries most of the weight.
+    climbing back, and the predictions must be widening. The per-step loss is
+    noisy (batches of 8 vary by half the baseline), the spread, a mean over 16
+    batches, much less: it carries most of the weight.
     """
 
     steps: int              # optimizer steps the window spans

@@ -115,8 +115,7 @@ class OptimEvidence(Part):
         """The run's planned length and warmup: as the schedule states them, else as TrainingArguments did."""
         o = self.signals()
         total, warmup, source = schedule_plan(scheduler) or (None, None, None)
-        by_trainer = _built_by_trainer()
-        args = self.training_args_plan if by_trainer else None
+        args = self.training_args_plan if _built_by_trainer() else None
         if args is not None:
             total = total if total is not None else args[0]
             warmup = warmup if warmup is not None else args[1]
