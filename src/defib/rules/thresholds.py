@@ -22,6 +22,18 @@ NOT_LEARNING = 0.9
 # Optimizer steps of grace before a flat start counts: a freshly initialised head starts flat. (S001, L004,
 # "not_learning".)
 GRACE_STEPS = 30
+# Whether a run that looks flat is still learning is judged over this many recent optimizer steps, split in
+# halves (earlier, later): long enough for each half's mean loss to average out batch noise, short enough to
+# describe the run now. (S001, S002.)
+TREND_STEPS = 40
+# Standard errors (of the per-step losses) by which the later half's mean loss may exceed the earlier half's
+# before the loss counts as climbing back. With batches of 8 a per-step MSE varies by about half the
+# baseline, so a slow fall is lost in the noise over 40 steps: the test only rules out a clear rise. (S001, S002.)
+TREND_Z = 1.0
+# The later half's prediction spread at least this share above the earlier half's is a widening spread. The
+# spread is a mean over the last 16 batches: between halves it varies by under 10% for batches of 8, so a
+# quarter is some 3 standard errors; a slow start widens by 2x over 40 steps. (S001, S002.)
+SPREAD_GROWTH = 0.25
 
 # -- truncation (D001 at run time, D101 on the data) -------------------------------------------------
 MIN_TOKENIZED_ROWS = 32  # rows tokenized before a share of collisions means anything

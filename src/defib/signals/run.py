@@ -100,6 +100,13 @@ class OptimSignals:
     scheduler_where: Where | None = None                     # the scheduler's construction
     scheduler_step_where: Where | None = None                # the user's first scheduler.step() call
     scheduler_steps: int = 0
+    # the run's plan, when something states it: a transformers schedule's num_training_steps and
+    # num_warmup_steps (whoever built it: the script, the Trainer, a Lightning module), else the Trainer's
+    # max_steps and warmup_steps from TrainingArguments. In optimizer steps; None: not stated anywhere
+    planned_steps: int | None = None
+    warmup_steps: int | None = None
+    plan_source: str | None = None                           # what stated it, e.g. "get_linear_schedule_with_warmup"
+    warmup_where: Where | None = None                        # the argument that set the warmup (warmup_steps=...)
     grad_norm: dict[str, Series] = field(default_factory=dict)   # per module group
     update_ratio: dict[str, Series] = field(default_factory=dict)  # |dw| / |w| per module group
     grad_total: Series = field(default_factory=Series)

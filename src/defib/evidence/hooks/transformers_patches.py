@@ -87,8 +87,24 @@ def _patch_training_args(inst: Installed, w: Watcher, module: Any) -> None:
             try:
                 w.optim.training_args_where = where_here(keyword="learning_rate", skip=2,
                                                          value=getattr(self, "learning_rate", None))
+                w.optim.training_args_plan = _planned(self, kwargs)
             except Exception as exc:
                 w.record_internal_error("TrainingArguments", exc)
         return run
 
     inst.patch(cls, "__init__", init)
+
+
+def _planned(args: Any, passed: dict) -> tuple[int | None, int | None, Any]:
+    """(max_steps, warmup in steps, where the warmup was set) from TrainingArguments, each None when unstated.
+
+    ``max_steps`` <= 0 means "from the epochs", which only the Trainer resolves (its schedule then states the
+    length); a ``warmup_steps`` under 1 (or ``warmup_ratio``) is a share of that length, likewise.
+    """
+    max_steps = getattr(args, "max_steps", -1)
+    warmup = getattr(args, "warmup_steps", 0)
+    keyword = next((k for k in ("warmup_steps", "warmup_ratio") if k in passed), None)
+    # the search starts at the patched __init__ and stops at the first frame outside the libraries
+    where = where_here(keyword=keyword, skip=3, value=passed.get(keyword)) if keyword else None
+    return (int(max_steps) if isinstance(max_steps, int) and max_steps > 0 else None,
+            int(warmup) if isinstance(warmup, (int, float)) and warmup >= 1 else None, where)

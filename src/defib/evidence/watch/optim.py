@@ -21,6 +21,7 @@ from torch import nn
 
 from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, where_here, where_made
+from defib.evidence.schedules import schedule_plan
 from defib.evidence.watch.graph import loss_where, read_loss
 from defib.evidence.watch.guard import Part, guarded
 from defib.signals.common import Series
@@ -46,6 +47,7 @@ class OptimEvidence(Part):
         # id -> (group, param, the subset's flat indices, the subset before the step)
         self._snap: dict[int, tuple[str, nn.Parameter, torch.Tensor, torch.Tensor]] = {}
         self.training_args_where = None  # set by the TrainingArguments patch
+        self.training_args_plan: tuple | None = None  # (max_steps, warmup_steps, where of the warmup), likewise
 
     def signals(self) -> OptimSignals:
         if self.w.s.optim is None:
@@ -126,6 +128,23 @@ class OptimEvidence(Part):
         o = self.signals()
         o.scheduler = type(scheduler).__name__
         o.scheduler_where = where_here(skip=4)
+        self._note_plan(scheduler)
+
+    def _note_plan(self, scheduler: Any) -> None:
+        """The run's planned length and warmup: as the schedule states them, else as TrainingArguments did."""
+        o = self.signals()
+        total, warmup, source = schedule_plan(scheduler) or (None, None, None)
+        args = self.training_args_plan if _built_by_trainer() else None
+        if args is not None:
+            total = total if total is not None else args[0]
+            warmup = warmup if warmup is not None else args[1]
+            source = source or "TrainingArguments"
+        if total is None and warmup is None:
+            return
+        o.planned_steps, o.warmup_steps, o.plan_source = total, warmup, source
+        # the Trainer computes the schedule from TrainingArguments: the argument is the line to edit
+        o.warmup_where = args[2] if args is not None and args[2] is not None else \
+            where_here(keyword="num_warmup_steps", skip=5)
 
     @guarded
     def scheduler_stepped(self, scheduler: Any) -> None:

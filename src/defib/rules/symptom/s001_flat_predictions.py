@@ -7,6 +7,7 @@ import math
 from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num as _f, rnd as _r
+from defib.rules.measures import recent_trend
 from defib.signals.run import Signals
 
 
@@ -23,7 +24,10 @@ class FlatPredictions(Rule):
         training loss is no better than the best constant predictor's
         (variance of the targets for MSE, entropy of the label prior for
         cross-entropy) and has stopped falling (less than ``min_progress``
-        over the last ``plateau_steps`` steps).
+        over the last ``plateau_steps`` steps). Not while the run is still
+        learning: over the last 40 steps, the mean loss under the baseline
+        by 0.15^2 of it and not climbing back between the halves, and the
+        spread widening by a quarter (that is S002, a slow start).
 
     Why it flattens predictions:
         This is the flatline itself, measured. A regressor whose predictions
@@ -60,23 +64,15 @@ class FlatPredictions(Rule):
     min_progress = 0.1                     # a loss still falling by this share over plateau_steps is converging, not flat
 
     def check(self, s: Signals) -> Finding | None:
+        since = self.flat_since(s)
+        if since is None:
+            return None
+        trend = recent_trend(s)
+        if trend is not None and trend.learning:
+            return None  # narrow but widening, loss falling below the baseline: a slow start (S002)
         p = s.preds
         points = p.spread.pairs()
-        if s.step < self.min_step or len(points) < self.sustain:
-            return None
-        flat = [v for _, v in points[-self.sustain:] if not (math.isfinite(v) and v >= self.max_spread)]
-        if len(flat) < self.sustain:
-            return None
         loss, base = p.loss_window.last, p.baseline.last
-        if loss is not None and base is not None and math.isfinite(loss) and loss < self.loss_margin * base:
-            return None
-        if self._still_falling(p.loss_window.pairs(), s.step):
-            return None
-        since = points[-1][0]
-        for st, v in reversed(points):
-            if math.isfinite(v) and v >= self.max_spread:
-                break
-            since = st
         if p.task == "classification":
             top, n = (max(p.pred_counts.items(), key=lambda kv: kv[1]) if p.pred_counts else (None, 0))
             total = sum(p.pred_counts.values()) or 1
@@ -94,6 +90,26 @@ class FlatPredictions(Rule):
                       "spread_ratio": _r(points[-1][1]), "loss": _r(loss), "baseline_loss": _r(base)},
             fix="Fix the root cause listed first; the flatline follows from it.")
 
+    def flat_since(self, s: Signals) -> int | None:
+        """The step since which predictions are flat and the loss stuck at the baseline's level, else None."""
+        p = s.preds
+        points = p.spread.pairs()
+        if s.step < self.min_step or len(points) < self.sustain:
+            return None
+        flat = [v for _, v in points[-self.sustain:] if not (math.isfinite(v) and v >= self.max_spread)]
+        if len(flat) < self.sustain:
+            return None
+        loss, base = p.loss_window.last, p.baseline.last
+        if loss is not None and base is not None and math.isfinite(loss) and loss < self.loss_margin * base:
+            return None
+        if self._still_falling(p.loss_window.pairs(), s.step):
+            return None
+        since = points[-1][0]
+        for st, v in reversed(points):
+            if math.isfinite(v) and v >= self.max_spread:
+                break
+            since = st
+        return since
 
     def _still_falling(self, losses: list[tuple[int, float]], step: int) -> bool:
         """True while the loss keeps dropping: a slow start, not a collapse."""
