@@ -38,6 +38,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import argparse
 import datetime as dt
+import gc
 import platform
 import resource
 import subprocess
@@ -212,8 +213,8 @@ def measure(size: str, args: argparse.Namespace) -> dict:
         "total_ratios": total_ratios,
         "sample_every_now": w.watcher.s.config.get("sample_every_now", w.watcher.sample_every),
     }
-    if cuda:
-        result["memory"] = statistics.median(peaks["watched"]) - statistics.median(peaks["bare"])
+    if cuda:  # per pair (the same batches on both sides), then the median: robust to drift between blocks
+        result["memory"] = statistics.median(w_ - b_ for b_, w_ in zip(peaks["bare"], peaks["watched"]))
     return result
 
 
@@ -282,7 +283,7 @@ def render(results: list[dict], args: argparse.Namespace, load_start: str) -> st
         "of single steps hides: it is what a run pays on average. defib samples every 10 steps for the first",
         "100 watched steps, then every 10-80 as its own measured cost allows (1% of the run's time): the last",
         "column but two says where it ended. Memory: "
-        + ("the peak of allocated GPU memory per block, median watched minus median bare."
+        + ("the peak of allocated GPU memory per block, watched minus bare within each pair (the same batches), median over pairs."
            if cuda else f"peak RSS of {args.memory_steps} watched steps minus {args.memory_steps} bare ones, "
            "each alone in a fresh process (allocator noise is a few MiB either way)."),
         "",
@@ -330,6 +331,9 @@ def main() -> int:
     load_start = load()
     results = []
     for size in sizes:
+        gc.collect()  # the previous size's model must be gone, or freeing it mid-run shows up as a memory change
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
         r = measure(size, args)
         if args.device == "cpu" and not args.no_memory:
             r["memory"] = memory_cpu(size, args)
