@@ -144,6 +144,9 @@ class ModelSignals:
     head_init_nonfinite: bool = False
     head_fan_in: int | None = None
     head_input_spread: Series = field(default_factory=Series)  # rel. spread of vectors entering the head
+    # share of the batch rows whose head input is the encoder's vector at a padded position (sampled steps,
+    # batches with padding only)
+    head_input_pad_share: Series = field(default_factory=Series)
     token_spread: Series = field(default_factory=Series)       # rel. spread of encoder token vectors
     cls_spread: Series = field(default_factory=Series)         # rel. spread of position-0 vectors
     built_where: Where | None = None          # where the user built the encoder (from_pretrained / from_config / a class)

@@ -178,6 +178,8 @@ class Watcher:
                                 getattr(output, "last_hidden_state", None) is not None):
             self.forward.note(module)
             self._forward_out(module, args, kwargs, output)
+            if self._depth == 0 and type(output) is torch.Tensor and module.training and torch.is_grad_enabled():
+                self.model.outside_head(module, args)
 
     @guarded
     def _forward_out(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
