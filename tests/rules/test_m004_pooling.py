@@ -89,3 +89,40 @@ def test_rule_on_signals():
     assert check([0.3, 0.3, 0.3], [0.8, 0.8, 0.8]) is None
     assert check([0.001, 0.001, 0.001], [0.05, 0.05, 0.05]) is None  # the encoder itself collapsed: not pooling
     assert check([0.001], [0.8]) is None  # one measurement is not enough
+
+
+def _train_outside(encoder: nn.Module, head: nn.Module, model_dir, pick) -> None:
+    encoder.train()
+    opt = torch.optim.AdamW(list(encoder.parameters()) + list(head.parameters()), lr=1e-3)
+    for i in range(0, len(ROWS), 16):
+        enc, y = encode(model_dir, ROWS[i:i + 16])
+        out = encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=True)
+        pooled = pick(out, enc["attention_mask"])  # planted
+        loss = F.mse_loss(head(pooled).squeeze(-1), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def _masked_mean(out, mask):
+    m = mask.unsqueeze(-1).float()  # (B, T, 1)
+    return (out.last_hidden_state * m).sum(1) / m.sum(1)
+
+
+def test_head_outside_the_model_on_the_embedding_layer_fires(tiny_model_dir):
+    encoder = AutoModel.from_pretrained(str(tiny_model_dir), hidden_dropout_prob=0.0)
+    with watch() as w:
+        _train_outside(encoder, nn.Linear(encoder.config.hidden_size, 1), tiny_model_dir,
+                       lambda out, mask: out.hidden_states[0][:, 0])
+    f = find(w.diagnosis, "M004")
+    assert f is not None, w.diagnosis.findings
+    assert f.evidence["head_input_spread"] < 1e-3 < f.evidence["token_spread"]
+    assert_where(f, _train_outside)  # the line that picked the vector, not the head's call
+
+
+def test_head_outside_the_model_on_a_masked_mean_is_silent(tiny_model_dir):
+    encoder = AutoModel.from_pretrained(str(tiny_model_dir))
+    with watch() as w:
+        _train_outside(encoder, nn.Linear(encoder.config.hidden_size, 1), tiny_model_dir, _masked_mean)
+    assert len(w.watcher.s.model.head_input_spread) >= 2  # measured on the head outside the model
+    assert find(w.diagnosis, "M004") is None

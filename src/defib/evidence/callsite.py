@@ -14,6 +14,7 @@ import linecache
 import os
 import sys
 import sysconfig
+from typing import Callable
 
 from defib.signals.common import Where
 
@@ -61,6 +62,22 @@ def where_here(keyword: str | None = None, skip: int = 2, value: object = None) 
 
         line = origin_line(filename, line, keyword, value)
     return make_where(filename, line)
+
+
+def where_picked(fits: Callable[[object], bool], skip: int = 2) -> Where | None:
+    """A :class:`Where` for the line that built the first argument of the user's call that led here (the line
+    that picked the vector a head reads: ``pooled = out.hidden_states[0][:, 0]`` before ``head(pooled)``).
+
+    Only a variable whose value ``fits`` (the value the call received, or one a
+    dropout made it from) is followed: ``head(pool(outputs))`` stays at its line.
+    """
+    frame = user_frame(skip)
+    if frame is None:
+        return None
+    from defib.evidence.provenance import argument_line
+
+    names = {name for name, value in frame.f_locals.items() if fits(value)}
+    return make_where(frame.f_code.co_filename, argument_line(frame.f_code.co_filename, frame.f_lineno, names))
 
 
 def where_made(method: str, skip: int = 2) -> Where | None:

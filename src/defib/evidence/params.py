@@ -81,3 +81,17 @@ def find_config(root: nn.Module):
         if cfg is not None and hasattr(cfg, "vocab_size"):
             return cfg
     return None
+
+
+def input_embedding(root: nn.Module) -> nn.Embedding | None:
+    """The token embedding table a model reads its input ids with (a Hugging Face model's, or the first one)."""
+    for m in root.modules():
+        getter = getattr(m, "get_input_embeddings", None)
+        if callable(getter):
+            try:
+                emb = getter()
+            except (NotImplementedError, AttributeError):
+                continue
+            if isinstance(emb, nn.Embedding):
+                return emb
+    return next((m for m in root.modules() if isinstance(m, nn.Embedding)), None)

@@ -149,6 +149,22 @@ def receiver_line(filename: str, line: int, method: str) -> int | None:
     return None
 
 
+def argument_line(filename: str, line: int, names: set[str]) -> int:
+    """The line that built the variable passed first to a call on ``line`` (``pooled = h[:, -1]`` for
+    ``head(pooled)``, or for ``head(dropout(pooled))``), among ``names`` (the variables that can be the value the
+    call received); ``line`` when it is passed inline or cannot be traced."""
+    tree = _tree(filename)
+    if tree is None:
+        return line
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)
+             and n.args and isinstance(n.args[0], ast.Name) and n.args[0].id in names]
+    if not calls:
+        return line
+    # the innermost call: the shortest span, and of those the one ast.walk reaches last (nested deeper)
+    call = min(reversed(calls), key=lambda n: (n.end_lineno or n.lineno) - n.lineno)
+    return _name_origin(tree, line, call.args[0].id) or line
+
+
 def origin_line(filename: str, line: int, keyword: str, value: object = None) -> int:
     """The line that set the value passed as ``keyword=`` in the call on ``line`` (``line`` if unknown).
 

@@ -40,6 +40,12 @@ MIN_TOKENIZED_ROWS = 32  # rows tokenized before a share of collisions means any
 COLLISIONS_WARN = 0.02   # share of distinct texts whose ids equal a different text's: suspicious
 COLLISIONS_ERROR = 0.20  # ... and a collapse in the making
 
+# -- the tokenizer (D009 at run time, D102 on the data) ----------------------------------------------
+# Share of tokens that are the unknown token. English through its own WordPiece vocabulary stays under
+# 0.001 (a stray emoji or rare script); at 1% something is off, at 5% whole words vanish in most rows.
+UNK_SHARE_WARN = 0.01
+UNK_SHARE_ERROR = 0.05
+
 # -- labels and targets ------------------------------------------------------------------------------
 # One exact regression target in this share of the rows is nearly constant: predicting it for every
 # input is nearly optimal. (D006, D104.)

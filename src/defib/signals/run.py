@@ -151,6 +151,9 @@ class ModelSignals:
     head_init_nonfinite: bool = False
     head_fan_in: int | None = None
     head_input_spread: Series = field(default_factory=Series)  # rel. spread of vectors entering the head
+    # share of the batch rows whose head input is the encoder's vector at a padded position (sampled steps,
+    # batches with padding only)
+    head_input_pad_share: Series = field(default_factory=Series)
     token_spread: Series = field(default_factory=Series)       # rel. spread of encoder token vectors
     cls_spread: Series = field(default_factory=Series)         # rel. spread of position-0 vectors
     built_where: Where | None = None          # where the user built the encoder (from_pretrained / from_config / a class)
@@ -183,6 +186,24 @@ class DataSignals:
     rows_at_max_length: int = 0
     distinct_texts: int = 0
     distinct_encodings: int = 0
+    # the token ids of the training batches against the model's embedding table and the checkpoint's tokenizer
+    tokens_seen: int = 0                      # real (unpadded) token ids in the training batches checked
+    unk_token_id: int | None = None           # the tokenizer's unknown token, None when no tokenizer call was seen
+    unk_tokens: int = 0                       # of tokens_seen, ids equal to unk_token_id
+    embedding_rows: int | None = None         # rows of the model's input embedding (None: no embedding found)
+    ids_beyond_vocab: int = 0                 # of tokens_seen, ids at or beyond embedding_rows
+    max_id: int | None = None                 # largest id in the training batches checked
+    tokenizer_max_id: int | None = None       # largest id the tokenizer calls produced (read on the host)
+    checkpoint_vocab: int | None = None       # vocab_size saved in the checkpoint's config.json (before a resize)
+    untrained_row_tokens: int = 0             # of tokens_seen, ids whose embedding row the checkpoint never trained
+    #                                           (rows a resize added past checkpoint_vocab, all-zero rows but pad's)
+    vocab_agreement: float | None = None      # share of the checkpoint's saved tokenizer vocabulary that the tokenizer
+    #                                           in use maps to the same ids (None: not both on disk and known)
+    checkpoint_path: str | None = None        # the folder the model was loaded from, when on disk
+    tokenizer_path: str | None = None         # the tokenizer's name_or_path
+    tokenizer_load_where: Where | None = None  # the user's from_pretrained call that loaded the tokenizer
+    raised_ids: tuple[int, int] | None = None  # (largest id, rows) of an embedding whose forward raised on ids
+    #                                           past its table (read on the way out of the crash)
 
 
 @dataclass

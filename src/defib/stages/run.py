@@ -202,7 +202,8 @@ def _write_report(live: LiveDiagnosis, state: dict[str, Any], partial: bool = Fa
         from defib.report import json as json_report
 
         watcher = live.watcher
-        if watcher.s.step == 0 and watcher.s.loss is None and not watcher.roots():
+        crashed_in_embedding = watcher.s.data is not None and watcher.s.data.raised_ids is not None
+        if watcher.s.step == 0 and watcher.s.loss is None and not watcher.roots() and not crashed_in_embedding:
             return  # a helper process that never touched a model: nothing to say
         report = run_report(final_diagnosis(live), watcher)
         report["partial"] = partial

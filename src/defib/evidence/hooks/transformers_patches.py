@@ -42,6 +42,27 @@ def _patch_tokenizers(inst: Installed, w: Watcher, module: Any) -> None:
         return run
 
     inst.patch(cls, "__call__", call)
+    _patch_tokenizer_loading(inst, cls)
+
+
+def _patch_tokenizer_loading(inst: Installed, cls: Any) -> None:
+    """Remember the user's line that loaded each tokenizer (``AutoTokenizer.from_pretrained(...)``): a tokenizer
+    that does not belong to the model is fixed there."""
+    original = cls.__dict__.get("from_pretrained")
+    if not isinstance(original, classmethod):
+        return
+
+    @functools.wraps(original.__func__)
+    def from_pretrained(klass, *args, **kwargs):
+        tok = original.__func__(klass, *args, **kwargs)
+        try:
+            tok._defib_where = where_here(skip=2)
+        except Exception:  # a tokenizer that refuses attributes just goes unmarked
+            pass
+        return tok
+
+    inst.patches.append((cls, "from_pretrained", original))
+    setattr(cls, "from_pretrained", classmethod(from_pretrained))
 
 
 def _patch_from_pretrained(inst: Installed, w: Watcher, module: Any) -> None:

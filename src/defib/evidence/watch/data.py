@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 
+from defib.evidence import params as P
 from defib.evidence.callsite import where_here
+from defib.evidence.watch import vocab
 from defib.evidence.watch.guard import Part, guarded
 from defib.signals.run import DataSignals
 
@@ -23,7 +25,8 @@ MAX_LOADERS = 256  # DataLoaders remembered before the dead ones are dropped
 
 def find_inputs(args: tuple, kwargs: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """input_ids and attention_mask, by keyword, in a dict, or as the first positionals."""
-    src: dict = dict(kwargs)
+    # a forward that raised reaches the global hook without its kwargs (torch passes None): the positionals remain
+    src: dict = dict(kwargs) if isinstance(kwargs, Mapping) else {}
     if args and isinstance(args[0], Mapping):  # a dict or a tokenizer's BatchEncoding
         src.update(args[0])
     ids = src.get("input_ids")
@@ -46,6 +49,11 @@ class DataEvidence(Part):
         self._loaders: dict[int, dict[str, Any]] = {}
         self._active_loader: dict | None = None  # the loader iterated last, until a forward shows its use
         self._mask_where: Any = None  # where a finding about the training batches' masks points
+        self._tokenizer: weakref.ref | None = None  # the tokenizer called last
+        # per embedding row, on the model's device: True where the checkpoint never trained it (see _embedding_seen)
+        self._untrained: torch.Tensor | None = None
+        self._embedding_checked = False
+        self._vocab_checked = False
 
     def signals(self) -> DataSignals:
         if self.w.s.data is None:
@@ -77,13 +85,15 @@ class DataEvidence(Part):
         """A forward without gradients or in eval mode: the loader iterated last feeds an evaluation, not training."""
         self._active_loader = None
 
-    def training_batch(self, ids: torch.Tensor, mask: torch.Tensor | None) -> None:
+    def training_batch(self, ids: torch.Tensor, mask: torch.Tensor | None, model: Any = None) -> None:
         """The outermost model call of a training forward: its loader is the training loader; check the batch.
 
         The batch's values are read at the watcher's next flush; the line a mask finding points at (the model
         call, the same every step) is found now, from the live stack, once.
         """
         self._adopt_loader()
+        if not self._embedding_checked and model is not None:
+            self._embedding_seen(model)
         if self._mask_where is None:
             self._mask_where = where_here(keyword="attention_mask", skip=3)
         self.w.later(self._check_batch, ids.detach().clone(),
@@ -125,6 +135,7 @@ class DataEvidence(Part):
             share = 1 - uniq / ids.shape[0]
             prev = d.dup_rows_share or 0.0
             d.dup_rows_share = prev + (share - prev) / d.batches
+        self._check_tokens(ids, mask)
 
     @guarded
     def tokenizer_called(self, tokenizer: Any, texts: Any, kwargs: dict, encoding: Any) -> None:
@@ -133,12 +144,16 @@ class DataEvidence(Part):
             d.pad_token_id = getattr(tokenizer, "pad_token_id", None)
         if d.tokenizer_where is None:
             d.tokenizer_where = where_here(keyword="max_length", skip=4, value=kwargs.get("max_length"))
+        self._tokenizer_seen(tokenizer)
         ids = encoding.get("input_ids") if hasattr(encoding, "get") else None
         if ids is None or not isinstance(texts, (list, tuple)) or not texts:
             return
         rows = ids.tolist() if hasattr(ids, "tolist") else ids
         if not rows or not isinstance(rows[0], (list, tuple)):
             return
+        top = max((max(r) for r in rows if r), default=None)
+        if top is not None and (d.tokenizer_max_id is None or top > d.tokenizer_max_id):
+            d.tokenizer_max_id = int(top)  # on the host already: survives a device assert in the embedding
         max_len = kwargs.get("max_length")
         if kwargs.get("truncation") and max_len:
             d.tokenizer_max_length = int(max_len)
@@ -149,3 +164,93 @@ class DataEvidence(Part):
         d.tokenizer_rows += len(rows)
         d.distinct_texts += len(set(map(str, keys)))
         d.distinct_encodings += len({tuple(r) for r in rows})
+
+    # ------------------------------------------------------------------ the tokenizer against the checkpoint
+    def _tokenizer_seen(self, tokenizer: Any) -> None:
+        """The tokenizer in use: its unknown token, where it was loaded, and its vocabulary to compare (once)."""
+        if self._tokenizer is not None and self._tokenizer() is tokenizer:
+            return
+        try:
+            self._tokenizer = weakref.ref(tokenizer)
+        except TypeError:
+            self._tokenizer = None
+        d = self.signals()
+        unk = getattr(tokenizer, "unk_token_id", None)
+        d.unk_token_id = unk if isinstance(unk, int) else None
+        d.tokenizer_path = str(getattr(tokenizer, "name_or_path", "") or "") or None
+        d.tokenizer_load_where = getattr(tokenizer, "_defib_where", None) or d.tokenizer_load_where
+        self._vocab_checked = False  # another tokenizer: compare again
+
+    def _embedding_seen(self, model: Any) -> None:
+        """Once, at the first training forward (before a step can move a row): the input embedding's size and which
+        of its rows the checkpoint never trained. Rows a resize added past the saved ``vocab_size`` start at their
+        init; an all-zero row (other than pad's, which ``padding_idx`` keeps at zero) was never updated. The mask
+        stays on the model's device; the batches are checked against it at the next flush."""
+        self._embedding_checked = True
+        emb = P.input_embedding(model)
+        if emb is None:
+            return
+        d = self.signals()
+        weight = emb.weight.detach()  # (V, H)
+        d.embedding_rows = int(weight.shape[0])
+        folder = vocab.checkpoint_dir(P.find_config(model))
+        d.checkpoint_path = folder
+        d.checkpoint_vocab = vocab.saved_vocab_size(folder) if folder else None
+        untrained = (weight == 0).all(dim=1)  # (V,)
+        if d.checkpoint_vocab is not None and d.checkpoint_vocab < d.embedding_rows:
+            untrained[d.checkpoint_vocab:] = True
+        pad = d.pad_token_id
+        if pad is not None and 0 <= pad < d.embedding_rows:
+            untrained[pad] = False
+        self._untrained = untrained
+
+    def _check_tokens(self, ids: torch.Tensor, mask: torch.Tensor | None) -> None:
+        """Count, in one training batch (at a flush), unknown tokens, ids past the embedding table, untrained rows."""
+        d = self.signals()
+        if mask is not None and mask.shape == ids.shape:
+            real = ids[mask.bool()]
+        elif d.pad_token_id is not None:
+            real = ids[ids != d.pad_token_id]
+        else:
+            real = ids.reshape(-1)
+        if real.numel() == 0:
+            return
+        d.tokens_seen += int(real.numel())
+        top = int(real.max())
+        d.max_id = top if d.max_id is None else max(d.max_id, top)
+        if d.unk_token_id is not None:
+            d.unk_tokens += int((real == d.unk_token_id).sum())
+        if d.embedding_rows is not None:
+            d.ids_beyond_vocab += int((real >= d.embedding_rows).sum())
+            if self._untrained is not None:
+                inside = real[(real >= 0) & (real < d.embedding_rows)].to(self._untrained.device)
+                d.untrained_row_tokens += int(self._untrained[inside].sum())
+        if not self._vocab_checked:
+            self._compare_vocab()
+
+    def _compare_vocab(self) -> None:
+        """Once per tokenizer: its vocabulary against the tokenizer saved with the checkpoint, when both are known."""
+        d = self.signals()
+        tok = self._tokenizer() if self._tokenizer is not None else None
+        if tok is None or d.checkpoint_path is None:
+            return
+        self._vocab_checked = True
+        saved = vocab.saved_vocab(d.checkpoint_path)
+        get_vocab = getattr(tok, "get_vocab", None)
+        if saved and callable(get_vocab):
+            d.vocab_agreement = vocab.agreement(saved, get_vocab())
+
+    @guarded
+    def embedding_raised(self, module: Any, ids: Any) -> None:
+        """An embedding's forward raised (torch calls the global hooks on the way out, without the model's kwargs,
+        so the batch itself cannot be read): ids past its table are the cause to name, read now since the run is
+        ending. Position ids (every row 0, 1, 2, ...) past the table are a sequence too long, not a vocabulary."""
+        if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.numel() == 0 or ids.ndim > 2:
+            return
+        top, rows = int(ids.max()), int(module.num_embeddings)
+        if top < rows:
+            return
+        flat = ids.reshape(-1, ids.shape[-1])  # (B, T)
+        if bool((flat - flat[:, :1] == torch.arange(flat.shape[1], device=ids.device)).all()):
+            return
+        self.signals().raised_ids = (top, rows)

@@ -16,12 +16,18 @@ import torch
 from torch import nn
 
 from defib.evidence import params as P
-from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here
+from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here, where_picked
 from defib.evidence.stats import rel_spread
 from defib.evidence.watch.forward import Hook
 from defib.evidence.watch.guard import Part, guarded
 from defib.signals.common import Series
 from defib.signals.run import ModelSignals
+
+
+# A row of the head's input whose cosine with one position's encoder vector exceeds this is a copy of it: two
+# different token vectors of a trained encoder are far less alike; float32 rounding and dropout's rescaling keep a
+# true copy above it.
+PICKED_COSINE = 0.999
 
 
 class ModelEvidence(Part):
@@ -35,6 +41,11 @@ class ModelEvidence(Part):
         self._init_where: dict[int, Any] = {}
         # (autograd node, where) of the user's recent activation calls, until the loss is first seen
         self._activations: deque = deque(maxlen=8)
+        self._inner_head = False  # the model's own head is hooked (else a head the script calls at top level is)
+        self._linear_modules: dict[int, tuple[weakref.ref, bool]] = {}  # id(module) -> (module, holds a Linear)
+        # the last encoder output of a sampled training forward (weakly: the user's forward holds it), for the head's
+        # input to be matched against its positions
+        self._hidden: tuple[weakref.ref, weakref.ref | None] | None = None
 
     def roots(self) -> list[nn.Module]:
         return [m for m in (r() for r in self._roots) if m is not None]
@@ -80,6 +91,7 @@ class ModelEvidence(Part):
             m.head_init_std = float(finite.std()) if finite.numel() > 1 else None
             m.head_init_absmax = float(finite.abs().max()) if finite.numel() else None
             self._head_hooks.append(first.register_forward_pre_hook(Hook(self._head_input)))
+            self._inner_head = True
         cfg = P.find_config(root)
         if cfg is not None and self.w.data.signals().pad_token_id is None:
             self.w.data.signals().pad_token_id = getattr(cfg, "pad_token_id", None)
@@ -89,14 +101,17 @@ class ModelEvidence(Part):
             return
         if self.w.sampling():
             self._spread_into(self.w.s.model.head_input_spread, args[0])
+            self._padded_pick(args[0])
         m = self.w.s.model
         if m.head_input_where is None or (not args[0].requires_grad and not m.head_input_detached):
-            self._note_head_call(args[0].requires_grad)
+            self._note_head_call(args[0])
 
     @guarded
-    def _note_head_call(self, input_requires_grad: bool) -> None:
+    def _note_head_call(self, x: torch.Tensor) -> None:
         m = self.w.s.model
-        where = where_here(skip=3)
+        input_requires_grad = x.requires_grad
+        # the user's variable that holds the head's input, or the vector a dropout on the way made it from
+        where = where_picked(lambda v: isinstance(v, torch.Tensor) and v.shape == x.shape, skip=3)
         if m.head_input_where is None:
             m.head_input_where = where
         if not input_requires_grad and not m.head_input_detached:
@@ -132,6 +147,58 @@ class ModelEvidence(Part):
         if tokens.shape[0] > 512:
             tokens = tokens[torch.linspace(0, tokens.shape[0] - 1, 512).long()]
         m.token_spread.add(step, rel_spread(tokens))
+        self._hidden = (weakref.ref(hidden), weakref.ref(mask) if mask is not None else None)
+
+    def outside_head(self, module: nn.Module, args: tuple) -> None:
+        """A module with a linear layer that the script called at top level, in a training forward, on a float tensor:
+        a head outside the model, on a vector the script picked (``head(out.hidden_states[-1][:, 0])``). When the
+        model has no head of its own, its input is measured as the model's own head's is.
+
+        Called from the forward hook outside ``guarded`` (as ``_head_input`` is), so that the guarded
+        measurements below run; what is read here cannot raise."""
+        m = self.w.s.model
+        x = args[0] if args else None
+        if m is None or self._inner_head or not isinstance(x, torch.Tensor) or not x.is_floating_point() \
+                or x.ndim not in (2, 3) or not self._has_linear(module):
+            return
+        if self.w.sampling():
+            self._spread_into(m.head_input_spread, x)
+            self._padded_pick(x)
+        if m.head_input_where is None or (not x.requires_grad and not m.head_input_detached):
+            self._note_head_call(x)
+
+    def _has_linear(self, module: nn.Module) -> bool:
+        """``module`` is or holds an ``nn.Linear`` (asked once per module: a loss module or dropout is no head)."""
+        key = id(module)
+        known = self._linear_modules.get(key)
+        if known is None or known[0]() is not module:
+            known = (weakref.ref(module), any(isinstance(sub, nn.Linear) for sub in module.modules()))
+            self._linear_modules[key] = known
+        return known[1]
+
+    @guarded
+    def _padded_pick(self, x: torch.Tensor) -> None:
+        """Sampled steps: the share of rows whose head input is the encoder's vector at a padded position.
+
+        Each row of the head's input is compared with every position of the same row of the last encoder output
+        (cosine over the entries the input did not zero, so that dropout between the two does not hide a copy);
+        a row whose best match is exact (> ``PICKED_COSINE``) was picked from that position.
+        """
+        held, self._hidden = self._hidden, None
+        hidden = held[0]() if held is not None else None
+        mask = held[1]() if held is not None and held[1] is not None else None
+        if hidden is None or mask is None or x.ndim != 2 or hidden.ndim != 3 or hidden.shape[0] != x.shape[0] \
+                or hidden.shape[-1] != x.shape[-1] or tuple(mask.shape) != tuple(hidden.shape[:2]):
+            return
+        pad = ~mask.bool()  # (B, T)
+        if not bool(pad.any()):
+            return
+        xf, hf = x.detach().float(), hidden.detach().float()
+        hk = hf * (xf != 0).float()[:, None, :]  # (B, T, H)
+        cos = (hk * xf[:, None, :]).sum(-1) / (hk.norm(dim=-1) * xf.norm(dim=-1, keepdim=True)).clamp_min(1e-12)
+        best, pos = cos.max(dim=1)  # (B,)
+        at_pad = (best > PICKED_COSINE) & pad.gather(1, pos[:, None]).squeeze(1)
+        self.w.s.model.head_input_pad_share.add(self.w.s.step, float(at_pad.float().mean()))
 
     def nograd_encoder(self, module: nn.Module) -> None:
         """An encoder ran without gradients: in a module in training mode after the first step, note where."""

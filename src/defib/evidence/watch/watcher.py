@@ -165,6 +165,8 @@ class Watcher:
     def forward_post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any = None) -> None:
         # output is missing when the forward raised (always_call=True still calls the hook)
         self._depth = max(0, self._depth - 1)
+        if kwargs is None and isinstance(module, nn.Embedding) and args:  # torch's way out of a forward that raised
+            self.data.embedding_raised(module, args[0])
         if type(output) is torch.Tensor:
             if output.ndim <= 2:  # a prediction a hand-written loss may read
                 mark_output(output)
@@ -176,6 +178,8 @@ class Watcher:
                                 getattr(output, "last_hidden_state", None) is not None):
             self.forward.note(module)
             self._forward_out(module, args, kwargs, output)
+            if self._depth == 0 and type(output) is torch.Tensor and module.training and torch.is_grad_enabled():
+                self.model.outside_head(module, args)
 
     @guarded
     def _forward_out(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
@@ -200,7 +204,7 @@ class Watcher:
         if not self._grad or not module.training:
             self.data.evaluation_forward()
             return
-        self.data.training_batch(ids, mask)
+        self.data.training_batch(ids, mask, module)
 
     # ------------------------------------------------------------------ optimizer step
     @guarded

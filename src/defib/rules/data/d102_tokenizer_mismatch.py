@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from defib.signals.check import CheckSignals
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
+from defib.signals.check import CheckSignals
 
 # the tokenizer algorithm each model family was pretrained with (tokenizer.json's "model.type")
 ALGORITHMS = {"bert": "WordPiece", "distilbert": "WordPiece", "electra": "WordPiece", "mobilebert": "WordPiece",
@@ -51,8 +52,8 @@ class TokenizerMismatch(Rule):
     needs = ("tokens",)
     stage = "check"
 
-    warn_unk = 0.01         # share of tokens that are [UNK]; English through its own WordPiece vocab stays under 0.001
-    error_unk = 0.05        # ... a share at which whole words vanish in most rows
+    warn_unk = thresholds.UNK_SHARE_WARN    # share of tokens that are [UNK]
+    error_unk = thresholds.UNK_SHARE_ERROR  # ... a share at which whole words vanish in most rows
     cased_vocab = 0.05      # share of vocabulary entries with an uppercase letter above which the vocabulary is cased
     uncased_vocab = 0.005   # ... below which it is uncased
     cased_text = 0.10       # share of texts with an uppercase letter before casing matters
