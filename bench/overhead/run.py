@@ -264,9 +264,10 @@ def render(results: list[dict], args: argparse.Namespace, load_start: str) -> st
         f"same {args.block} batches on both sides, which side goes first alternating).",
         "",
         "| model | parameters | **block-total ratio** (median of pairs) | spread of pair ratios (min-max) | "
-        "median step ratio | bare s/step | watched s/step | memory watched - bare | share of parameter memory "
-        "| sampling period at the end | verdict | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "geometric mean of pair ratios | all watched / all bare | median step ratio | bare s/step | "
+        "watched s/step | memory watched - bare | share of parameter memory | sampling period at the end | "
+        "verdict | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         mb, mw = med(r["bare"]), med(r["watched"])
@@ -275,14 +276,18 @@ def render(results: list[dict], args: argparse.Namespace, load_start: str) -> st
         mem_cells = (f"{mem / 2**20:+.1f} MiB | {mem / r['param_bytes']:.1%}" if mem is not None else "n/a | n/a")
         lines.append(
             f"| {r['size']} | {r['params'] / 1e6:.0f}M | **{statistics.median(tr):.3f}** | "
-            f"{min(tr):.3f}-{max(tr):.3f} | {mw / mb:.3f} | {mb:.3f} | {mw:.3f} | {mem_cells} | "
+            f"{min(tr):.3f}-{max(tr):.3f} | {statistics.geometric_mean(tr):.3f} | "
+            f"{sum(t[0] for t in r['watched']) / sum(t[0] for t in r['bare']):.3f} | "
+            f"{mw / mb:.3f} | {mb:.3f} | {mw:.3f} | {mem_cells} | "
             f"{r['sample_every_now']} | {r['verdict']} | {r['seconds']:.0f} |")
     lines += [
         "",
         "The block-total ratio counts defib's sampled steps (they do the heavier statistics), which the median",
         "of single steps hides: it is what a run pays on average. defib samples every 10 steps for the first",
         "100 watched steps, then every 10-80 as its own measured cost allows (1% of the run's time): the last",
-        "column but two says where it ended. Memory: "
+        "column but two says where it ended. Where a step's time depends on which side meets a pair's new",
+        "batch shapes first (a GPU), the pair ratios alternate with the order; the geometric mean over all",
+        "pairs (half of each order) and the ratio of all steps' totals are then the fairer figures. Memory: "
         + ("the peak of allocated GPU memory per block, watched minus bare within each pair (the same batches), median over pairs."
            if cuda else f"peak RSS of {args.memory_steps} watched steps minus {args.memory_steps} bare ones, "
            "each alone in a fresh process (allocator noise is a few MiB either way)."),
