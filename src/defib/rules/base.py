@@ -126,6 +126,15 @@ class Rule:
 _REGISTRY: dict[str, type[Rule]] = {}
 
 
+def worst_problem(problems: list[tuple[Severity, str]]) -> tuple[Severity, str]:
+    """For a rule that checks several things at once: the worst severity, and one sentence that leads with
+    the first problem at that severity and counts the others (which the finding's evidence lists)."""
+    worst = max(sev for sev, _ in problems)
+    lead = next(msg for sev, msg in problems if sev == worst)
+    more = f" (and {len(problems) - 1} more problem(s) in the evidence)" if len(problems) > 1 else ""
+    return worst, f"{lead[0].upper()}{lead[1:]}{more}."
+
+
 def register(cls: type[Rule]) -> type[Rule]:
     """Class decorator: add a rule to the catalogue (codes must be unique)."""
     if not cls.code:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from defib.rules import thresholds
-from defib.rules.base import Finding, Rule, Severity, register
+from defib.rules.base import Finding, Rule, Severity, register, worst_problem
 from defib.rules.fmt import rnd
 from defib.signals.run import Signals
 
@@ -89,11 +89,9 @@ class TokenizerMismatchAtRunTime(Rule):
                              f"never trained{past}"))
         if not problems:
             return None
-        worst = max(sev for sev, _ in problems)
-        lead = next(msg for sev, msg in problems if sev == worst)
-        more = f" (and {len(problems) - 1} more problem(s) in the evidence)" if len(problems) > 1 else ""
+        worst, message = worst_problem(problems)
         return self.finding(
-            f"{lead[0].upper()}{lead[1:]}{more}.", confidence=0.9 if worst == Severity.ERROR else 0.6,
+            message, confidence=0.9 if worst == Severity.ERROR else 0.6,
             severity=worst, where=d.tokenizer_load_where or d.tokenizer_where,
             evidence={"problems": [msg for _, msg in problems], "tokens_seen": d.tokens_seen,
                       "unk_share": rnd(unk), "unk_token_id": d.unk_token_id, "max_id": top,

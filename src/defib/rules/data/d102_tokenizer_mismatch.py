@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from defib.rules import thresholds
-from defib.rules.base import Finding, Rule, Severity, register
+from defib.rules.base import Finding, Rule, Severity, register, worst_problem
 from defib.signals.check import CheckSignals
 
 # the tokenizer algorithm each model family was pretrained with (tokenizer.json's "model.type")
@@ -87,11 +87,9 @@ class TokenizerMismatch(Rule):
                              "is uncased and the tokenizer does not lowercase: capitalised words split or become [UNK]"))
         if not problems:
             return None
-        worst = max(sev for sev, _ in problems)
-        lead = next(msg for sev, msg in problems if sev == worst)
-        more = f" (and {len(problems) - 1} more problem(s) in the evidence)" if len(problems) > 1 else ""
+        worst, message = worst_problem(problems)
         return self.finding(
-            f"{lead[0].upper()}{lead[1:]}{more}.", confidence=0.9 if worst == Severity.ERROR else 0.7, severity=worst,
+            message, confidence=0.9 if worst == Severity.ERROR else 0.7, severity=worst,
             evidence={"problems": [msg for _, msg in problems], "tokenizer": t.tokenizer, "algorithm": t.algorithm,
                       "model_type": m.model_type if m else None, "unk_share": round(unk, 5),
                       "tokenizer_vocab": t.vocab_size, "model_vocab": m.vocab_size if m else None,
