@@ -341,11 +341,14 @@ def _load_model(path: str, task: str | None, labels: list | None):
     ``task`` is the one given or inferred from the labels (None without data: a regression head).
     """
     from defib.evidence import weights
+    from defib.evidence.model_files import check_model_files
     from defib.evidence.probes.data import ProbeInputError
+    from defib.evidence.readers import first_line
 
     why = weights.refusal(path)
     if why:
         raise ProbeInputError(why)
+    check_model_files(path)
     try:
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -361,8 +364,8 @@ def _load_model(path: str, task: str | None, labels: list | None):
                 config.num_labels = 1
         tok = AutoTokenizer.from_pretrained(path)
         net = AutoModelForSequenceClassification.from_pretrained(path, config=config, use_safetensors=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ProbeInputError(f"cannot load a model from {path}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - a user's folder can fail in any way transformers or tokenizers has
+        raise ProbeInputError(f"cannot load a model from {path}: {type(exc).__name__}: {first_line(exc)}") from None
     return net, tok
 
 
