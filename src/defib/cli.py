@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Any, Optional
@@ -114,19 +113,17 @@ def version_callback(value: bool) -> None:
 
 
 def check_outputs(*paths: Optional[Path]) -> None:
-    """Refuse report paths that cannot be written before any work is done (one line, exit 2)."""
+    """Refuse output paths that cannot be written before any work is done (one line, exit 2)."""
+    from defib.report.paths import unwritable
+
     for path in paths:
         if path is None:
             continue
         if path.is_dir():
             fail(f"report path is a directory: {path}")
-        if not path.parent.is_dir():
-            fail(f"cannot write the report {path}: no folder {path.parent}")
-        try:  # the one sure test: make a file there (it vanishes when closed)
-            with tempfile.TemporaryFile(dir=path.parent):
-                pass
-        except OSError as exc:
-            fail(f"cannot write the report {path}: {exc.strerror or exc}")
+        why = unwritable(path)
+        if why:
+            fail(f"cannot write {path}: {why}")
 
 
 def write_reports(report: dict, json_path: Optional[Path], html_path: Optional[Path]) -> None:
@@ -488,14 +485,17 @@ def predict_cmd(
     from defib.evidence.readers import InputError
     from defib.train import predict as P
 
-    check_outputs(json_path, html_path)
+    check_outputs(out, json_path, html_path)
     try:
         loaded = P.load(model_dir)
         col = P.read_inputs(loaded, data, text, text_pair)
     except InputError as exc:
         fail(str(exc))
     result = P.predict(loaded, col, batch_size=batch_size, ignore=tuple(c.upper() for c in ignore))
-    P.write_csv(out, loaded.space, result.values, result.outputs)
+    try:
+        P.write_csv(out, loaded.space, result.values, result.outputs)
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}")
     report = result.diagnosis.to_dict()
     write_reports(report, json_path, html_path)
     codes = [f.code for f in result.diagnosis.findings]

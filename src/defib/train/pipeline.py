@@ -34,6 +34,7 @@ import numpy as np
 from defib.evidence.preflight.tokens import load_model_config, load_tokenizer, pick_max_length
 from defib.evidence.readers import InputError
 from defib.evidence.task import TASKS
+from defib.report.paths import unwritable
 from defib.train import labels as L
 from defib.train import metrics as M
 from defib.train.data import Columns, read_columns
@@ -188,8 +189,9 @@ def _check_out(opts: TrainOptions) -> None:
     out = opts.out
     if out.exists() and not opts.overwrite:
         raise InputError(f"--out {out}: already exists (pass --overwrite to replace it at the end of training)")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
+    why = unwritable(out, folder=True)
+    if why:
+        raise InputError(f"--out {out}: cannot write the model there: {why}")
     if opts.resume and not _last_checkpoint(work_dir(out)):
         raise InputError(f"--resume: no checkpoint to resume in {work_dir(out)}")
 
