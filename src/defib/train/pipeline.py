@@ -129,6 +129,7 @@ def prepare(opts: TrainOptions) -> Prepared:
     notes: list[str] = []
     if opts.dev is not None:
         dev = read_columns(opts.dev, opts.text, opts.text_pair, opts.label)
+        L.implied_task(dev, opts.label)  # its labels checked as the training file's are
     else:
         train, dev = _split(train, opts.dev_share, opts.seed)
         notes.append(f"dev set: {len(dev)} rows held out of {opts.data.name} ({opts.dev_share:.0%}, seed {opts.seed})")
