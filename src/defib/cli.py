@@ -201,6 +201,7 @@ def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report writ
 
     The same as ``defib run --confirm`` without running the script a first time.
     """
+    from defib.report.contract import run_report_problem
     from defib.report.text import render
     from defib.stages.launch import Stopped, confirm_fixes
 
@@ -211,8 +212,9 @@ def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report writ
         fail(f"{report_path}: no such report")
     except (OSError, ValueError) as exc:
         fail(f"{report_path}: not a defib JSON report ({type(exc).__name__})")
-    if not isinstance(report, dict) or "findings" not in report:
-        fail(f"{report_path}: not a defib JSON report (no findings)")
+    why = run_report_problem(report)
+    if why:
+        fail(f"{report_path}: not a defib JSON report of a run ({why})")
     if command and command[0] == "--":  # after a positional, click passes the separator through
         command = command[1:]
     _check_command(command)
