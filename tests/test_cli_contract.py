@@ -230,6 +230,11 @@ CASES += [
     ("train-unknown-loss", TRAIN.replace("{model}", "{tiny}").replace("{data}", "{good}") + " --loss hinge"),
     ("train-dev-share-above-one", TRAIN.replace("{model}", "{tiny}").replace("{data}", "{good}") + " --dev-share 2"),
     ("train-zero-epochs", TRAIN.replace("{model}", "{tiny}").replace("{data}", "{good}") + " --epochs 0"),
+    ("train-label-column-as-text", "train {good} --text label --label label --model {tiny} --out {out}/model"),
+    ("predict-text-column-as-pair", PREDICT.replace("{model}", "{trained}").replace("{data}", "{good}")
+     + " --text text --text-pair text"),
+    ("probe-label-column-as-text", PROBE.replace("{model}", "{tiny}").replace("{data}", "{good}") + " --text label"),
+    ("check-label-column-as-text", CHECK.replace("{data}", "{good}").replace("--text text", "--text label")),
     ("run-no-command", "run --json {out}/r.json"),
     ("run-script-missing", "run --json {out}/r.json -- {python} {missing}"),
     ("run-command-missing", "run --json {out}/r.json -- no-such-program-defib"),

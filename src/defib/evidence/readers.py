@@ -69,10 +69,15 @@ def open_table(path: str | Path, columns: list[str], *, delimiter: str | None = 
                roles: list[str] | None = None) -> Table:
     """Open ``path`` and check that ``columns`` exist; raise :class:`InputError` on anything malformed.
 
-    ``roles`` name each column's part in the message for a missing one (``--text``); default "requested".
+    ``roles`` name each column's part in the messages (``--text``); default "requested". One column
+    cannot play two roles (text and label): every command refuses it here.
     """
     path = Path(path)
     roles = roles or ["requested"] * len(columns)
+    for i, name in enumerate(columns):
+        if name in columns[:i]:
+            first = columns.index(name)
+            raise InputError(f"the same column is given twice: {roles[first]} {name} and {roles[i]} {name}")
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     if path.is_dir():
@@ -95,19 +100,17 @@ def load_columns(path: str | Path, columns: list[str], *, roles: list[str] | Non
                  max_rows: int | None = None) -> dict[str, list[Any]]:
     """Every row (or the first ``max_rows``) of ``columns`` as Python lists, for commands that hold rows in memory.
 
-    A column asked for twice is read once. Text formats give strings; JSON
-    Lines, Parquet and Arrow give their values' own types (None where missing).
+    Text formats give strings; JSON Lines, Parquet and Arrow give their
+    values' own types (None where missing).
     """
-    wanted = list(dict.fromkeys(columns))
-    role_of = dict(zip(columns, roles or ["requested"] * len(columns)))
-    table = open_table(path, wanted, roles=[role_of[c] for c in wanted])
-    out: dict[str, list[Any]] = {c: [] for c in wanted}
+    table = open_table(path, columns, roles=roles)
+    out: dict[str, list[Any]] = {c: [] for c in columns}
     read = 0
     try:
         for batch in table.batches:
             if max_rows is not None:
                 batch = batch.slice(0, max_rows - read)
-            for c in wanted:
+            for c in columns:
                 out[c].extend(batch.column(c).to_pylist())
             read += batch.num_rows
             if max_rows is not None and read >= max_rows:

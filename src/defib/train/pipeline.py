@@ -177,8 +177,6 @@ def _check_options(opts: TrainOptions) -> None:
         raise InputError(f"--scheduler {opts.scheduler}: use one of {', '.join(SCHEDULERS)}")
     if not 0 < opts.dev_share < 1:
         raise InputError(f"--dev-share {opts.dev_share}: must be between 0 and 1")
-    if opts.text_pair is not None and opts.text_pair == opts.text:
-        raise InputError(f"--text-pair {opts.text_pair}: the same column as --text")
 
 
 def work_dir(out: Path) -> Path:
