@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import sys
-import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,8 +24,17 @@ from defib.cli_options import (Task, aliased, confirm_runs_option, confirm_steps
 _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
+MAX_ERROR_LINE = 300  # characters of an error line: a 50 MB header or cell is quoted as a short excerpt
+DEBUG_ENV = "DEFIB_DEBUG"  # set to 1: an unexpected exception shows its traceback instead of one line
+
+
 class _OneLineErrors(TyperGroup):
-    """Usage errors (unknown option, missing argument) as one line on stderr, exit 2, like ``fail``."""
+    """Every error as one line on stderr, exit 2, like ``fail``: usage errors, bad input, unexpected exceptions.
+
+    Bad input (:class:`~defib.evidence.readers.InputError`), a file that cannot
+    be read or written (``OSError``) and anything else a command lets escape
+    end here, so no command shows a traceback (``DEFIB_DEBUG=1`` shows it).
+    """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -36,12 +45,51 @@ class _OneLineErrors(TyperGroup):
             if type(exc).__name__ == "NoArgsIsHelpError":
                 sys.exit(2)  # the help text was already printed
             hint = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) is not None else ""
-            typer.echo(f"defib: error: {exc.format_message()}{hint}", err=True)
+            _stderr(error_line(f"{exc.format_message()}{hint}"))
             sys.exit(exc.exit_code)
         except typer.Abort:  # click's form of KeyboardInterrupt: 128 + SIGINT, as a shell reports it
             typer.echo("defib: interrupted", err=True)
             sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence of the one-line promise
+            if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise
+            _stderr(error_line(_unexpected(exc)))
+            sys.exit(2)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _unexpected(exc: Exception) -> str:
+    """An exception no command turned into a message: a file error says which file, anything else its type."""
+    from defib.evidence.readers import InputError
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    if isinstance(exc, InputError):
+        return text
+    return f"{type(exc).__name__}: {text} (an unexpected error; {DEBUG_ENV}=1 shows where)"
+
+
+def error_line(message: str) -> str:
+    """``defib: error: MESSAGE`` on one line of at most MAX_ERROR_LINE characters, control characters escaped.
+
+    Messages quote the user's data (a column name, a label, a path): a newline
+    or an escape sequence in it must not break the line or reach the terminal,
+    and a 50 MB "name" must not become a 50 MB line. The middle is cut, so the
+    line keeps both what is wrong (its start) and what to do (its end).
+    """
+    text = "defib: error: " + "".join(_escaped(ch) for ch in message)
+    if len(text) <= MAX_ERROR_LINE:
+        return text
+    cut = " [...] "
+    tail = (MAX_ERROR_LINE - len(cut)) // 3
+    return text[:MAX_ERROR_LINE - len(cut) - tail] + cut + text[-tail:]
+
+
+def _escaped(ch: str) -> str:
+    if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):  # controls, bidi overrides, line separators
+        return ascii(ch)[1:-1]
+    return ch
 
 
 app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -54,7 +102,7 @@ def _stderr(line: str) -> None:
 
 def fail(message: str) -> None:
     """A one-line usage or input error: exit 2, no traceback."""
-    typer.echo(f"defib: error: {message}", err=True)
+    _stderr(error_line(message))
     raise typer.Exit(2)
 
 
@@ -65,19 +113,17 @@ def version_callback(value: bool) -> None:
 
 
 def check_outputs(*paths: Optional[Path]) -> None:
-    """Refuse report paths that cannot be written before any work is done (one line, exit 2)."""
+    """Refuse output paths that cannot be written before any work is done (one line, exit 2)."""
+    from defib.report.paths import unwritable
+
     for path in paths:
         if path is None:
             continue
         if path.is_dir():
             fail(f"report path is a directory: {path}")
-        if not path.parent.is_dir():
-            fail(f"cannot write the report {path}: no folder {path.parent}")
-        try:  # the one sure test: make a file there (it vanishes when closed)
-            with tempfile.TemporaryFile(dir=path.parent):
-                pass
-        except OSError as exc:
-            fail(f"cannot write the report {path}: {exc.strerror or exc}")
+        why = unwritable(path)
+        if why:
+            fail(f"cannot write {path}: {why}")
 
 
 def write_reports(report: dict, json_path: Optional[Path], html_path: Optional[Path]) -> None:
@@ -155,6 +201,7 @@ def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report writ
 
     The same as ``defib run --confirm`` without running the script a first time.
     """
+    from defib.report.contract import run_report_problem
     from defib.report.text import render
     from defib.stages.launch import Stopped, confirm_fixes
 
@@ -165,8 +212,9 @@ def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report writ
         fail(f"{report_path}: no such report")
     except (OSError, ValueError) as exc:
         fail(f"{report_path}: not a defib JSON report ({type(exc).__name__})")
-    if not isinstance(report, dict) or "findings" not in report:
-        fail(f"{report_path}: not a defib JSON report (no findings)")
+    why = run_report_problem(report)
+    if why:
+        fail(f"{report_path}: not a defib JSON report of a run ({why})")
     if command and command[0] == "--":  # after a positional, click passes the separator through
         command = command[1:]
     _check_command(command)
@@ -292,11 +340,14 @@ def _load_model(path: str, task: str | None, labels: list | None):
     ``task`` is the one given or inferred from the labels (None without data: a regression head).
     """
     from defib.evidence import weights
+    from defib.evidence.model_files import check_model_files
     from defib.evidence.probes.data import ProbeInputError
+    from defib.evidence.readers import first_line
 
     why = weights.refusal(path)
     if why:
         raise ProbeInputError(why)
+    check_model_files(path)
     try:
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -312,8 +363,8 @@ def _load_model(path: str, task: str | None, labels: list | None):
                 config.num_labels = 1
         tok = AutoTokenizer.from_pretrained(path)
         net = AutoModelForSequenceClassification.from_pretrained(path, config=config, use_safetensors=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ProbeInputError(f"cannot load a model from {path}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - a user's folder can fail in any way transformers or tokenizers has
+        raise ProbeInputError(f"cannot load a model from {path}: {type(exc).__name__}: {first_line(exc)}") from None
     return net, tok
 
 
@@ -436,14 +487,17 @@ def predict_cmd(
     from defib.evidence.readers import InputError
     from defib.train import predict as P
 
-    check_outputs(json_path, html_path)
+    check_outputs(out, json_path, html_path)
     try:
         loaded = P.load(model_dir)
         col = P.read_inputs(loaded, data, text, text_pair)
     except InputError as exc:
         fail(str(exc))
     result = P.predict(loaded, col, batch_size=batch_size, ignore=tuple(c.upper() for c in ignore))
-    P.write_csv(out, loaded.space, result.values, result.outputs)
+    try:
+        P.write_csv(out, loaded.space, result.values, result.outputs)
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}")
     report = result.diagnosis.to_dict()
     write_reports(report, json_path, html_path)
     codes = [f.code for f in result.diagnosis.findings]

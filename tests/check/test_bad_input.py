@@ -97,6 +97,35 @@ def not_parquet(d, m):
     return args(raw(d / "data.parquet", b"text,label\nhello,1\n"), m), ["data.parquet", "not a Parquet file"]
 
 
+@case
+def truncated_gzip(d, m):
+    packed = gzip.compress(("text,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(3000))).encode())
+    return args(raw(d / "data.csv.gz", packed[: len(packed) // 2]), m), ["data.csv.gz", "gzip data is truncated"]
+
+
+@case
+def corrupt_arrow_in_saved_dataset(d, m):
+    folder = d / "saved"
+    folder.mkdir()
+    table = pa.table({"text": [t for t, _ in GOOD], "label": [y for _, y in GOOD]})
+    with pa.ipc.new_stream(str(folder / "data-00000-of-00001.arrow"), table.schema) as w:
+        w.write_table(table)
+    whole = (folder / "data-00000-of-00001.arrow").read_bytes()
+    (folder / "data-00000-of-00001.arrow").write_bytes(whole[: len(whole) // 2])
+    (folder / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
+    return args(folder, m), ["data-00000-of-00001.arrow", "corrupt Arrow data"]
+
+
+@case
+def fifty_megabyte_line_without_newline(d, m):
+    return args(raw(d / "data.csv", b"text,label\n" + b"x" * (50 << 20)), m), ["data.csv", "row 1 (line 2)", "1 fields"]
+
+
+@case
+def fifty_megabyte_header(d, m):
+    return args(raw(d / "data.csv", b"h" * (50 << 20)), m), ["data.csv", "first line is longer than 1 MB"]
+
+
 # ---------------------------------------------------------------- columns and delimiters
 @case
 def missing_column(d, m):
@@ -123,6 +152,13 @@ def semicolon_separated(d, m):
 @case
 def duplicate_header(d, m):
     return args(raw(d / "data.csv", b"text,label,text\na,1,b\n"), m), ["data.csv", "'text' more than once"]
+
+
+@case
+def duplicate_parquet_column(d, m):
+    table = pa.Table.from_arrays([pa.array(["a", "b"]), pa.array([0, 1]), pa.array([1, 0])], names=["text", "label", "label"])
+    pq.write_table(table, d / "data.parquet")
+    return args(d / "data.parquet", m), ["data.parquet", "'label' more than once"]
 
 
 @case
@@ -255,6 +291,12 @@ def jsonl_empty_label_list(d, m):
 
 
 @case
+def parquet_fifty_megabyte_text(d, m):
+    pq.write_table(pa.table({"text": ["a", "x" * (50 << 20)], "label": [1, 0]}), d / "data.parquet")
+    return args(d / "data.parquet", m), ["data.parquet", "row 2, column 'text'", "52,428,800 characters"]
+
+
+@case
 def jsonl_ten_megabyte_text(d, m):
     body = b'{"text": "a", "label": 1}\n{"text": "' + b"x" * (10 << 20) + b'", "label": 0}\n'
     return args(raw(d / "data.jsonl", body), m), ["data.jsonl", "row 2 (line 2), column 'text'", "characters"]
@@ -303,3 +345,14 @@ def test_bad_input_gets_one_line_and_exit_2(name, tmp_path, tiny_model_dir):
     for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
     assert sorted(os.listdir(data_dir)) == before, "defib wrote next to the input"
+
+
+@pytest.mark.parametrize("label, task", [("1", "classification"), ("2.5", "regression")])
+def test_a_one_row_file_is_not_healthy(label, task, tmp_path, tiny_model_dir):
+    """One row is one label: nothing to learn (D104), however clean the row is."""
+    data = write_csv(tmp_path / "data.csv", [("a perfectly fine sentence", label)])
+    r = defib_check(*args(data, tiny_model_dir), json_path=tmp_path / "r.json")
+    assert r.code == 1, r
+    assert r.report["verdict"] != "healthy" and r.report["task"] == task
+    d104 = [f for f in r.report["findings"] if f["code"] == "D104"]
+    assert d104 and d104[0]["severity"] == "error" and d104[0]["message"].startswith("The only "), r.report["findings"]

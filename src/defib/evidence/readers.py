@@ -16,6 +16,11 @@ pyarrow's own parse errors do not say where the problem is (no row, often no
 column). When one happens, :mod:`defib.evidence.locate` rescans the file with
 the standard library to name the row, and the error becomes an
 :class:`InputError`: one line that the CLI prints before exiting with 2.
+
+What no command accepts is decided here, once, for all of them: a column
+name used twice, a text field longer than ``MAX_FIELD_CHARS`` (checked per
+batch, so ``predict`` refuses a 50 MB cell as fast as ``check`` does), a
+truncated compressed stream, a corrupt Arrow file.
 """
 
 from __future__ import annotations
@@ -29,9 +34,13 @@ from pathlib import Path
 from typing import Any, Callable, Generator, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from defib.evidence.locate import MAX_FIELD_CHARS
 
 BLOCK_BYTES = 4 << 20       # CSV / JSON block: bounded memory, and fields past this size are an error anyway
 PARQUET_BATCH = 65_536      # rows per Parquet batch
+HEADER_BYTES = 1 << 20      # a CSV header row longer than this is not a header
 TEXT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 BINARY_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow"}
 COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
@@ -60,41 +69,48 @@ def open_table(path: str | Path, columns: list[str], *, delimiter: str | None = 
                roles: list[str] | None = None) -> Table:
     """Open ``path`` and check that ``columns`` exist; raise :class:`InputError` on anything malformed.
 
-    ``roles`` name each column's part in the message for a missing one (``--text``); default "requested".
+    ``roles`` name each column's part in the messages (``--text``); default "requested". One column
+    cannot play two roles (text and label): every command refuses it here.
     """
     path = Path(path)
     roles = roles or ["requested"] * len(columns)
+    for i, name in enumerate(columns):
+        if name in columns[:i]:
+            first = columns.index(name)
+            raise InputError(f"the same column is given twice: {roles[first]} {name} and {roles[i]} {name}")
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     if path.is_dir():
-        return _open_saved_dataset(path, columns, roles)
-    fmt, compression = _format(path)
-    if fmt in ("csv", "tsv"):
-        return _open_csv(path, columns, roles, compression, delimiter or ("\t" if fmt == "tsv" else ","))
-    if fmt == "jsonl":
-        return _open_jsonl(path, columns, roles, compression)
-    if fmt == "parquet":
-        return _open_parquet(path, columns, roles)
-    return _open_arrow_files(path, [path], columns, roles)
+        table = _open_saved_dataset(path, columns, roles)
+    else:
+        fmt, compression = _format(path)
+        if fmt in ("csv", "tsv"):
+            table = _open_csv(path, columns, roles, compression, delimiter or ("\t" if fmt == "tsv" else ","))
+        elif fmt == "jsonl":
+            table = _open_jsonl(path, columns, roles, compression)
+        elif fmt == "parquet":
+            table = _open_parquet(path, columns, roles)
+        else:
+            table = _open_arrow_files(path, [path], columns, roles)
+    table.batches = _bounded_fields(path, table.batches)
+    return table
 
 
 def load_columns(path: str | Path, columns: list[str], *, roles: list[str] | None = None,
                  max_rows: int | None = None) -> dict[str, list[Any]]:
     """Every row (or the first ``max_rows``) of ``columns`` as Python lists, for commands that hold rows in memory.
 
-    A column asked for twice is read once. Text formats give strings; JSON
-    Lines, Parquet and Arrow give their values' own types (None where missing).
+    Text formats give strings; JSON Lines, Parquet and Arrow give their
+    values' own types (None where missing).
     """
-    wanted = list(dict.fromkeys(columns))
-    role_of = dict(zip(columns, roles or ["requested"] * len(columns)))
-    table = open_table(path, wanted, roles=[role_of[c] for c in wanted])
-    out: dict[str, list[Any]] = {c: [] for c in wanted}
+    table = open_table(path, columns, roles=roles)
+    out: dict[str, list[Any]] = {c: [] for c in columns}
     read = 0
     try:
         for batch in table.batches:
             if max_rows is not None:
                 batch = batch.slice(0, max_rows - read)
-            for c in wanted:
+            for c in columns:
                 out[c].extend(batch.column(c).to_pylist())
             read += batch.num_rows
             if max_rows is not None and read >= max_rows:
@@ -102,6 +118,31 @@ def load_columns(path: str | Path, columns: list[str], *, roles: list[str] | Non
     finally:
         table.batches.close()  # every opener's batches are a generator: closing it closes the file
     return out
+
+
+def _bounded_fields(path: Path, batches: Generator[pa.RecordBatch, None, None]) -> Iterator[pa.RecordBatch]:
+    """The batches, refusing the first text field over MAX_FIELD_CHARS (before any command tokenizes it)."""
+    row0 = 1
+    try:
+        for batch in batches:
+            check_field_lengths(str(path), batch.schema.names, batch.columns, row0)
+            row0 += batch.num_rows
+            yield batch
+    finally:
+        batches.close()
+
+
+def check_field_lengths(source: str, names: list[str], arrays: list[pa.Array], row0: int) -> None:
+    """Refuse a text cell longer than MAX_FIELD_CHARS, naming its row (``row0`` is the first array row's)."""
+    for name, arr in zip(names, arrays):
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or not len(arr):
+            continue
+        lengths = pc.utf8_length(arr)
+        longest = pc.max(lengths).as_py() or 0
+        if longest > MAX_FIELD_CHARS:
+            row = row0 + pc.index(lengths, longest).as_py()
+            raise InputError(f"{source}: row {row}, column {name!r} holds {longest:,} characters; a field that "
+                             "long is usually a quote that never closes or a whole file pasted into one cell")
 
 
 # ---------------------------------------------------------------- format
@@ -150,8 +191,18 @@ def missing_column(path: Path, name: str, available: list[str], role: str) -> In
     return InputError(f"{path}: no column {name!r} (the {role} column){hint} Columns: {shown}")
 
 
+def check_unique(path: Path, names: list[str], where: str = "schema") -> None:
+    """A column name used twice is an error for every command: which of the two is meant cannot be told."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InputError(f"{path}: the {where} names column {name!r} more than once; rename or drop one")
+        seen.add(name)
+
+
 def check_columns(path: Path, available: list[str], columns: list[str], roles: list[str]) -> None:
-    """A missing column is an error naming its role."""
+    """A column name used twice, or a missing column, is an error (the missing one's names its role)."""
+    check_unique(path, available)
     for name, role in zip(columns, roles):
         if name not in available:
             raise missing_column(path, name, available, role)
@@ -160,10 +211,19 @@ def check_columns(path: Path, available: list[str], columns: list[str], roles: l
 # ---------------------------------------------------------------- CSV / TSV
 def _header(path: Path, compression: str | None, delimiter: str) -> list[str]:
     """The header row, read with the standard library (BOM stripped)."""
-    with pa.input_stream(str(path), compression=compression) as raw:
-        head = raw.read(1 << 20)
+    try:
+        with pa.input_stream(str(path), compression=compression) as raw:
+            head = raw.read(HEADER_BYTES + 1)
+    except (OSError, pa.ArrowException) as exc:
+        raise _corrupt(path, compression, exc) from None
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
-    first = next(csv.reader(io.StringIO(text), delimiter=delimiter), None)
+    if len(head) > HEADER_BYTES and "\n" not in text and "\r" not in text:
+        raise InputError(f"{path}: the first line is longer than {HEADER_BYTES >> 20} MB; expected a header row "
+                         "with column names")
+    try:
+        first = next(csv.reader(io.StringIO(text), delimiter=delimiter), None)
+    except csv.Error as exc:
+        raise InputError(f"{path}: cannot read the header row ({exc})") from None
     if not first or not any(c.strip() for c in first):
         raise InputError(f"{path}: the first line is empty; expected a header row with column names")
     return first
@@ -175,9 +235,7 @@ def _open_csv(path: Path, columns: list[str], roles: list[str], compression: str
     from defib.evidence.locate import csv_problem
 
     header = _header(path, compression, delimiter)
-    dupes = sorted({c for c in header if header.count(c) > 1})
-    if dupes:
-        raise InputError(f"{path}: the header names column {dupes[0]!r} more than once")
+    check_unique(path, header, "header")
     for name, role in zip(columns, roles):
         if name not in header:
             for other in ("\t", ";", "|", ","):
@@ -199,7 +257,10 @@ def _open_csv(path: Path, columns: list[str], roles: list[str], compression: str
             for batch in reader:
                 yield batch
         except pa.ArrowInvalid as exc:
-            raise InputError(csv_problem(path, compression, delimiter, columns, str(exc))) from None
+            raise _located(lambda: csv_problem(path, compression, delimiter, columns, str(exc)), path, compression) \
+                from None
+        except (OSError, pa.ArrowException) as exc:
+            raise _corrupt(path, compression, exc) from None
         finally:
             stream.close()
 
@@ -226,7 +287,10 @@ def _open_jsonl(path: Path, columns: list[str], roles: list[str], compression: s
         reader = pajson.open_json(stream, read_options=read)
     except pa.ArrowInvalid as exc:
         stream.close()
-        raise InputError(jsonl_problem(path, compression, columns, str(exc))) from None
+        raise _located(lambda: jsonl_problem(path, compression, columns, str(exc)), path, compression) from None
+    except (OSError, pa.ArrowException) as exc:
+        stream.close()
+        raise _corrupt(path, compression, exc) from None
     names = reader.schema.names
     check_columns(path, names, columns, roles)
     size = path.stat().st_size
@@ -239,7 +303,9 @@ def _open_jsonl(path: Path, columns: list[str], roles: list[str], compression: s
                         raise missing_column(path, name, batch.schema.names, role)
                 yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns], names=columns)
         except pa.ArrowInvalid as exc:
-            raise InputError(jsonl_problem(path, compression, columns, str(exc))) from None
+            raise _located(lambda: jsonl_problem(path, compression, columns, str(exc)), path, compression) from None
+        except (OSError, pa.ArrowException) as exc:
+            raise _corrupt(path, compression, exc) from None
         finally:
             stream.close()
 
@@ -256,7 +322,7 @@ def _open_parquet(path: Path, columns: list[str], roles: list[str]) -> Table:
     try:
         pf = pq.ParquetFile(str(path))
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
+        raise InputError(f"{path}: not a readable Parquet file ({first_line(exc)})") from None
     names = pf.schema_arrow.names
     check_columns(path, names, columns, roles)
     read = {"n": 0}
@@ -267,7 +333,7 @@ def _open_parquet(path: Path, columns: list[str], roles: list[str]) -> Table:
                 read["n"] += batch.num_rows
                 yield batch
         except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{path}: the Parquet data is corrupt after row {read['n']} ({_first_line(exc)})") from None
+            raise InputError(f"{path}: the Parquet data is corrupt after row {read['n']} ({first_line(exc)})") from None
 
     total = pf.metadata.num_rows
     return Table(path, "parquet", names, total, batches(), lambda: read["n"] / total if total else 0.0)
@@ -288,7 +354,7 @@ def _open_saved_dataset(folder: Path, columns: list[str], roles: list[str]) -> T
         try:
             files = [folder / f["filename"] for f in json.loads(state.read_text(encoding="utf-8"))["_data_files"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{state}: unreadable state.json ({_first_line(exc)})") from None
+            raise InputError(f"{state}: unreadable state.json ({first_line(exc)})") from None
     else:
         files = sorted(folder.glob("*.arrow"))
     if not files:
@@ -304,11 +370,11 @@ def _arrow_reader(file: Path) -> pa.ipc.RecordBatchStreamReader:
     source = pa.memory_map(str(file))
     try:
         return pa.ipc.open_stream(source)
-    except pa.ArrowInvalid:
+    except (OSError, pa.ArrowException):
         try:
             reader = pa.ipc.open_file(source)
-        except pa.ArrowInvalid as exc:
-            raise InputError(f"{file}: not an Arrow IPC file ({_first_line(exc)})") from None
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(f"{file}: not an Arrow IPC file ({first_line(exc)})") from None
         return reader.to_reader() if hasattr(reader, "to_reader") else _file_batches(reader)
 
 
@@ -331,13 +397,28 @@ def _open_arrow_files(where: Path, files: list[Path], columns: list[str], roles:
                     if gone:
                         raise missing_column(file, gone[0][0], batch.schema.names, gone[0][1])
                     yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns], names=columns)
-            except pa.ArrowInvalid as exc:
-                raise InputError(f"{file}: corrupt Arrow data ({_first_line(exc)})") from None
+            except (OSError, pa.ArrowException) as exc:
+                raise InputError(f"{file}: corrupt Arrow data, truncated or damaged ({first_line(exc)})") from None
             done["files"] = i + 1
 
     return Table(where, "arrow", names, None, batches(), lambda: done["files"] / len(files))
 
 
-def _first_line(exc: BaseException) -> str:
+def _corrupt(path: Path, compression: str | None, exc: BaseException) -> InputError:
+    """A stream that fails below the parser: a truncated or damaged compressed file, or a read error."""
+    what = f"the {compression} data is truncated or corrupt" if compression else "cannot read the file"
+    return InputError(f"{path}: {what} ({first_line(exc)})")
+
+
+def _located(problem: Callable[[], str], path: Path, compression: str | None) -> InputError:
+    """The parse error located by a rescan; the rescan itself may hit a truncated or damaged stream."""
+    try:
+        return InputError(problem())
+    except (OSError, pa.ArrowException) as exc:
+        return _corrupt(path, compression, exc)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, at most 200 characters (its type's name when it says nothing)."""
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

@@ -82,10 +82,20 @@ class LabelSpace:
         return targets.sum(0) if self.task == "multilabel" else np.zeros(0)
 
 
+def implied_task(col: Columns, column: str) -> str:
+    """The task the labels imply, every label checked as ``defib check`` checks it, whatever ``--task`` says.
+
+    A missing, NaN or infinite label, or a column mixing numbers and text, is
+    an :class:`InputError` naming the row.
+    """
+    return infer_task_of(col.labels or [], column, str(col.path))[0]
+
+
 def build(col: Columns, column: str, task: str | None) -> LabelSpace:
     """Infer (or check) the task from the training labels and fit the label space on them."""
     raw = col.labels or []
-    task = task or infer_task_of(raw, column, str(col.path))[0]
+    inferred = implied_task(col, column)  # checks every label even when --task is given
+    task = task or inferred
     if task == "regression":
         y = _floats(raw, col, column)
         std = float(y.std())

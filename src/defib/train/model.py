@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from defib.evidence import weights
+from defib.evidence.model_files import check_model_files
 from defib.evidence.readers import InputError
 
 
@@ -22,6 +23,7 @@ def resolve_model(name: str) -> str:
         why = weights.refusal(path)
         if why:
             raise InputError(f"--model {why}")
+        check_model_files(path)  # a damaged file fails now, not after the data check
         return str(path)
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise InputError(f"--model {name}: no such model folder")

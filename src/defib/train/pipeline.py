@@ -34,6 +34,7 @@ import numpy as np
 from defib.evidence.preflight.tokens import load_model_config, load_tokenizer, pick_max_length
 from defib.evidence.readers import InputError
 from defib.evidence.task import TASKS
+from defib.report.paths import unwritable
 from defib.train import labels as L
 from defib.train import metrics as M
 from defib.train.data import Columns, read_columns
@@ -128,6 +129,7 @@ def prepare(opts: TrainOptions) -> Prepared:
     notes: list[str] = []
     if opts.dev is not None:
         dev = read_columns(opts.dev, opts.text, opts.text_pair, opts.label)
+        L.implied_task(dev, opts.label)  # its labels checked as the training file's are
     else:
         train, dev = _split(train, opts.dev_share, opts.seed)
         notes.append(f"dev set: {len(dev)} rows held out of {opts.data.name} ({opts.dev_share:.0%}, seed {opts.seed})")
@@ -175,8 +177,6 @@ def _check_options(opts: TrainOptions) -> None:
         raise InputError(f"--scheduler {opts.scheduler}: use one of {', '.join(SCHEDULERS)}")
     if not 0 < opts.dev_share < 1:
         raise InputError(f"--dev-share {opts.dev_share}: must be between 0 and 1")
-    if opts.text_pair is not None and opts.text_pair == opts.text:
-        raise InputError(f"--text-pair {opts.text_pair}: the same column as --text")
 
 
 def work_dir(out: Path) -> Path:
@@ -188,8 +188,9 @@ def _check_out(opts: TrainOptions) -> None:
     out = opts.out
     if out.exists() and not opts.overwrite:
         raise InputError(f"--out {out}: already exists (pass --overwrite to replace it at the end of training)")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
+    why = unwritable(out, folder=True)
+    if why:
+        raise InputError(f"--out {out}: cannot write the model there: {why}")
     if opts.resume and not _last_checkpoint(work_dir(out)):
         raise InputError(f"--resume: no checkpoint to resume in {work_dir(out)}")
 

@@ -10,7 +10,7 @@ outputs and the inputs with their token ids.
 from __future__ import annotations
 
 import csv
-import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,9 @@ import numpy as np
 from defib.report.json import atomic_file
 from defib.signals.predict import PredictSignals
 from defib.evidence import weights
-from defib.evidence.readers import InputError
+from defib.evidence.model_files import check_model_files, read_json_object
+from defib.evidence.readers import InputError, first_line
+from defib.evidence.task import TASKS
 from defib.stages.predict import predict_diagnosis
 from defib.train.data import Columns, read_columns
 from defib.train.labels import LabelSpace
@@ -46,30 +48,52 @@ def load(model_dir: str | Path) -> Loaded:
     why = weights.refusal(folder)
     if why:
         raise InputError(why)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    check_model_files(folder)
+    config = read_json_object(folder / "config.json") or {}
     arch = config.get("architectures") or []
-    if not any(a.endswith("ForSequenceClassification") for a in arch):
-        raise InputError(f"{folder}: a bare encoder ({', '.join(arch) or 'no architecture'}), not a fine-tuned "
-                         "model: its prediction head was never trained (train one with defib train)")
-    meta_path = folder / META_FILE
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        space = LabelSpace.from_json(meta["labels"])
-        columns, max_length = meta["columns"], int(meta["max_length"])
+    if not isinstance(arch, list) or not any(isinstance(a, str) and a.endswith("ForSequenceClassification")
+                                             for a in arch):
+        raise InputError(f"{folder}: a bare encoder ({', '.join(map(str, arch)) or 'no architecture'}), not a "
+                         "fine-tuned model: its prediction head was never trained (train one with defib train)")
+    meta = read_json_object(folder / META_FILE)
+    if meta is not None:
+        space, columns, max_length = _from_meta(folder / META_FILE, meta)
     else:  # a transformers model trained elsewhere: its config says the task; no target scaling is known
         space = _space_from_config(config)
         columns, max_length = {"text": None, "text_pair": None, "label": None}, 512
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    with quiet_transformers():
-        model, info = AutoModelForSequenceClassification.from_pretrained(str(folder), output_loading_info=True,
-                                                                         use_safetensors=True)
+    try:
+        with quiet_transformers():
+            model, info = AutoModelForSequenceClassification.from_pretrained(str(folder), output_loading_info=True,
+                                                                             use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as exc:  # noqa: BLE001 - a user's folder can fail in any way transformers or tokenizers has
+        raise InputError(f"{folder}: cannot load the model ({type(exc).__name__}: {first_line(exc)})") from None
     head = [k for k in info.get("missing_keys", []) if "classifier" in k or "score" in k]
     if head:
         raise InputError(f"{folder}: the prediction head was never trained (no weights for {', '.join(head[:2])})")
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if model.config.num_labels != space.num_outputs:
+        raise InputError(f"{folder}: the model has {model.config.num_labels} outputs but {META_FILE} describes "
+                         f"{space.num_outputs} ({space.task})")
     model.eval()
     return Loaded(model, tokenizer, space, columns, max_length)
+
+
+def _from_meta(path: Path, meta: dict[str, Any]) -> tuple[LabelSpace, dict[str, str | None], int]:
+    """The label space, column names and max_length that ``defib train`` saved; a damaged file is one line."""
+    try:
+        space = LabelSpace.from_json(meta["labels"])
+        columns, max_length = dict(meta["columns"]), int(meta["max_length"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: not a {META_FILE} that defib wrote ({type(exc).__name__}: {exc})") from None
+    wrong = [k for k in ("text", "text_pair") if not isinstance(columns.get(k), (str, type(None)))]
+    if (space.task not in TASKS or (space.task != "regression" and not space.names) or wrong or max_length < 1
+            or not all(isinstance(n, str) for n in space.names)
+            or not (math.isfinite(space.target_std) and space.target_std > 0 and math.isfinite(space.target_mean))):
+        raise InputError(f"{path}: not a {META_FILE} that defib wrote (its labels, columns or max_length are "
+                         "out of range)")
+    return space, columns, max_length
 
 
 def _space_from_config(config: dict[str, Any]) -> LabelSpace:

@@ -112,10 +112,8 @@ def measure_file(path: str | Path, *, text: str, label: str, model: Any, text_pa
     ``tick(rows, fraction)`` is called after each batch (for a progress bar).
     """
     columns = [text] + ([text_pair] if text_pair else []) + [label]
-    if len(set(columns)) < len(columns):
-        raise InputError(f"the same column is given twice: --text {text}"
-                         + (f" --text-pair {text_pair}" if text_pair else "") + f" --label {label}")
-    table = open_table(path, columns, delimiter=delimiter)
+    roles = ["--text"] + (["--text-pair"] if text_pair else []) + ["--label"]
+    table = open_table(path, columns, delimiter=delimiter, roles=roles)
     pf = Preflight(source=str(path), text_columns=columns[:-1], label_column=label, model=model,
                    tokenizer=tokenizer, max_length=max_length)
     for batch in table.batches:

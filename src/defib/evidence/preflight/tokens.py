@@ -23,9 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from defib.evidence.locate import MAX_FIELD_CHARS
 from defib.evidence.preflight.sampling import KeyedSample, groups
-from defib.evidence.readers import InputError
+from defib.evidence.readers import InputError, check_field_lengths, first_line
 from defib.signals.check import ModelConfigSignals, TokenSignals
 
 LENGTH_CAP = 8192           # token lengths counted exactly up to here; longer rows share the last cell
@@ -71,7 +70,7 @@ def load_tokenizer(name: str | os.PathLike | Any) -> Any:
         try:
             tok = AutoTokenizer.from_pretrained(where, use_fast=True)
         except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for a folder it cannot read
-            raise InputError(f"{name}: cannot load a tokenizer from it ({_first_line(exc)})") from None
+            raise InputError(f"{name}: cannot load a tokenizer from it ({first_line(exc)})") from None
     if not getattr(tok, "is_fast", False):
         raise InputError(f"{name}: defib check needs a fast (Rust) tokenizer and this one is {type(tok).__name__}")
     return tok
@@ -92,7 +91,7 @@ def load_model_config(name: str | os.PathLike) -> ModelConfigSignals:
     except Exception as exc:  # a tokenizer-only folder has no config; anything else unreadable is bad input
         if Path(where).is_dir() and not local.exists():
             return out
-        raise InputError(f"{name}: cannot read the model's config ({_first_line(exc)})") from None
+        raise InputError(f"{name}: cannot read the model's config ({first_line(exc)})") from None
     out.model_type = getattr(cfg, "model_type", None)
     out.vocab_size = getattr(cfg, "vocab_size", None)
     out.max_positions = getattr(cfg, "max_position_embeddings", None)
@@ -158,7 +157,7 @@ class TokenCounter:
         """Encode one batch; return a hash per row of its text (or pair), for the duplicate check."""
         columns = [texts] if pairs is None else [texts, pairs]
         cols = [pc.fill_null(c, "") if c.null_count else c for c in columns]
-        self._check_lengths(cols, row0)
+        check_field_lengths(self.source, self.columns, cols, row0)  # in-memory columns never met the reader
         empty = None
         for c in cols:
             e = pc.equal(pc.utf8_trim_whitespace(c), "")
@@ -180,15 +179,6 @@ class TokenCounter:
         """Batched encoding in Rust; ``encode_batch_fast`` (tokenizers >= 0.20) skips the character offsets."""
         fast = getattr(tokenizer, "encode_batch_fast", None)
         return fast(inputs) if fast is not None else tokenizer.encode_batch(inputs)
-
-    def _check_lengths(self, cols: list[pa.Array], row0: int) -> None:
-        for c, name in zip(cols, self.columns):
-            longest = pc.max(pc.utf8_length(c)).as_py() or 0
-            if longest > MAX_FIELD_CHARS:
-                i = int(np.argmax(pc.utf8_length(c).to_numpy(zero_copy_only=False)))
-                raise InputError(f"{self.source}: row {row0 + i}, column {name!r} holds {longest:,} characters; "
-                                 "a text that long is usually a quote that never closes or a whole file pasted "
-                                 "into one cell")
 
     def _note_empty(self, idx: np.ndarray, row0: int) -> None:
         self.s.empty_rows += len(idx)
@@ -255,8 +245,3 @@ def _upper_share(vocab: dict[str, int]) -> float | None:
 def _last_nonzero(a: np.ndarray) -> int:
     nz = np.flatnonzero(a)
     return int(nz[-1]) if len(nz) else 0
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__

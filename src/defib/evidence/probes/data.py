@@ -19,12 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from defib.evidence.readers import InputError
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-class ProbeInputError(ValueError):
-    """The sample or the model cannot be probed as given (a one-line reason)."""
+class ProbeInputError(InputError):
+    """The sample or the model cannot be probed as given (a one-line reason, printed as any bad input is)."""
 
 
 @dataclass

@@ -41,7 +41,7 @@ class ConstantLabelsInData(Rule):
     needs = ("labels",)
     stage = "check"
 
-    min_rows = 2            # rows before a constant means anything
+    min_rows = 1            # one row has one label: a file of one row teaches nothing, and must not pass as healthy
     dominant_share = thresholds.CONSTANT_TARGET_SHARE  # regression: one value in this share of rows is nearly constant
 
     def check(self, s: CheckSignals) -> Finding | None:
@@ -52,7 +52,8 @@ class ConstantLabelsInData(Rule):
         fix = "Inspect the raw labels (df[label].value_counts()) and the code that converts them."
         if s.task == "classification" and len(counts) == 1:
             value = next(iter(counts))
-            return self.finding(f"All {lab.rows:,} rows have label {value!r}: there is nothing to learn.",
+            every = f"All {lab.rows:,} rows have" if lab.rows > 1 else "The only row has"
+            return self.finding(f"{every} label {value!r}: there is nothing to learn.",
                                 confidence=0.97, evidence={"label_counts": _shown(counts)}, fix=fix)
         if s.task == "multilabel" and counts:
             varying = [k for k, n in counts.items() if 0 < n < lab.rows]
@@ -62,7 +63,8 @@ class ConstantLabelsInData(Rule):
                                     evidence={"label_counts": _shown(counts)}, fix=fix)
         if s.task == "regression" and lab.std is not None:
             if lab.std == 0:
-                return self.finding(f"All {lab.rows:,} targets equal {num(lab.mean)}: there is nothing to learn.",
+                every = f"All {lab.rows:,} targets equal" if lab.rows > 1 else "The only target is"
+                return self.finding(f"{every} {num(lab.mean)}: there is nothing to learn.",
                                     confidence=0.97, evidence={"target_mean": lab.mean, "target_std": 0.0}, fix=fix)
             if counts:
                 value, n = max(counts.items(), key=lambda kv: kv[1])
