@@ -81,6 +81,22 @@ def at_default_init(ln: nn.LayerNorm) -> bool:
     return w_ok and b_ok
 
 
+INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # the tokenizer outputs an encoder takes
+
+
+def input_keys(config) -> tuple[str, ...]:
+    """The tokenizer outputs to hand a model: token type ids only where its config has two types or more.
+
+    RoBERTa and XLM-R have one token type (``type_vocab_size`` 1), DeBERTa-v3
+    none (0): a tokenizer that marks a pair's second text as type 1 would index
+    past their table, and without the ids they read type 0, as they were
+    pretrained. A config without the field (DistilBERT, ModernBERT) takes
+    whatever the tokenizer gives.
+    """
+    types = getattr(config, "type_vocab_size", None)
+    return INPUT_KEYS if types is None or types >= 2 else INPUT_KEYS[:2]
+
+
 def find_config(root: nn.Module):
     """The Hugging Face config of the model or of a submodule (a wrapped encoder)."""
     cfg = getattr(root, "config", None)

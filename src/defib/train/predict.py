@@ -20,6 +20,8 @@ import numpy as np
 from defib.report.json import atomic_file
 from defib.signals.predict import PredictSignals
 from defib.evidence import weights
+from defib.evidence.params import input_keys
+from defib.evidence.preflight.tokens import load_model_config, pick_max_length
 from defib.evidence.readers import InputError
 from defib.stages.predict import predict_diagnosis
 from defib.train.data import Columns, read_columns
@@ -58,7 +60,7 @@ def load(model_dir: str | Path) -> Loaded:
         columns, max_length = meta["columns"], int(meta["max_length"])
     else:  # a transformers model trained elsewhere: its config says the task; no target scaling is known
         space = _space_from_config(config)
-        columns, max_length = {"text": None, "text_pair": None, "label": None}, 512
+        columns, max_length = {"text": None, "text_pair": None, "label": None}, None
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     with quiet_transformers():
@@ -68,6 +70,8 @@ def load(model_dir: str | Path) -> Loaded:
     if head:
         raise InputError(f"{folder}: the prediction head was never trained (no weights for {', '.join(head[:2])})")
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if max_length is None:  # the tokenizer's, within what the model's positions hold (as defib train picks it)
+        max_length, _ = pick_max_length(tokenizer, load_model_config(folder), None)
     model.eval()
     return Loaded(model, tokenizer, space, columns, max_length)
 
@@ -96,7 +100,7 @@ def predict(loaded: Loaded, col: Columns, batch_size: int = 64, ignore: tuple[st
 
     enc = loaded.tokenizer(col.texts, col.pairs, truncation=True, max_length=loaded.max_length)
     ids = enc["input_ids"]
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    keys = [k for k in input_keys(loaded.model.config) if k in enc]
     collate = DataCollatorWithPadding(loaded.tokenizer)
     order = np.argsort([len(r) for r in ids], kind="stable")
     outputs = np.zeros((len(ids), loaded.space.num_outputs), dtype=np.float32)
