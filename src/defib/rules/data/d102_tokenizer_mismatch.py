@@ -8,9 +8,9 @@ from defib.rules.base import Finding, Rule, Severity, register
 # the tokenizer algorithm each model family was pretrained with (tokenizer.json's "model.type")
 ALGORITHMS = {"bert": "WordPiece", "distilbert": "WordPiece", "electra": "WordPiece", "mobilebert": "WordPiece",
               "squeezebert": "WordPiece", "funnel": "WordPiece", "layoutlm": "WordPiece", "mpnet": "WordPiece",
-              "roberta": "BPE", "longformer": "BPE", "bart": "BPE", "gpt2": "BPE", "deberta": "BPE", "modernbert": "BPE",
-              "xlm-roberta": "Unigram", "albert": "Unigram", "deberta-v2": "Unigram", "camembert": "Unigram",
-              "t5": "Unigram"}
+              "roberta": "BPE", "longformer": "BPE", "bart": "BPE", "gpt2": "BPE", "deberta": "BPE",
+              "modernbert": "BPE", "xlm-roberta": "Unigram", "albert": "Unigram", "deberta-v2": "Unigram",
+              "camembert": "Unigram", "t5": "Unigram"}
 
 
 @register
