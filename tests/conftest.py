@@ -19,6 +19,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+from encoders import look_pretrained
 from support import SCRIPTS, run_defib  # noqa: F401 - SCRIPTS re-exported for older imports
 
 
@@ -46,11 +47,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)  # the weights must not depend on which tests ran before this fixture was built
     model = BertModel(cfg)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.LayerNorm):
-                mod.weight.add_(torch.randn(mod.weight.shape, generator=gen) * 0.05)
-                mod.bias.add_(torch.randn(mod.bias.shape, generator=gen) * 0.02)
+    look_pretrained(model, gen)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out

@@ -1,10 +1,15 @@
-"""Name and group a model's parameters the way a person reads a BERT.
+"""Name and group a model's parameters the way a person reads an encoder.
 
 Gradient norms and update ratios are reported per module group: the
-embeddings, each encoder layer, the pooler, and the head (everything else,
-which is what a fine-tuning script adds on top of the encoder). Names follow
-the Hugging Face conventions shared by BERT, RoBERTa, DistilBERT, ELECTRA and
-friends, so grouping works for models defib never saw.
+embeddings, each encoder layer, the encoder's own parameters outside its
+layers (a final norm), the pooler, and the head (everything else, which is
+what a fine-tuning script adds on top of the encoder). Names follow the
+Hugging Face conventions: ``bert.encoder.layer.N``, ``roberta.encoder.layer.N``,
+``distilbert.transformer.layer.N``, ``deberta.encoder.layer.N``,
+``electra.encoder.layer.N``, ModernBERT's ``model.layers.N``; the head is
+``classifier`` (``classifier.dense``/``out_proj``), DistilBERT's
+``pre_classifier``, ModernBERT's ``head``, or whatever the script names it.
+So grouping works for models defib never saw.
 """
 
 from __future__ import annotations
@@ -15,10 +20,15 @@ import torch
 from torch import nn
 
 _LAYER = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
+# the encoder's norms after its last layer: ModernBERT's model.final_norm, DeBERTa-v2's encoder.LayerNorm
+# (over its relative position embeddings) and encoder.conv; named exactly, since a head may hold a norm too
+_ENCODER_REST = re.compile(r"(?:^|\.)(?:final_norm|final_layer_norm|ln_f|norm_f)\."
+                           r"|(?:^|\.)encoder\.(?:LayerNorm|layer_norm|norm|conv)\.")
+_ORDER = {"embeddings": 0, "encoder": 2, "pooler": 3, "head": 4}
 
 
 def group_of(name: str) -> str:
-    """Module group of a parameter name: embeddings, layer.N, pooler or head."""
+    """Module group of a parameter name: embeddings, layer.N, encoder, pooler or head."""
     m = _LAYER.search(name)
     if m:
         return f"layer.{int(m.group(1))}"
@@ -26,16 +36,16 @@ def group_of(name: str) -> str:
         return "embeddings"
     if "pooler" in name:
         return "pooler"
+    if _ENCODER_REST.search(name):
+        return "encoder"
     return "head"
 
 
 def group_order(group: str) -> tuple[int, int]:
-    """Sort key: embeddings, layers in order, pooler, head."""
-    if group == "embeddings":
-        return (0, 0)
+    """Sort key: embeddings, layers in order, the encoder's final norm, pooler, head."""
     if group.startswith("layer."):
         return (1, int(group.split(".")[1]))
-    return (2, 0) if group == "pooler" else (3, 0)
+    return (_ORDER.get(group, 4), 0)
 
 
 def named_params(roots: list[nn.Module]) -> dict[int, tuple[str, nn.Parameter]]:
@@ -69,6 +79,22 @@ def at_default_init(ln: nn.LayerNorm) -> bool:
         w_ok = ln.weight is None or bool((ln.weight == 1).all())
         b_ok = ln.bias is None or bool((ln.bias == 0).all())
     return w_ok and b_ok
+
+
+INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # the tokenizer outputs an encoder takes
+
+
+def input_keys(config) -> tuple[str, ...]:
+    """The tokenizer outputs to hand a model: token type ids only where its config has two types or more.
+
+    RoBERTa and XLM-R have one token type (``type_vocab_size`` 1), DeBERTa-v3
+    none (0): a tokenizer that marks a pair's second text as type 1 would index
+    past their table, and without the ids they read type 0, as they were
+    pretrained. A config without the field (DistilBERT, ModernBERT) takes
+    whatever the tokenizer gives.
+    """
+    types = getattr(config, "type_vocab_size", None)
+    return INPUT_KEYS if types is None or types >= 2 else INPUT_KEYS[:2]
 
 
 def find_config(root: nn.Module):

@@ -61,7 +61,7 @@ class ModelConfigSignals:
     path: str
     model_type: str | None = None
     vocab_size: int | None = None
-    max_positions: int | None = None
+    max_positions: int | None = None          # tokens a row may hold (RoBERTa's 514 embeddings hold 512)
     hidden_size: int | None = None
     num_labels: int | None = None             # only when the config names its labels (id2label)
 

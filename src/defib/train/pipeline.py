@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from defib.evidence.params import input_keys
 from defib.evidence.preflight.tokens import load_model_config, load_tokenizer, pick_max_length
 from defib.evidence.readers import InputError
 from defib.evidence.task import TASKS
@@ -255,9 +256,10 @@ class _Encoded:
         return row
 
 
-def encode(tokenizer: Any, col: Columns, max_length: int) -> dict[str, list]:
+def encode(tokenizer: Any, col: Columns, max_length: int, keys: tuple[str, ...]) -> dict[str, list]:
+    """The tokenizer's outputs named in ``keys`` (:func:`defib.evidence.params.input_keys` of the model)."""
     enc = tokenizer(col.texts, col.pairs, truncation=True, max_length=max_length)
-    return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    return {k: v for k, v in enc.items() if k in keys}
 
 
 def train(opts: TrainOptions, prep: Prepared) -> TrainResult:
@@ -277,8 +279,6 @@ def _train(opts: TrainOptions, prep: Prepared) -> TrainResult:
     space = prep.space
     work = work_dir(opts.out)
     tok = AutoTokenizer.from_pretrained(prep.model)
-    train_ds = _Encoded(encode(tok, prep.train, opts.max_length), prep.y_train)
-    dev_ds = _Encoded(encode(tok, prep.dev, opts.max_length), prep.y_dev)
     config: dict[str, Any] = {"num_labels": space.num_outputs}
     if space.task == "regression":
         config["problem_type"] = "regression"
@@ -289,6 +289,9 @@ def _train(opts: TrainOptions, prep: Prepared) -> TrainResult:
         config["label2id"] = {n: i for i, n in enumerate(space.names)}
     torch.manual_seed(opts.seed)  # the new head's initialisation
     model = AutoModelForSequenceClassification.from_pretrained(prep.model, use_safetensors=True, **config)
+    keys = input_keys(model.config)
+    train_ds = _Encoded(encode(tok, prep.train, opts.max_length, keys), prep.y_train)
+    dev_ds = _Encoded(encode(tok, prep.dev, opts.max_length, keys), prep.y_dev)
 
     steps_per_epoch = math.ceil(len(train_ds) / (opts.batch_size * opts.accumulation * _world_size()))
     total_steps = max(1, math.ceil(steps_per_epoch * opts.epochs))

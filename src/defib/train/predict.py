@@ -21,6 +21,8 @@ from defib.report.json import atomic_file
 from defib.signals.predict import PredictSignals
 from defib.evidence import weights
 from defib.evidence.model_files import check_model_files, read_json_object
+from defib.evidence.params import input_keys
+from defib.evidence.preflight.tokens import load_model_config, pick_max_length
 from defib.evidence.readers import InputError, first_line
 from defib.evidence.task import TASKS
 from defib.stages.predict import predict_diagnosis
@@ -60,7 +62,7 @@ def load(model_dir: str | Path) -> Loaded:
         space, columns, max_length = _from_meta(folder / META_FILE, meta)
     else:  # a transformers model trained elsewhere: its config says the task; no target scaling is known
         space = _space_from_config(config)
-        columns, max_length = {"text": None, "text_pair": None, "label": None}, 512
+        columns, max_length = {"text": None, "text_pair": None, "label": None}, None
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
@@ -76,6 +78,8 @@ def load(model_dir: str | Path) -> Loaded:
     if model.config.num_labels != space.num_outputs:
         raise InputError(f"{folder}: the model has {model.config.num_labels} outputs but {META_FILE} describes "
                          f"{space.num_outputs} ({space.task})")
+    if max_length is None:  # the tokenizer's, within what the model's positions hold (as defib train picks it)
+        max_length, _ = pick_max_length(tokenizer, load_model_config(folder), None)
     model.eval()
     return Loaded(model, tokenizer, space, columns, max_length)
 
@@ -120,7 +124,7 @@ def predict(loaded: Loaded, col: Columns, batch_size: int = 64, ignore: tuple[st
 
     enc = loaded.tokenizer(col.texts, col.pairs, truncation=True, max_length=loaded.max_length)
     ids = enc["input_ids"]
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    keys = [k for k in input_keys(loaded.model.config) if k in enc]
     collate = DataCollatorWithPadding(loaded.tokenizer)
     order = np.argsort([len(r) for r in ids], kind="stable")
     outputs = np.zeros((len(ids), loaded.space.num_outputs), dtype=np.float32)

@@ -31,6 +31,10 @@ LENGTH_CAP = 8192           # token lengths counted exactly up to here; longer r
 UPPER_SAMPLE_ROWS = 20_000  # rows whose casing is looked at (casing is a property of the corpus, not of each row)
 EXAMPLES = 5                # row numbers kept per kind of problem
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+# families whose position ids start after the pad id (RoBERTa's create_position_ids_from_input_ids): of their
+# max_position_embeddings (514), pad_token_id + 1 are never a token's position
+POSITIONS_AFTER_PAD = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text",
+                       "roberta-prelayernorm", "mpnet")
 
 
 def _offline() -> bool:
@@ -95,6 +99,9 @@ def load_model_config(name: str | os.PathLike) -> ModelConfigSignals:
     out.model_type = getattr(cfg, "model_type", None)
     out.vocab_size = getattr(cfg, "vocab_size", None)
     out.max_positions = getattr(cfg, "max_position_embeddings", None)
+    pad = getattr(cfg, "pad_token_id", None)
+    if out.max_positions and out.model_type in POSITIONS_AFTER_PAD and isinstance(pad, int):
+        out.max_positions -= pad + 1
     out.hidden_size = getattr(cfg, "hidden_size", None)
     heads = [a for a in raw.get("architectures") or [] if "Classification" in a]
     if "id2label" in raw or heads:
@@ -109,14 +116,14 @@ def pick_max_length(tok: Any, model: ModelConfigSignals | None, given: int | Non
         if given < 2:
             raise InputError(f"--max-length {given} leaves no room for the text")
         if positions and given > positions:
-            raise InputError(f"--max-length {given} is longer than the model's {positions} position embeddings "
+            raise InputError(f"--max-length {given} is longer than the model's {positions} positions "
                              f"({model.path}); training would fail")
         return given, "--max-length"
     tok_max = getattr(tok, "model_max_length", None)
     if tok_max and tok_max < 1_000_000 and (not positions or tok_max <= positions):
         return int(tok_max), "the tokenizer's model_max_length"
     if positions:
-        return int(positions), "the model's max_position_embeddings"
+        return int(positions), "the model's position embeddings"
     return 512, "a default of 512 (the tokenizer and model set none)"
 
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from defib.evidence import params as P
 from defib.evidence.probes import passive, training
 from defib.evidence.probes.data import LossFn, ProbeInputError, make_sample, outputs
 from defib.evidence.probes.state import preserved
@@ -89,6 +90,8 @@ def run_probes(model: nn.Module, tokenizer: Any, data: Any, *, labels: Any = Non
     with preserved(model, optimizer):
         sample = make_sample(data, labels, tokenizer, task=task, max_rows=budget.max_rows,
                              max_length=budget.max_length, device=_device(model), infer_task=_infer_task(model))
+        keys = P.input_keys(P.find_config(model))
+        sample.inputs = {k: v for k, v in sample.inputs.items() if k in keys}
         _check_fits(model, sample)
     sig = ProbeSignals(task=sample.task, rows=len(sample), source=source)
     if optimizer is not None:

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from defib.evidence.params import INPUT_KEYS
 from defib.evidence.readers import InputError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class ProbeInputError(InputError):

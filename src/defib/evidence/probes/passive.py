@@ -49,12 +49,19 @@ def sensitivity(model: nn.Module, sample: Sample) -> Sensitivity:
     seen: dict[str, torch.Tensor] = {}
     hooks = []
     layer = _last_layer(model)
+
+    # the hooks return None: a hook's return value would replace the layer's output (DeBERTa's is a pair)
+    def keep_tokens(m: nn.Module, a: tuple, out) -> None:
+        seen.setdefault("tokens", (out[0] if isinstance(out, tuple) else out).detach())
+
+    def keep_pooled(m: nn.Module, a: tuple) -> None:  # ... or the head's input
+        seen.setdefault("pooled", a[0].detach())
+
     if layer is not None:
-        hooks.append(layer.register_forward_hook(
-            lambda m, a, out: seen.setdefault("tokens", (out[0] if isinstance(out, tuple) else out).detach())))
+        hooks.append(layer.register_forward_hook(keep_tokens))
     head = P.head_linears(model)
     if head:
-        hooks.append(head[0].register_forward_pre_hook(lambda m, a: seen.setdefault("pooled", a[0].detach())))
+        hooks.append(head[0].register_forward_pre_hook(keep_pooled))
     try:
         with torch.no_grad():
             out = outputs(model, batch, sample.task).float()

@@ -157,8 +157,14 @@ class DataEvidence(Part):
         max_len = kwargs.get("max_length")
         if kwargs.get("truncation") and max_len:
             d.tokenizer_max_length = int(max_len)
-            pad = d.pad_token_id if d.pad_token_id is not None else 0
-            d.rows_at_max_length += sum(1 for r in rows if len([t for t in r if t != pad]) >= max_len)
+            masks = encoding.get("attention_mask")
+            masks = masks.tolist() if hasattr(masks, "tolist") else masks
+            if isinstance(masks, list) and len(masks) == len(rows):  # real tokens: the mask's ones, whatever the pad id
+                real = [sum(m) for m in masks]
+            else:
+                pad = d.pad_token_id
+                real = [len(r) if pad is None else sum(1 for t in r if t != pad) for r in rows]
+            d.rows_at_max_length += sum(1 for n in real if n >= max_len)
         pair = kwargs.get("text_pair")
         keys = list(zip(texts, pair)) if isinstance(pair, (list, tuple)) and len(pair) == len(texts) else list(texts)
         d.tokenizer_rows += len(rows)

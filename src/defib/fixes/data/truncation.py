@@ -10,7 +10,7 @@ class LongerSequences(Fix):
     """Raise the tokenizer's max_length so texts are no longer cut to the same prefix."""
 
     cause = "data.truncation"
-    ceiling = 512  # BERT's position embeddings end here
+    ceiling = 512  # the fewest tokens a common encoder's positions hold (BERT, RoBERTa's 514 less 2, DeBERTa...)
 
     @classmethod
     def plan(cls, evidence, finding):

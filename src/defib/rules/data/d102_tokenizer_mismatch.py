@@ -10,8 +10,8 @@ from defib.signals.check import CheckSignals
 ALGORITHMS = {"bert": "WordPiece", "distilbert": "WordPiece", "electra": "WordPiece", "mobilebert": "WordPiece",
               "squeezebert": "WordPiece", "funnel": "WordPiece", "layoutlm": "WordPiece", "mpnet": "WordPiece",
               "roberta": "BPE", "longformer": "BPE", "bart": "BPE", "gpt2": "BPE", "deberta": "BPE",
-              "xlm-roberta": "Unigram", "albert": "Unigram", "deberta-v2": "Unigram", "camembert": "Unigram",
-              "t5": "Unigram"}
+              "modernbert": "BPE", "xlm-roberta": "Unigram", "albert": "Unigram", "deberta-v2": "Unigram",
+              "camembert": "Unigram", "t5": "Unigram"}
 
 
 @register

@@ -8,7 +8,7 @@ import statistics
 from defib.rules import thresholds
 from defib.signals.run import OptimSignals, Signals
 
-ENCODER_PREFIXES = ("layer.", "embeddings", "pooler")
+ENCODER_PREFIXES = ("layer.", "embeddings", "encoder", "pooler")
 
 
 def median_update_ratio(o: OptimSignals, encoder_only: bool = False) -> float | None:
