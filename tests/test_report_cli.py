@@ -165,6 +165,7 @@ def _bad_files(tmp: Path, run: dict, check: Path) -> dict[str, Path]:
         "a list": put("list.json", [1, 2]),
         "no findings": put("other.json", {"name": "a package.json", "version": "1.0.0"}),
         "bad finding": put("badfinding.json", dict(run, findings=[{"message": "no code"}])),
+        "bad confidence": put("badconfidence.json", dict(run, findings=[dict(run["findings"][0], confidence="high")])),
         "later version": put("later.json", dict(run, defib_version="99.0.0")),
         "not a version": put("noversion.json", dict(run, defib_version="latest")),
         "check report": check,
@@ -174,12 +175,13 @@ def _bad_files(tmp: Path, run: dict, check: Path) -> dict[str, Path]:
     }
 
 
-REPORT_REFUSES = ("missing", "folder", "not json", "a list", "no findings", "bad finding", "later version",
-                  "not a version")
+REPORT_REFUSES = ("missing", "folder", "not json", "a list", "no findings", "bad finding", "bad confidence",
+                  "later version", "not a version")
 COMPARE_ONLY_REFUSES = ("check report", "no signals", "no spread", "broken series")
 EXPECTED = {"missing": "no such report", "later version": "a later version than this defib",
             "check report": "a defib check report", "no signals": "no recorded series", "no spread": "no spread series",
-            "not json": "not JSON", "no findings": "no findings", "bad finding": "finding 1 has no code"}
+            "not json": "not JSON", "no findings": "no findings", "bad finding": "finding 1 has no code",
+            "bad confidence": "finding L001: confidence is a str"}
 
 
 @pytest.mark.parametrize("case", REPORT_REFUSES + COMPARE_ONLY_REFUSES)

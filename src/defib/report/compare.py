@@ -145,14 +145,13 @@ def render_comparison(c: Comparison, console: Console | None = None) -> None:
             found.add_row(escape(r.code), escape(r.title), r.where, _found(r.a), _found(r.b))
         console.print(found)
 
-    curves = Table(title="Over the steps", title_justify="left",
-                   caption="spread: prediction spread / target spread; loss ratio: loss / constant-predictor loss",
-                   caption_justify="left")
+    curves = Table(title="Over the steps", title_justify="left")
     for column in ("step", "A spread", "B spread", "A loss ratio", "B loss ratio"):
         curves.add_column(column, justify="right")
     spreads, ratios = (a.spread(), b.spread()), (a.loss_ratio(), b.loss_ratio())
     for step in c.table_steps():
         curves.add_row(str(step), *(_num(at_step(v, step)) for v in (*spreads, *ratios)))
     console.print(curves)
-    console.print(Text("A dash: the run had ended or not yet recorded that step. "
+    console.print(Text("spread: prediction spread / target spread; loss ratio: loss / constant-predictor loss; "
+                       "a dash: the run had ended or had not recorded that step yet. "
                        "defib report FILE.json prints one run's findings in full.", style="dim"))

@@ -20,6 +20,12 @@ from defib._version import __version__
 VERDICTS = ("healthy", "flatlined", "at_risk", "inconclusive")
 COMPARED_SERIES = ("spread", "loss", "baseline")  # what `defib compare` plots: the spread, the loss against the baseline
 _VERSION = re.compile(r"(\d+)\.(\d+)")
+# a finding's fields the renderers format without a guard, and the types they take (null allowed where it may be)
+FINDING_FIELDS: dict[str, tuple[type, ...]] = {
+    "title": (str, type(None)), "message": (str,), "severity": (str,), "cause": (str, type(None)),
+    "confidence": (int, float), "step": (int, type(None)), "fix": (str, type(None)), "symptoms": (list, type(None)),
+    "where": (dict, type(None)),
+}
 
 
 class ReportError(ValueError):
@@ -43,7 +49,8 @@ def load(path: Path) -> dict[str, Any]:
     why = _not_a_report(report)
     if why:
         raise ReportError(f"{path}: not a defib JSON report ({why})")
-    _check_version(path, str(report["defib_version"]))
+    if "defib_version" in report:  # a report put together by hand may leave it out; every defib report has it
+        _check_version(path, report["defib_version"])
     return report
 
 
@@ -53,8 +60,8 @@ def _not_a_report(report: Any) -> str | None:
         return f"a JSON {type(report).__name__}, not an object"
     if "findings" not in report:
         return "no findings"
-    if not isinstance(report.get("defib_version"), str):
-        return "no defib_version"
+    if not isinstance(report.get("defib_version", ""), str):
+        return "defib_version is not text"
     if report.get("verdict") not in VERDICTS:
         return f"verdict {report.get('verdict')!r} is none of {', '.join(VERDICTS)}"
     if not isinstance(report["findings"], list):
@@ -62,8 +69,12 @@ def _not_a_report(report: Any) -> str | None:
     for i, f in enumerate(report["findings"]):
         if not isinstance(f, dict) or not isinstance(f.get("code"), str):
             return f"finding {i + 1} has no code"
-        where = f.get("where")
-        if isinstance(where, dict) and not {"file", "line"} <= set(where):
+        for key, types in FINDING_FIELDS.items():
+            if key in f and not isinstance(f[key], types):
+                return f"finding {f['code']}: {key} is a {type(f[key]).__name__}"
+        if not all(isinstance(x, str) for x in f.get("symptoms") or []):
+            return f"finding {f['code']}: symptoms are not codes"
+        if f.get("where") is not None and not {"file", "line"} <= set(f["where"]):
             return f"finding {f['code']}: where has no file and line"
     for key in ("flatline", "signals", "check", "probe", "observed"):
         if report.get(key) is not None and not isinstance(report[key], dict):
