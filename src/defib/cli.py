@@ -449,7 +449,7 @@ def predict_cmd(
 
 
 @app.command("report")
-def report_cmd(report_path: Path = typer.Argument(..., help="A JSON report written by defib (run, check, probe, "
+def report_cmd(report_path: Path = typer.Argument(..., metavar="REPORT.json", help="A JSON report written by defib (run, check, probe, "
                                                              "predict, or train's defib_report.json)."),
                json_path: Optional[Path] = json_option(),
                html_path: Optional[Path] = html_option()) -> None:
@@ -461,8 +461,9 @@ def report_cmd(report_path: Path = typer.Argument(..., help="A JSON report writt
 
 
 @app.command("compare")
-def compare_cmd(report_a: Path = typer.Argument(..., help="The JSON report of one run (say, before the fix)."),
-                report_b: Path = typer.Argument(..., help="The JSON report of another (after it)."),
+def compare_cmd(report_a: Path = typer.Argument(..., metavar="A.json", help="The JSON report of one run (say, "
+                                                                            "before the fix)."),
+                report_b: Path = typer.Argument(..., metavar="B.json", help="The JSON report of another (after it)."),
                 html_path: Optional[Path] = html_option()) -> None:
     """Two runs side by side: verdicts, findings, prediction spread and loss against the baseline over the steps."""
     from defib.report.compare import Comparison, Side, render_comparison

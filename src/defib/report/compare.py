@@ -101,7 +101,8 @@ def verdict_line(report: dict[str, Any]) -> str:
     """The verdict in capitals, with the step of the collapse when it flatlined."""
     verdict = str(report.get("verdict") or "inconclusive")
     step = (report.get("flatline") or {}).get("step")
-    return verdict.upper().replace("_", " ") + (f" at step {step}" if verdict == "flatlined" and step is not None else "")
+    at = f" at step {step}" if verdict == "flatlined" and step is not None else ""
+    return verdict.upper().replace("_", " ") + at
 
 
 def _num(x: float | None) -> str:

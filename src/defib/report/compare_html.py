@@ -138,8 +138,9 @@ def _findings_diff(c: Comparison) -> str:
 
 def _curve_table(c: Comparison) -> str:
     spreads, ratios = (c.a.spread(), c.b.spread()), (c.a.loss_ratio(), c.b.loss_ratio())
-    rows = "".join(f"<tr><td>{step}</td>" + "".join(f"<td>{_e(_value(at_step(v, step)))}</td>" for v in (*spreads, *ratios))
-                   + "</tr>" for step in c.table_steps())
+    rows = "".join(f"<tr><td>{step}</td>"
+                   + "".join(f"<td>{_e(_value(at_step(v, step)))}</td>" for v in (*spreads, *ratios)) + "</tr>"
+                   for step in c.table_steps())
     return ('<details id="curve-table"><summary>The same curves as numbers</summary><table><tr><th>step</th>'
             "<th>A spread</th><th>B spread</th><th>A loss ratio</th><th>B loss ratio</th></tr>"
             f"{rows}</table></details>")

@@ -18,7 +18,7 @@ from typing import Any
 from defib._version import __version__
 
 VERDICTS = ("healthy", "flatlined", "at_risk", "inconclusive")
-COMPARED_SERIES = ("spread", "loss", "baseline")  # what `defib compare` plots: the spread, the loss against the baseline
+COMPARED_SERIES = ("spread", "loss", "baseline")  # what `defib compare` draws: the spread, the loss and its baseline
 _VERSION = re.compile(r"(\d+)\.(\d+)")
 # a finding's fields the renderers format without a guard, and the types they take (null allowed where it may be)
 FINDING_FIELDS: dict[str, tuple[type, ...]] = {
