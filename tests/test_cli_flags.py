@@ -20,7 +20,7 @@ import typer
 from defib.cli import app
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-COMMANDS = ("run", "confirm", "check", "probe", "train", "predict")
+COMMANDS = ("run", "confirm", "check", "probe", "train", "predict", "report", "compare")
 
 # flag -> {command: why it may differ there}
 MAY_DIFFER = {

@@ -1,4 +1,4 @@
-"""The ``defib`` command line (typer): run, confirm, check, probe, train, predict, rules, rule."""
+"""The ``defib`` command line (typer): run, confirm, check, probe, train, predict, report, compare, rules, rule."""
 
 from __future__ import annotations
 
@@ -201,20 +201,16 @@ def confirm_cmd(report_path: Path = typer.Argument(..., help="A JSON report writ
 
     The same as ``defib run --confirm`` without running the script a first time.
     """
-    from defib.report.contract import run_report_problem
+    from defib.report.saved import kind
     from defib.report.text import render
     from defib.stages.launch import Stopped, confirm_fixes
 
     check_outputs(json_path, html_path)
-    try:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        fail(f"{report_path}: no such report")
-    except (OSError, ValueError) as exc:
-        fail(f"{report_path}: not a defib JSON report ({type(exc).__name__})")
-    why = run_report_problem(report)
-    if why:
-        fail(f"{report_path}: not a defib JSON report of a run ({why})")
+    report = _saved_report(report_path)
+    what = kind(report)
+    if what != "run":
+        fail(f"{report_path}: not a defib JSON report of a run (a defib {what} report; defib confirm needs the "
+             "report of a run: defib run --json)")
     if command and command[0] == "--":  # after a positional, click passes the separator through
         command = command[1:]
     _check_command(command)
@@ -507,6 +503,52 @@ def predict_cmd(
         for f in result.diagnosis.findings:
             typer.echo(f"defib: warning [{f.code}] {f.cause}: {f.message}", err=True)
     raise typer.Exit(_exit_code(report))
+
+
+@app.command("report")
+def report_cmd(report_path: Path = typer.Argument(..., metavar="REPORT.json", help="A JSON report written by defib (run, check, probe, "
+                                                             "predict, or train's defib_report.json)."),
+               json_path: Optional[Path] = json_option(),
+               html_path: Optional[Path] = html_option()) -> None:
+    """Show a saved JSON report again, in the terminal or as HTML, without rerunning anything."""
+    check_outputs(json_path, html_path)
+    report = _saved_report(report_path)
+    _emit(report, json_path, html_path, quiet=False)
+    raise typer.Exit(_exit_code(report))
+
+
+@app.command("compare")
+def compare_cmd(report_a: Path = typer.Argument(..., metavar="A.json", help="The JSON report of one run (say, "
+                                                                            "before the fix)."),
+                report_b: Path = typer.Argument(..., metavar="B.json", help="The JSON report of another (after it)."),
+                html_path: Optional[Path] = html_option()) -> None:
+    """Two runs side by side: verdicts, findings, prediction spread and loss against the baseline over the steps."""
+    from defib.report.compare import Comparison, Side, render_comparison
+    from defib.report.saved import ReportError, load_run
+
+    check_outputs(html_path)
+    try:
+        comparison = Comparison(Side(str(report_a), load_run(report_a)), Side(str(report_b), load_run(report_b)))
+    except ReportError as exc:
+        fail(str(exc))
+    render_comparison(comparison)
+    if html_path is not None:
+        from defib.report.compare_html import write_compare_html
+
+        try:
+            write_compare_html(comparison, html_path)
+        except OSError as exc:
+            fail(f"cannot write the report {html_path}: {exc.strerror or exc}")
+
+
+def _saved_report(path: Path) -> dict:
+    """A report file read back and checked (report/saved.py), or a one-line error."""
+    from defib.report.saved import ReportError, load
+
+    try:
+        return load(path)
+    except ReportError as exc:
+        fail(str(exc))
 
 
 STAGE_COMMAND = {"run": "defib run", "check": "defib check", "probe": "defib probe", "predict": "defib predict"}

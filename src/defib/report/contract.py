@@ -1,11 +1,11 @@
-"""Read a JSON report back (``defib confirm``): refuse one whose shape is not the contract's, in one line.
+"""The shape of a JSON report read back (``defib report``, ``compare``, ``confirm``): one line when it is wrong.
 
 A report on disk is the user's file like any other: it may be hand-edited,
-cut short, or not a defib report at all. ``defib confirm`` reads its
-findings, its signals and its step count, then prints it; each field it
-reads is checked here for the type the JSON contract gives it
-(docs/architecture.md), so a wrong type is an error naming the field, not a
-traceback from deep inside the confirmation.
+cut short, or not a defib report at all. Each field a command reads is
+checked here for the type the JSON contract gives it (docs/architecture.md),
+so a wrong type is an error naming the field, not a traceback from deep
+inside a renderer or the confirmation. :mod:`defib.report.saved` reads the
+file and applies these checks.
 """
 
 from __future__ import annotations
@@ -14,40 +14,45 @@ from typing import Any
 
 NUMBER = (int, float)
 NULL = type(None)
+VERDICTS = ("healthy", "flatlined", "at_risk", "inconclusive")
 SEVERITIES = ("info", "warning", "error")
-# the top-level fields confirm reads or prints, and their types (absent is fine: older reports lack some)
-TOP = {"verdict": str, "task": str, "steps_observed": int, "findings": list, "flatline": (dict, NULL),
-       "signals": (dict, NULL), "confirmed_fixes": list, "script_exit": (int, NULL),
-       "stopped_after_steps": (int, NULL), "observed": (dict, NULL)}
-FINDING = {"code": str, "cause": (str, NULL), "severity": str, "confidence": NUMBER, "step": (int, NULL),
+# the top-level fields the commands that read a report index, and their types (absent is fine: older reports
+# lack some)
+TOP = {"defib_version": str, "verdict": str, "task": (str, NULL), "steps_observed": int, "findings": list,
+       "flatline": (dict, NULL), "signals": (dict, NULL), "confirmed_fixes": list, "script_exit": (int, NULL),
+       "stopped_after_steps": (int, NULL), "observed": (dict, NULL), "check": (dict, NULL), "probe": (dict, NULL)}
+FINDING = {"cause": (str, NULL), "severity": str, "confidence": NUMBER, "step": (int, NULL),
            "title": (str, NULL), "message": (str, NULL), "evidence": (dict, NULL), "where": (dict, NULL),
-           "fix": (str, NULL), "symptoms": list}
-SERIES = ("spread", "loss", "baseline")  # the signals a confirmation compares before and after
+           "fix": (str, NULL), "symptoms": (list, NULL)}
+SERIES = ("spread", "loss", "baseline")  # the signals a confirmation and a comparison read
 
 
-def run_report_problem(report: Any) -> str | None:
-    """Why ``report`` is not a defib run report that can be confirmed, or None."""
-    if not isinstance(report, dict) or "findings" not in report:
+def report_problem(report: Any) -> str | None:
+    """Why ``report`` is not a defib report that the commands reading one (report, compare, confirm) can
+    render and use, or None. Each check is something a renderer or the confirmation indexes unguarded."""
+    if not isinstance(report, dict):
+        return f"a JSON {type(report).__name__}, not an object"
+    if "findings" not in report:
         return "no findings"
-    for stage in ("check", "probe"):
-        if report.get(stage) is not None:
-            return f"a report of defib {stage}; defib confirm needs the report of a run (defib run --json)"
     wrong = _wrong_fields(report, TOP, "")
     if wrong:
         return wrong
+    if report.get("verdict") not in VERDICTS:
+        return f"verdict {report.get('verdict')!r} is none of {', '.join(VERDICTS)}"
     for i, finding in enumerate(report["findings"]):
-        if not isinstance(finding, dict) or "code" not in finding:
-            return f"findings[{i}] is not a finding (an object with a code)"
-        wrong = _wrong_fields(finding, FINDING, f"findings[{i}].")
+        if not isinstance(finding, dict) or not isinstance(finding.get("code"), str):
+            return f"finding {i + 1} has no code"
+        code = finding["code"]
+        wrong = _wrong_fields(finding, FINDING, f"finding {code}: ")
         if wrong:
             return wrong
         if finding.get("severity", "info") not in SEVERITIES:
-            return f"findings[{i}].severity is not one of {', '.join(SEVERITIES)}"
+            return f"finding {code}: severity is not one of {', '.join(SEVERITIES)}"
         where = finding.get("where")
         if where is not None and not (isinstance(where.get("file"), str) and _is(where.get("line"), int)):
-            return f"findings[{i}].where needs a file and a line number"
-        if not all(isinstance(s, str) for s in finding.get("symptoms", [])):
-            return f"findings[{i}].symptoms must be rule codes"
+            return f"finding {code}: where has no file and line"
+        if not all(isinstance(s, str) for s in finding.get("symptoms") or []):
+            return f"finding {code}: symptoms are not codes"
     for name in SERIES:
         series = (report.get("signals") or {}).get(name)
         if series is None:
@@ -62,7 +67,7 @@ def run_report_problem(report: Any) -> str | None:
 def _wrong_fields(obj: dict, schema: dict[str, Any], prefix: str) -> str | None:
     for key, kind in schema.items():
         if key in obj and not _is(obj[key], kind):
-            return f"{prefix}{key} is {type(obj[key]).__name__}, not {_name(kind)}"
+            return f"{prefix}{key} is a {type(obj[key]).__name__}, not {_name(kind)}"
     return None
 
 

@@ -89,7 +89,7 @@ def to_svg(fig: Any) -> str:
 
     buf = io.StringIO()
     with matplotlib.rc_context(STYLE):
-        fig.savefig(buf, format="svg")
+        fig.savefig(buf, format="svg", metadata={"Date": None})  # no timestamp: a report renders to the same bytes
     text = buf.getvalue()
     return text[text.index("<svg"):]
 
