@@ -11,6 +11,7 @@ from defib.diagnosis import Diagnosis
 from defib.evidence.distributed import is_main_process
 from defib.evidence.hooks import Installed, install
 from defib.evidence.watch import Watcher
+from defib.integrations.trackers import TrackerLog
 from defib.stages.run import LiveDiagnosis, final_diagnosis, run_report, stderr_announce
 
 if TYPE_CHECKING:
@@ -23,27 +24,33 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
     ``model`` and ``optimizer`` are optional: defib finds the model from its
     first forward call and the optimizer from its first step. Pass them when a
     process holds several models and you want this one. ``ignore``: rule
-    codes left out of the diagnosis (``--ignore``). After the block,
-    ``w.diagnosis`` holds the result; ``w.report()`` prints it.
+    codes left out of the diagnosis (``--ignore``). ``log_to``: the
+    experiment tracker that gets defib's series and findings (``auto``: the
+    TensorBoard writer, MLflow or W&B run the process already has;
+    ``tensorboard``, ``mlflow``, ``wandb``: that one only; ``none``). After the
+    block, ``w.diagnosis`` holds the result; ``w.report()`` prints it.
     """
 
     def __init__(self, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, *,
                  sample_every: int = 10, announce: Callable[[str], None] | None = stderr_announce,
-                 ignore: tuple[str, ...] = ()):
+                 ignore: tuple[str, ...] = (), log_to: str = "auto"):
         self.watcher = Watcher(model, optimizer, sample_every=sample_every)
         self._live = LiveDiagnosis(self.watcher, announce, ignore=tuple(c.upper() for c in ignore))
+        self.trackers = TrackerLog(self._live, log_to)
         self._installed: Installed | None = None
         self.diagnosis: Diagnosis | None = None
 
     def start(self) -> "watch":
         if self._installed is None:
             self._installed = install(self.watcher)
+            self.trackers.install()
         return self
 
     def stop(self) -> Diagnosis:
         if self._installed is not None:
             self._installed.remove()
             self._installed = None
+            self.trackers.remove()
             self.watcher.detach()
         self.diagnosis = final_diagnosis(self._live)
         return self.diagnosis

@@ -15,10 +15,10 @@ import typer
 from typer.core import TyperGroup
 
 from defib._version import __version__
-from defib.cli_options import (Task, aliased, confirm_runs_option, confirm_steps_option, html_option,
-                               ignore_option, json_option, label_option, max_length_option, max_steps_option,
-                               model_option, no_progress_option, quiet_option, task_option, text_option,
-                               text_pair_option)
+from defib.cli_options import (LogTo, Task, aliased, confirm_runs_option, confirm_steps_option, html_option,
+                               ignore_option, json_option, label_option, log_to_option, max_length_option,
+                               max_steps_option, model_option, no_progress_option, quiet_option, task_option,
+                               text_option, text_pair_option)
 
 # click's exception base, reached through typer's public API (typer may vendor its own click)
 _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -175,14 +175,15 @@ def run(command: list[str] = typer.Argument(..., help="The training command, aft
         confirm: bool = typer.Option(False, "--confirm", help="Rerun with the fix for the top cause and check the "
                                                              "collapse goes away."),
         confirm_runs: int = confirm_runs_option(),
-        confirm_steps: int = confirm_steps_option()) -> None:
+        confirm_steps: int = confirm_steps_option(),
+        log_to: LogTo = log_to_option()) -> None:
     """Run a training script unchanged and diagnose it: defib run [--json PATH] [--html PATH] -- python train.py ARGS."""
     from defib.stages.launch import run_command
 
     _check_command(command)
     check_outputs(json_path, html_path)
     outcome = run_command(command, steps, tuple(c.upper() for c in ignore), confirm_runs if confirm else 0,
-                          confirm_steps, say=_stderr)
+                          confirm_steps, say=_stderr, log_to=log_to.value)
     _emit(outcome.report, json_path, html_path, quiet)
     code = _exit_code(outcome.report)
     # defib stopped by a signal exits 128 + N; else a diagnosis that failed the run decides; else the script's status

@@ -21,8 +21,10 @@ import typer
 from typer.core import TyperCommand
 
 from defib.evidence.task import TASKS
+from defib.integrations.trackers import LOG_TO
 
 Task = enum.Enum("Task", {name: name for name in TASKS}, type=str)  # str mixin: typer shows the values
+LogTo = enum.Enum("LogTo", {name: name for name in LOG_TO}, type=str)
 
 
 def json_option() -> Any:
@@ -48,6 +50,12 @@ def ignore_option() -> Any:
 
 def max_steps_option() -> Any:
     return typer.Option(0, "--max-steps", min=0, help="Stop training after N optimizer steps (0: run to the end).")
+
+
+def log_to_option() -> Any:
+    return typer.Option(LogTo.auto, "--log-to", help="Also write defib's series and findings into this experiment "
+                                                     "tracker's run (auto: the TensorBoard, MLflow or W&B run the "
+                                                     "script already logs to; none: nowhere).")
 
 
 def confirm_runs_option() -> Any:

@@ -16,7 +16,12 @@ if os.environ.get("DEFIB_REPORT_DIR"):
     try:
         from defib.stages.run import start
 
-        start()
+        def _trackers(live):
+            from defib.integrations.trackers import from_env
+
+            from_env(live)
+
+        start(extend=_trackers)
     except Exception as exc:  # never stop the user's script from starting
         print(f"defib: could not attach ({type(exc).__name__}: {exc}); the script runs unwatched", file=sys.stderr)
 

@@ -37,21 +37,25 @@ class WatchSession:
     """One watched training run inside a framework's fit/train call."""
 
     def __init__(self, *, json_path: str | os.PathLike | None, report: bool, sample_every: int, announce: bool,
-                 ignore: tuple[str, ...] = ()):
+                 ignore: tuple[str, ...] = (), log_to: str = "auto"):
         self.json_path = Path(json_path) if json_path is not None else None
         self.report = report
         self.sample_every = sample_every
         self.announce = announce
         self.ignore = ignore
+        self.log_to = log_to
         self.watch: watch | None = None
         self.diagnosis: Diagnosis | None = None
 
-    def begin(self, model: nn.Module | None, optimizer: Any, loader: Any = None, scheduler: Any = None) -> None:
-        """Start watching; the loader and scheduler were built before the callback ran, so announce them."""
+    def begin(self, model: nn.Module | None, optimizer: Any, loader: Any = None, scheduler: Any = None,
+              loggers: tuple[Any, ...] = ()) -> None:
+        """Start watching; the loader, scheduler and loggers were built before the callback ran, so announce them."""
         if self.watch is not None:
             return
         self.watch = watch(model, unwrap_optimizer(optimizer), sample_every=self.sample_every,
-                           announce=stderr_announce if self.announce else None, ignore=self.ignore).start()
+                           announce=stderr_announce if self.announce else None, ignore=self.ignore,
+                           log_to=self.log_to).start()
+        self.watch.trackers.give(loggers)
         w = self.watch.watcher
         if loader is not None:
             loaders = _loaders(loader)
@@ -84,9 +88,9 @@ class WatchingCallback:
     """The part of both callbacks that is not framework glue: options, the session, the result."""
 
     def __init__(self, *, json_path: str | os.PathLike | None = None, report: bool = True, sample_every: int = 10,
-                 announce: bool = True, ignore: tuple[str, ...] = ()):
+                 announce: bool = True, ignore: tuple[str, ...] = (), log_to: str = "auto"):
         self._session = WatchSession(json_path=json_path, report=report, sample_every=sample_every,
-                                     announce=announce, ignore=ignore)
+                                     announce=announce, ignore=ignore, log_to=log_to)
 
     @property
     def diagnosis(self) -> Diagnosis | None:

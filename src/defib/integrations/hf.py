@@ -23,7 +23,9 @@ class DefibCallback(WatchingCallback, TrainerCallback):
     ``json_path``: also write the JSON report there. ``report``: print the
     terminal report at the end of training (the main process only).
     ``announce``: print one line on stderr the moment the predictions flatline.
-    ``ignore``: rule codes left out of the diagnosis.
+    ``ignore``: rule codes left out of the diagnosis. ``log_to``: the
+    tracker that gets defib's series and findings (``auto``: the ones
+    ``report_to`` set up; ``tensorboard``, ``mlflow``, ``wandb``; ``none``).
     """
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, lr_scheduler=None,

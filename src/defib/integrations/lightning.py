@@ -25,14 +25,17 @@ class DefibCallback(WatchingCallback, pl.Callback):
     ``json_path``: also write the JSON report there. ``report``: print the
     terminal report at the end of training (global rank 0 only).
     ``announce``: print one line on stderr the moment the predictions flatline.
-    ``ignore``: rule codes left out of the diagnosis.
+    ``ignore``: rule codes left out of the diagnosis. ``log_to``: the
+    tracker that gets defib's series and findings (``auto``: the Trainer's
+    loggers and any other run the process has; ``tensorboard``, ``mlflow``,
+    ``wandb``; ``none``).
     """
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         schedulers = getattr(trainer, "lr_scheduler_configs", None) or []
         self._session.begin(pl_module, optimizer, trainer.train_dataloader,
-                            schedulers[0].scheduler if schedulers else None)
+                            schedulers[0].scheduler if schedulers else None, loggers=tuple(trainer.loggers))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._session.end(is_main_process=trainer.is_global_zero)

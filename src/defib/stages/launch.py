@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from defib.diagnosis import Diagnosis
-from defib.stages.run import IGNORE_ENV, REPORT_ENV, STEPS_ENV
+from defib.stages.run import IGNORE_ENV, LOG_TO_ENV, REPORT_ENV, STEPS_ENV
 
 BOOT_DIR = Path(__file__).resolve().parent.parent / "_boot"
 CONFIRM_MAX_STEPS = 200  # a confirmation rerun is short: at most this many optimizer steps by default
@@ -94,10 +94,11 @@ def _stop_signals(stop: StopSignals | None) -> Iterator[StopSignals]:
 
 
 def watched(command: list[str], steps: int, extra_env: dict[str, str] | None = None, quiet: bool = False,
-            ignore: tuple[str, ...] = (), stop: StopSignals | None = None) -> tuple[int, dict]:
+            ignore: tuple[str, ...] = (), stop: StopSignals | None = None, log_to: str = "auto") -> tuple[int, dict]:
     """Run ``command`` with defib attached to every Python process it starts; (exit code, report).
 
     ``ignore``: rule codes the watched processes leave out before deciding the verdict (``--ignore``).
+    ``log_to``: the experiment tracker the watched processes write defib's series into (``--log-to``).
     Raises :class:`Stopped`, with the report of what was observed, when defib
     was stopped by a signal before or while the command ran.
     """
@@ -108,6 +109,7 @@ def watched(command: list[str], steps: int, extra_env: dict[str, str] | None = N
         env[STEPS_ENV] = str(steps)
         if ignore:
             env[IGNORE_ENV] = ",".join(ignore)
+        env[LOG_TO_ENV] = log_to
         env.update(extra_env or {})
         out = subprocess.DEVNULL if quiet else None
         returncode, killed = 0, False
@@ -236,14 +238,14 @@ class RunOutcome:
 
 
 def run_command(command: list[str], steps: int, ignore: tuple[str, ...], confirm_runs: int, confirm_steps: int,
-                say: Callable[[str], None]) -> RunOutcome:
+                say: Callable[[str], None], log_to: str = "auto") -> RunOutcome:
     """``defib run``: the watched run, then with ``confirm_runs`` its confirmation reruns; SIGINT/SIGTERM stop both.
 
     Stopped during a rerun, the report is still the first run's.
     """
     with StopSignals() as stop:
         try:
-            returncode, report = watched(command, steps, ignore=ignore, stop=stop)
+            returncode, report = watched(command, steps, ignore=ignore, stop=stop, log_to=log_to)
         except Stopped as exc:
             returncode, report = exc.returncode, exc.report
         report["script_exit"] = returncode
@@ -273,7 +275,8 @@ def confirm_fixes(report: dict, command: list[str], runs: int, steps: int, say: 
         return []
     steps = steps or min(int(report.get("steps_observed") or 0), CONFIRM_MAX_STEPS)
     began = time.perf_counter()
-    results = confirm(report, lambda env, n: watched(command, n, env, quiet=True, stop=stop), steps=steps,
-                      max_runs=runs, say=say)
+    # a rerun is defib's experiment, not the user's run: it writes nothing into the script's trackers
+    results = confirm(report, lambda env, n: watched(command, n, env, quiet=True, stop=stop, log_to="none"),
+                      steps=steps, max_runs=runs, say=say)
     say(f"defib: --confirm took {time.perf_counter() - began:.0f} s extra ({len(results)} rerun(s))")
     return results

@@ -40,6 +40,7 @@ STEPS_ENV = "DEFIB_STEPS"
 IGNORE_ENV = "DEFIB_IGNORE"  # comma-separated rule codes left out of every diagnosis (--ignore)
 REPORT_ENV = "DEFIB_REPORT_DIR"
 FIX_ENV = "DEFIB_FIX"  # JSON fix spec (defib.fixes.plan) for a --confirm rerun
+LOG_TO_ENV = "DEFIB_LOG_TO"  # --log-to: the experiment tracker the run's defib series go to (integrations/trackers)
 CHECKPOINT_SECONDS = 5.0  # the training process rewrites its report at most this often (at evaluation points)
 CHECKPOINT_SHARE = 0.005  # ... and spends at most this share of the run's time doing it (watching's whole
 # budget is 2%: bench/overhead)
@@ -58,6 +59,9 @@ class LiveDiagnosis:
     With ``announce``, a flatline is announced when it is first diagnosed, and
     a recovery when the predictions spread out again. ``ignore``: rule codes
     left out (``--ignore``), during training as in the final diagnosis.
+    Callbacks given to :meth:`on_diagnosis` get each evaluation point's
+    diagnosis (the experiment trackers, ``integrations/trackers``), so the
+    rules run once per point whoever reads them.
     """
 
     def __init__(self, watcher: Watcher, announce: Callable[[str], None] | None = None, *,
@@ -67,7 +71,12 @@ class LiveDiagnosis:
         self.ignore = ignore
         self.first_fired: dict[str, int] = {}
         self._flatline_announced = False
+        self._listeners: list[Callable[[int, Diagnosis], None]] = []
         watcher.on_evaluate(self.evaluate)
+
+    def on_diagnosis(self, callback: Callable[[int, Diagnosis], None]) -> None:
+        """Call ``callback(step, diagnosis)`` after each evaluation point's diagnosis."""
+        self._listeners.append(callback)
 
     def evaluate(self, step: int) -> Diagnosis:
         """Run the rules on what is known now; remember when each first fired."""
@@ -87,6 +96,8 @@ class LiveDiagnosis:
             if self._flatline_announced and self.announce is not None:
                 self._flatline_announced = False
                 self.announce(f"defib: predictions recovered by step {step} (no longer flat)")
+        for callback in self._listeners:
+            callback(step, d)
         return d
 
 
@@ -102,9 +113,14 @@ class StopTraining(SystemExit):
     """Raised from the optimizer's post-step hook when ``--max-steps`` is reached."""
 
 
-def start() -> None:
-    """Attach a watcher to this process once torch is imported (``_boot/sitecustomize.py`` calls this)."""
-    finder = PostImport({"torch": _attach_after_torch})
+def start(extend: Callable[[LiveDiagnosis], None] | None = None) -> None:
+    """Attach a watcher to this process once torch is imported (``_boot/sitecustomize.py`` calls this).
+
+    ``extend(live)``: what an entry point adds to the live diagnosis (the
+    experiment trackers), called once it exists; an entry point lives above
+    this stage, so it hands its addition down rather than being imported.
+    """
+    finder = PostImport({"torch": lambda torch_module: _attach_after_torch(torch_module, extend)})
     finder.install()
 
 
@@ -112,10 +128,15 @@ def _ignored() -> tuple[str, ...]:
     return tuple(code.strip().upper() for code in os.environ.get(IGNORE_ENV, "").split(",") if code.strip())
 
 
-def _attach_after_torch(_torch_module: Any) -> None:
+def _attach_after_torch(_torch_module: Any, extend: Callable[[LiveDiagnosis], None] | None = None) -> None:
     # torch finished importing; its submodules are importable now
     watcher = Watcher()
     live = LiveDiagnosis(watcher, stderr_announce, ignore=_ignored())
+    if extend is not None:
+        try:
+            extend(live)
+        except Exception as exc:  # an addition that fails leaves the watch itself whole
+            watcher.record_internal_error("extend", exc)
     spec = os.environ.get(FIX_ENV)
     if spec:
         try:
@@ -234,6 +255,8 @@ def observed(watcher: Watcher) -> dict[str, Any]:
     if s.loss is None and s.optim is not None and s.optim.unread_loss:
         # a hand-written loss defib could not read as predictions against targets: say what it was made of
         seen["unread_loss"] = " ".join(s.optim.unread_loss)
+    if "trackers" in s.config:  # the experiment trackers defib wrote its series into (integrations/trackers)
+        seen["trackers"] = list(s.config["trackers"])
     return seen
 
 
