@@ -11,7 +11,8 @@ from defib.diagnosis import Diagnosis
 from defib.evidence.distributed import is_main_process
 from defib.evidence.hooks import Installed, install
 from defib.evidence.watch import Watcher
-from defib.stages.run import LiveDiagnosis, final_diagnosis, run_report, stderr_announce
+from defib.integrations.notebook import CellWatch, in_notebook
+from defib.stages.run import LiveDiagnosis, final_diagnosis, run_extra, run_report, stderr_announce
 
 if TYPE_CHECKING:
     from defib.evidence.probes import Budget
@@ -25,19 +26,34 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
     process holds several models and you want this one. ``ignore``: rule
     codes left out of the diagnosis (``--ignore``). After the block,
     ``w.diagnosis`` holds the result; ``w.report()`` prints it.
+
+    In a notebook (Jupyter, VS Code, Colab) a live line under the cell
+    follows the run in place of the announcements on stderr, the block's end
+    shows the diagnosis under the cell, and a watch ends with the cell that
+    started it, however the cell ends (an error, the stop button).
     """
 
     def __init__(self, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, *,
                  sample_every: int = 10, announce: Callable[[str], None] | None = stderr_announce,
                  ignore: tuple[str, ...] = ()):
         self.watcher = Watcher(model, optimizer, sample_every=sample_every)
+        if announce is stderr_announce and in_notebook():
+            announce = None  # the live line says it, in place
         self._live = LiveDiagnosis(self.watcher, announce, ignore=tuple(c.upper() for c in ignore))
         self._installed: Installed | None = None
+        self._cell: CellWatch | None = None
         self.diagnosis: Diagnosis | None = None
+
+    @property
+    def running(self) -> bool:
+        """Started and not stopped: the hooks are installed."""
+        return self._installed is not None
 
     def start(self) -> "watch":
         if self._installed is None:
             self._installed = install(self.watcher)
+            if in_notebook():
+                self._cell = CellWatch(self.watcher, self._live, self.stop)
         return self
 
     def stop(self) -> Diagnosis:
@@ -46,13 +62,22 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
             self._installed = None
             self.watcher.detach()
         self.diagnosis = final_diagnosis(self._live)
+        self.diagnosis.extra.update(run_extra(self.watcher))  # the series: a notebook draws the plots from them
+        if self._cell is not None:
+            self._cell.close(self.diagnosis)
+            self._cell = None
         return self.diagnosis
 
     def __enter__(self) -> "watch":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        shown = self._cell is not None
+        diagnosis = self.stop()
+        if shown:
+            from IPython.display import display
+
+            display(diagnosis)
 
     def to_dict(self) -> dict:
         """The JSON report's dict: the diagnosis, what was observed, and the recorded series (``signals``) for plots."""
