@@ -140,7 +140,7 @@ def defib_cell(line: str, cell: str) -> Any:
 
     from defib.api import watch
 
-    args = _parser().parse_args(shlex.split(line))
+    args = _parser().parse_args(shlex.split(line, comments=True))
     if args.max_steps < 0:
         _parser().error("--max-steps must be 0 or more")
     shell = get_ipython()

@@ -165,7 +165,9 @@ def render_text(report: dict[str, Any], width: int = 100) -> str:
     import io
 
     out = io.StringIO()
-    render(report, Console(file=out, width=width, highlight=False, color_system=None, force_terminal=False))
+    # force_jupyter=False: in a kernel rich would draw into the notebook itself instead of into ``out``
+    render(report, Console(file=out, width=width, highlight=False, color_system=None, force_terminal=False,
+                           force_jupyter=False))
     return out.getvalue()
 
 
