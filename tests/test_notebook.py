@@ -215,7 +215,8 @@ def test_watch_block_shows_the_diagnosis_and_the_diagnosis_renders_itself(run):
     (result,) = [o for o in run.outputs("watch-shown") if o.output_type == "execute_result"]
     undated = re.compile(r"<dc:date>.*?</dc:date>")  # each drawing of a plot is stamped with its time
     assert undated.sub("", result.data["text/html"]) == undated.sub("", html)  # the same report, rendered again
-    assert result.data["text/plain"].startswith("<defib Diagnosis: healthy, regression, 30 steps")
+    # a front end without HTML shows the terminal report, not the dataclass
+    assert "HEALTHY  (regression, 30 optimizer steps observed)" in result.data["text/plain"]
 
 
 def test_planted_fault_found_within_the_steps_of_defib_run(run, defib_run_fault):
@@ -253,3 +254,13 @@ def test_fault_cell_html_in_chromium(run, tmp_path):
                                                    "grad-norm", "lr-update")})
     assert all(v.visible.values()), v.visible
     assert list(v.probes.values()) == ["none", "solid"], v.probes
+
+
+def test_import_defib_does_not_import_ipython():
+    """IPython is installed here (the test extra); ``import defib`` must still not load it."""
+    import subprocess
+    import sys
+
+    code = "import sys, defib; print(sorted(m for m in ('IPython', 'ipykernel') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == "[]", out
