@@ -1,5 +1,8 @@
 """defib: find out why a fine-tuned BERT predicts the same score for every input."""
 
+from typing import Any
+
+from defib import diagnosis as _diagnosis
 from defib._version import __version__
 from defib.api import probe, watch
 
@@ -16,3 +19,25 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'defib' has no attribute {name!r}")
+
+
+def _html(report: dict[str, Any]) -> str:
+    from defib.report.html import render_fragment
+
+    return render_fragment(report)
+
+
+def _text(report: dict[str, Any]) -> str:
+    from defib.report.text import render_text
+
+    return render_text(report)
+
+
+_diagnosis.RENDERERS.update(html=_html, text=_text)  # a Diagnosis shows itself through the report layer
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext defib``: the ``%%defib`` cell magic (IPython is imported only here, never by ``import defib``)."""
+    from defib.integrations.notebook import register_magic
+
+    register_magic(ipython)

@@ -11,8 +11,9 @@ from defib.diagnosis import Diagnosis
 from defib.evidence.distributed import is_main_process
 from defib.evidence.hooks import Installed, install
 from defib.evidence.watch import Watcher
+from defib.integrations.notebook import CellWatch, in_notebook
 from defib.integrations.trackers import TrackerLog
-from defib.stages.run import LiveDiagnosis, final_diagnosis, run_report, stderr_announce
+from defib.stages.run import LiveDiagnosis, final_diagnosis, run_extra, run_report, stderr_announce
 
 if TYPE_CHECKING:
     from defib.evidence.probes import Budget
@@ -29,21 +30,36 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
     TensorBoard writer, MLflow or W&B run the process already has;
     ``tensorboard``, ``mlflow``, ``wandb``: that one only; ``none``). After the
     block, ``w.diagnosis`` holds the result; ``w.report()`` prints it.
+
+    In a notebook (Jupyter, VS Code, Colab) a live line under the cell
+    follows the run in place of the announcements on stderr, the block's end
+    shows the diagnosis under the cell, and a watch ends with the cell that
+    started it, however the cell ends (an error, the stop button).
     """
 
     def __init__(self, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, *,
                  sample_every: int = 10, announce: Callable[[str], None] | None = stderr_announce,
                  ignore: tuple[str, ...] = (), log_to: str = "auto"):
         self.watcher = Watcher(model, optimizer, sample_every=sample_every)
+        if announce is stderr_announce and in_notebook():
+            announce = None  # the live line says it, in place
         self._live = LiveDiagnosis(self.watcher, announce, ignore=tuple(c.upper() for c in ignore))
         self.trackers = TrackerLog(self._live, log_to)
         self._installed: Installed | None = None
+        self._cell: CellWatch | None = None
         self.diagnosis: Diagnosis | None = None
+
+    @property
+    def running(self) -> bool:
+        """Started and not stopped: the hooks are installed."""
+        return self._installed is not None
 
     def start(self) -> "watch":
         if self._installed is None:
             self._installed = install(self.watcher)
             self.trackers.install()
+            if in_notebook():
+                self._cell = CellWatch(self.watcher, self._live, self.stop)
         return self
 
     def stop(self) -> Diagnosis:
@@ -53,13 +69,22 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
             self.trackers.remove()
             self.watcher.detach()
         self.diagnosis = final_diagnosis(self._live)
+        self.diagnosis.extra.update(run_extra(self.watcher))  # the series: a notebook draws the plots from them
+        if self._cell is not None:
+            self._cell.close(self.diagnosis)
+            self._cell = None
         return self.diagnosis
 
     def __enter__(self) -> "watch":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        shown = self._cell is not None
+        diagnosis = self.stop()
+        if shown:
+            from IPython.display import display
+
+            display(diagnosis)
 
     def to_dict(self) -> dict:
         """The JSON report's dict: the diagnosis, what was observed, and the recorded series (``signals``) for plots."""

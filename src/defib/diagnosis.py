@@ -9,7 +9,7 @@ and stand alone only when no cause explains them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from defib._version import __version__
 from defib.rules.base import Finding, Rule, Severity, all_rules, resolve
@@ -19,8 +19,12 @@ FLATLINE_CODE = "S001"
 PROBE_FLATLINE_CODE = "S101"  # a probe's outputs constant across inputs
 INTERNAL_CODE = "X001"
 
+# How a diagnosis shows itself: "html" in a notebook, "text" for print() and IPython's terminal. The report
+# layer formats, and sits above this one, so defib/__init__.py plugs its renderers (report dict -> str) in here.
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {}
 
-@dataclass
+
+@dataclass(repr=False)
 class Diagnosis:
     verdict: str
     task: str
@@ -54,6 +58,24 @@ class Diagnosis:
         }
         out.update(self.extra)
         return out
+
+    def __repr__(self) -> str:
+        codes = ", ".join(f.code for f in self.findings) or "no findings"
+        return f"<defib Diagnosis: {self.verdict}, {self.task}, {self.steps} steps; {codes}; print() it for the report>"
+
+    def __str__(self) -> str:
+        """The terminal report, as plain text."""
+        render = RENDERERS.get("text")
+        return render(self.to_dict()) if render else repr(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's terminal shows the report, not the dataclass."""
+        printer.text(repr(self) if cycle else str(self))
+
+    def _repr_html_(self) -> str | None:
+        """A notebook shows the HTML report's verdict banner, findings and plots under the cell."""
+        render = RENDERERS.get("html")
+        return render(self.to_dict()) if render else None
 
 
 def _missing(rule: Rule, signals: Any) -> list[str]:

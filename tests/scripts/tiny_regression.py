@@ -8,6 +8,7 @@ plant one fault each, the way a user's script would have it.
 import argparse
 import os
 import random
+import signal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -24,6 +25,8 @@ parser.add_argument("--fault", default="", help="comma-separated: shape, sorted,
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--print-losses", action="store_true", help="print every step's loss exactly (float.hex)")
 parser.add_argument("--crash-after", type=int, default=0, help="raise an exception after this many steps")
+parser.add_argument("--interrupt-after", type=int, default=0,
+                    help="send this process SIGINT after this many steps (Ctrl-C, a notebook's stop button)")
 args = parser.parse_args()
 FAULTS = set(filter(None, args.fault.split(",")))
 
@@ -91,6 +94,8 @@ while step < args.steps:
             print(f"step {step} loss {loss.item().hex()}", flush=True)
         if args.crash_after and step >= args.crash_after:
             raise RuntimeError(f"planted crash after step {step}")
+        if args.interrupt_after and step >= args.interrupt_after:
+            os.kill(os.getpid(), signal.SIGINT)
         if step >= args.steps:
             break
 print(f"final loss {loss.item():.4f}")

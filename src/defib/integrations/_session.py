@@ -50,7 +50,7 @@ class WatchSession:
     def begin(self, model: nn.Module | None, optimizer: Any, loader: Any = None, scheduler: Any = None,
               loggers: tuple[Any, ...] = ()) -> None:
         """Start watching; the loader, scheduler and loggers were built before the callback ran, so announce them."""
-        if self.watch is not None:
+        if self.watch is not None and self.watch.running:
             return
         self.watch = watch(model, unwrap_optimizer(optimizer), sample_every=self.sample_every,
                            announce=stderr_announce if self.announce else None, ignore=self.ignore,

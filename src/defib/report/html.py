@@ -264,12 +264,16 @@ def _skipped(report: dict[str, Any]) -> str:
             f"(their signals were not observed)</summary><ul>{items}</ul></details>")
 
 
+def _sections(report: dict[str, Any]) -> str:
+    return "".join([_banner(report), _findings(report), _confirmed(report), _check_summary(report),
+                    _plots(report), _skipped(report)])
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The whole page for one report dict (the JSON contract, plus ``signals`` / ``check`` when present)."""
     verdict = report.get("verdict") or "inconclusive"
     title = f"defib: {VERDICT_TEXT.get(verdict, verdict)}"
-    body = "".join([_banner(report), _findings(report), _confirmed(report), _check_summary(report),
-                    _plots(report), _skipped(report)])
+    body = _sections(report)
     footer = (f"<footer>defib {_e(report.get('defib_version', ''))}. This file is self-contained: "
               "it loads nothing from the network. The same diagnosis as JSON: <code>--json PATH</code>.</footer>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -277,6 +281,30 @@ def render_html(report: dict[str, Any]) -> str:
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(title)}</title><style>{CSS}</style></head>"
             f"<body>{body}{footer}</body></html>\n")
+
+
+FRAGMENT_CLASS = "defib-report"
+
+
+def render_fragment(report: dict[str, Any]) -> str:
+    """The same sections as a block to embed in someone else's page (a notebook's cell output).
+
+    The notebook owns the page, so the styles are scoped to the block
+    (``.defib-report h2``, not ``h2``): nothing outside it changes look.
+    """
+    css = CSS + "body { background: #fff; }"  # readable under a dark notebook theme too
+    return (f'<div class="{FRAGMENT_CLASS}"><style>{_scoped(css, "." + FRAGMENT_CLASS)}</style>'
+            f"{_sections(report)}</div>")
+
+
+def _scoped(css: str, scope: str) -> str:
+    """Each rule's selectors put under ``scope``; ``body`` becomes the scope itself."""
+    def one(selector: str) -> str:
+        selector = selector.strip()
+        return scope if selector == "body" else f"{scope} {selector}"
+
+    rules = re.findall(r"([^{}]+)\{([^{}]*)\}", css)
+    return " ".join(f"{', '.join(one(s) for s in selectors.split(','))} {{{body}}}" for selectors, body in rules)
 
 
 def write_html(report: dict[str, Any], path: str | os.PathLike) -> None:

@@ -160,5 +160,16 @@ def inconclusive_note(report: dict[str, Any]) -> str:
     return "No training step with predictions was observed" + (f" ({', '.join(parts)})." if parts else ".")
 
 
+def render_text(report: dict[str, Any], width: int = 100) -> str:
+    """The terminal report as plain text (no colour codes), for ``print(diagnosis)`` and IPython's terminal."""
+    import io
+
+    out = io.StringIO()
+    # force_jupyter=False: in a kernel rich would draw into the notebook itself instead of into ``out``
+    render(report, Console(file=out, width=width, highlight=False, color_system=None, force_terminal=False,
+                           force_jupyter=False))
+    return out.getvalue()
+
+
 def print_report(diagnosis: Any) -> None:
     render(diagnosis.to_dict() if hasattr(diagnosis, "to_dict") else diagnosis)

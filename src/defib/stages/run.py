@@ -72,6 +72,7 @@ class LiveDiagnosis:
         self.first_fired: dict[str, int] = {}
         self._flatline_announced = False
         self._listeners: list[Callable[[int, Diagnosis], None]] = []
+        self.latest: Diagnosis | None = None  # the last evaluation's diagnosis, for a live display
         watcher.on_evaluate(self.evaluate)
 
     def on_diagnosis(self, callback: Callable[[int, Diagnosis], None]) -> None:
@@ -81,6 +82,7 @@ class LiveDiagnosis:
     def evaluate(self, step: int) -> Diagnosis:
         """Run the rules on what is known now; remember when each first fired."""
         d = diagnose(self.watcher.finalize_signals(), first_fired=self.first_fired, ignore=self.ignore)
+        self.latest = d
         if d.verdict == "flatlined" and not self._flatline_announced and self.announce is not None:
             self._flatline_announced = True
             top = d.findings[0] if d.findings else None
@@ -240,10 +242,15 @@ def _write_report(live: LiveDiagnosis, state: dict[str, Any], partial: bool = Fa
 def run_report(diagnosis: Diagnosis, watcher: Watcher) -> dict[str, Any]:
     """A watched run's report dict, the same from every entry point: the diagnosis, what was seen, the series."""
     report = diagnosis.to_dict()
-    report["observed"] = observed(watcher)
-    report["ranks"] = watcher.s.config.get("ranks", 1)  # > 1: statistics were reduced across torchrun ranks
-    report["signals"] = export_signals(watcher.s)
+    report.update(run_extra(watcher))
     return report
+
+
+def run_extra(watcher: Watcher) -> dict[str, Any]:
+    """What a watched run's report adds to its diagnosis: what was seen, the ranks, the series for the plots."""
+    return {"observed": observed(watcher),
+            "ranks": watcher.s.config.get("ranks", 1),  # > 1: statistics were reduced across torchrun ranks
+            "signals": export_signals(watcher.s)}
 
 
 def observed(watcher: Watcher) -> dict[str, Any]:
