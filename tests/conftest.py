@@ -6,13 +6,8 @@ model has 2 layers of width 32, so a training step takes milliseconds.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 

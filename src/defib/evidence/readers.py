@@ -257,7 +257,7 @@ def _open_csv(path: Path, columns: list[str], roles: list[str], compression: str
             for batch in reader:
                 yield batch
         except pa.ArrowInvalid as exc:
-            raise _located(lambda: csv_problem(path, compression, delimiter, columns, str(exc)), path, compression) \
+            raise _located(lambda why=str(exc): csv_problem(path, compression, delimiter, columns, why), path, compression) \
                 from None
         except (OSError, pa.ArrowException) as exc:
             raise _corrupt(path, compression, exc) from None
@@ -287,7 +287,7 @@ def _open_jsonl(path: Path, columns: list[str], roles: list[str], compression: s
         reader = pajson.open_json(stream, read_options=read)
     except pa.ArrowInvalid as exc:
         stream.close()
-        raise _located(lambda: jsonl_problem(path, compression, columns, str(exc)), path, compression) from None
+        raise _located(lambda why=str(exc): jsonl_problem(path, compression, columns, why), path, compression) from None
     except (OSError, pa.ArrowException) as exc:
         stream.close()
         raise _corrupt(path, compression, exc) from None
@@ -303,7 +303,7 @@ def _open_jsonl(path: Path, columns: list[str], roles: list[str], compression: s
                         raise missing_column(path, name, batch.schema.names, role)
                 yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns], names=columns)
         except pa.ArrowInvalid as exc:
-            raise _located(lambda: jsonl_problem(path, compression, columns, str(exc)), path, compression) from None
+            raise _located(lambda why=str(exc): jsonl_problem(path, compression, columns, why), path, compression) from None
         except (OSError, pa.ArrowException) as exc:
             raise _corrupt(path, compression, exc) from None
         finally:
