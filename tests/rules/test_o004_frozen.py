@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from defib.rules.optim.common import collapsed, not_learning
+from defib.rules.measures import collapsed, not_learning
 import torch.nn.functional as F
 from helpers import BertRegressor, assert_where, encode, find, sentences, watch
 

@@ -108,3 +108,21 @@ def _window(pairs: list[tuple[int, float]], step: int) -> list[tuple[int, float]
 
 def _se(values: list[float]) -> float:
     return statistics.stdev(values) / math.sqrt(len(values))
+
+
+def not_learning(s: Signals) -> bool:
+    """After the grace period the loss is still no better than the constant predictor's (S001's loss criterion)."""
+    p = s.preds
+    if p is None or s.step < thresholds.GRACE_STEPS:
+        return False
+    loss, base = p.loss_window.last, p.baseline.last
+    return loss is not None and base is not None and math.isfinite(loss) and loss >= thresholds.NOT_LEARNING * base
+
+
+def collapsed(s: Signals) -> bool:
+    """Predictions already flat (the S001 spread criterion without its grace period)."""
+    p = s.preds
+    if p is None or not len(p.spread):
+        return False
+    last = p.spread.last
+    return last is not None and (not math.isfinite(last) or last < thresholds.FLAT_SPREAD)

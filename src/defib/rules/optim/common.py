@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from defib.rules import thresholds
-from defib.signals.run import OptimSignals, Signals
+from defib.signals.run import OptimSignals
 
 ENCODER_PREFIXES = ("layer.", "embeddings", "encoder", "pooler")
 
@@ -41,19 +40,3 @@ def peak_lr(o: OptimSignals) -> float | None:
     return max(candidates) if candidates else None
 
 
-def not_learning(s: Signals) -> bool:
-    """After the grace period the loss is still no better than the constant predictor's (S001's loss criterion)."""
-    p = s.preds
-    if p is None or s.step < thresholds.GRACE_STEPS:
-        return False
-    loss, base = p.loss_window.last, p.baseline.last
-    return loss is not None and base is not None and math.isfinite(loss) and loss >= thresholds.NOT_LEARNING * base
-
-
-def collapsed(s: Signals) -> bool:
-    """Predictions already flat (the S001 spread criterion without its grace period)."""
-    p = s.preds
-    if p is None or not len(p.spread):
-        return False
-    last = p.spread.last
-    return last is not None and (not math.isfinite(last) or last < thresholds.FLAT_SPREAD)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
-from defib.rules.measures import LR_SIZED_STEPS
-from defib.rules.optim.common import collapsed, not_learning, peak_lr, peak_update_ratio
+from defib.rules.measures import LR_SIZED_STEPS, collapsed, not_learning
+from defib.rules.optim.common import peak_lr, peak_update_ratio
 from defib.signals.run import Signals
 
 

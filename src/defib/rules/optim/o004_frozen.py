@@ -5,7 +5,7 @@ from __future__ import annotations
 from defib.evidence.params import group_of
 from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
-from defib.rules.optim.common import collapsed, not_learning
+from defib.rules.measures import collapsed, not_learning
 from defib.signals.run import Signals
 
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from defib.rules.base import Finding, Rule, Severity, register
-from defib.rules.measures import ADAPTIVE
-from defib.rules.optim.common import collapsed
+from defib.rules.measures import ADAPTIVE, collapsed
 from defib.signals.run import Signals
 
 

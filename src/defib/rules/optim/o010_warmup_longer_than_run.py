@@ -6,7 +6,8 @@ import math
 
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
-from defib.rules.optim.common import collapsed, not_learning, peak_lr
+from defib.rules.measures import collapsed, not_learning
+from defib.rules.optim.common import peak_lr
 from defib.signals.run import Signals
 
 
