@@ -185,7 +185,8 @@ def test_no_hooks_leak_into_the_next_cell(run):
 
 def test_a_watch_left_open_ends_with_its_cell(run):
     during = run.hooks("left-open")
-    assert during["optimizer_hooks"] == 2 and during["patched"] and during["finders"] == ["PostImport"], during
+    # one import hook for transformers, one for the trackers (torch.utils.tensorboard)
+    assert during["optimizer_hooks"] == 2 and during["patched"] and set(during["finders"]) == {"PostImport"}, during
     assert "RUNNING False" in "".join(o.get("text", "") for o in run.outputs("left-open-check"))
     # the cell's end stopped it and showed what it saw (nothing: inconclusive)
     (html,) = run.html("left-open")
