@@ -10,6 +10,7 @@ sit apart from the run's own.
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -48,7 +49,7 @@ def finding_text(f: Any) -> str:
     return text
 
 
-class Tracker:
+class Tracker(abc.ABC):
     """One run of the user's tracker that defib writes into.
 
     ``key`` tells runs apart (a writer, a run id): a tracker object is made
@@ -64,6 +65,6 @@ class Tracker:
         """Whether the run still takes writes (a closed writer, a finished run do not)."""
         return True
 
+    @abc.abstractmethod
     def write(self, step: int, values: dict[str, float], findings: list[tuple[int, str]]) -> None:
         """Write ``values`` at ``step``, and each finding's text at the step it first fired."""
-        raise NotImplementedError
