@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from defib.cli import MAX_ERROR_LINE, app
+from defib.cli import app
+from defib.cli_errors import MAX_ERROR_LINE
 
 ROWS = [(f"a short text number {i}", i % 2) for i in range(40)]
 BIG = 50 << 20  # the 50 MB line, field or header of the issue
@@ -290,7 +291,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(name, argv, corpus, tm
 
 # ---------------------------------------------------------------- the one error line, and the one reader
 def test_an_error_line_escapes_control_characters_and_keeps_both_ends_of_a_long_message():
-    from defib.cli import error_line
+    from defib.cli_errors import error_line
 
     line = error_line("bad name '\x1b[2J\nrm -rf ~\u202e' " + "x" * 10_000 + " ; pass --text NAME")
     assert len(line) == MAX_ERROR_LINE and line.isprintable(), line
