@@ -19,6 +19,21 @@ FLATLINE_CODE = "S001"
 PROBE_FLATLINE_CODE = "S101"  # a probe's outputs constant across inputs
 INTERNAL_CODE = "X001"
 
+# What a flatline standing alone says instead of "fix the root cause listed first": the causes a training
+# run cannot show, and the commands that can. Labels that do not belong to their texts look, from inside a
+# run, like any other failure to learn (flat predictions at the baseline); only a control with permuted
+# labels (defib probe) or the data itself (defib check) tells them apart (issue 15, item 5).
+UNSEEN_IN_RUN = {
+    "data.label_misalignment": "defib probe --model MODEL_DIR --data TRAIN_FILE (compares real labels with "
+                               "permuted ones on held-out rows)",
+    "data.constant_labels": "defib check TRAIN_FILE",
+    "data.truncation": "defib check TRAIN_FILE --model MODEL_DIR",
+}
+UNEXPLAINED_FIX = (
+    "No root cause was visible in this run. A run cannot show labels that do not belong to their texts: run "
+    + UNSEEN_IN_RUN["data.label_misalignment"] + ". Check the data before training with "
+    + UNSEEN_IN_RUN["data.truncation"] + ".")
+
 # How a diagnosis shows itself: "html" in a notebook, "text" for print() and IPython's terminal. The report
 # layer formats, and sits above this one, so defib/__init__.py plugs its renderers (report dict -> str) in here.
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {}
@@ -178,6 +193,9 @@ def _assemble(signals: Any, findings: list[Finding], skipped: dict[str, list[str
         verdict = "inconclusive"
     else:
         verdict = "healthy"
+    if flat is not None and stage == "run" and not any(f.severity >= Severity.WARNING for f in causes):
+        flat.fix = UNEXPLAINED_FIX
+        flat.evidence["not_visible_in_run"] = sorted(UNSEEN_IN_RUN)
     flatline = None
     if flat is not None:
         e = flat.evidence

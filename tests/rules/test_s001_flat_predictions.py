@@ -83,3 +83,36 @@ def test_rule_on_signals():
     # cautious but right: small spread, perfectly correlated, loss clearly under the baseline
     assert rule.check(_signals([0.09, 0.09, 0.09], loss=0.8, baseline=1.0)) is None
     assert rule.check(_signals([0.0, 0.0, 0.0], loss=1.0, baseline=1.0, step=20)) is None  # grace period
+
+
+def test_a_flatline_no_cause_explains_points_to_the_commands_that_can():
+    """Labels shuffled apart from their inputs: flat at the baseline, and no rule can see why from the run."""
+    gen = torch.Generator().manual_seed(3)
+    shuffled = SCORE[torch.randperm(len(SCORE), generator=gen)]
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for x, y in batches(IDS, shuffled, size=128):
+            loss = F.mse_loss(model(x).squeeze(-1), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    d = w.diagnosis
+    f = find(d, "S001")
+    assert d.verdict == "flatlined" and f is not None, d.findings
+    assert not d.causes, d.causes
+    assert "defib probe" in f.fix and "data.label_misalignment" in f.evidence["not_visible_in_run"]
+
+
+@pytest.mark.filterwarnings("ignore:Using a target size:UserWarning")
+def test_a_flatline_under_a_cause_keeps_pointing_at_the_cause():
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for x, y in batches(IDS, SCORE, size=128):
+            loss = F.mse_loss(model(x), y)  # (128, 1) against (128,): L001 explains the flatline
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "S001")
+    assert f is not None and "not_visible_in_run" not in f.evidence and "root cause listed first" in f.fix
