@@ -67,3 +67,40 @@ def test_rule_on_signals():
     assert f is not None and f.evidence["activation"] == "Relu" and f.evidence["predictions_at_bound"] == 1.0
     alive = PredSignals(task="regression", recent_targets=[0.5, 1.0, 0.2, 2.0], recent_preds=[0.4, 1.1, 0.3, 1.8])
     assert rule.check(Signals(loss=relu, preds=alive)) is None
+
+
+class SequentialHead(torch.nn.Module):
+    """A bag of words whose head is an ``nn.Sequential`` ending in the activation module."""
+
+    def __init__(self):
+        super().__init__()
+        self.words = BagOfWords()
+        self.out = torch.nn.Sequential(torch.nn.Linear(1, 1), torch.nn.Sigmoid())  # planted
+
+    def forward(self, x):
+        return self.out(self.words(x))
+
+
+def test_an_activation_module_in_a_sequential_head_points_at_the_line_that_built_it():
+    with watch() as w:
+        model = SequentialHead()  # built inside the watch, as under `defib run`
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for x, y in batches(IDS, TARGETS, size=16):
+            loss = F.mse_loss(model(x).squeeze(-1), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "M003")
+    assert f is not None and f.evidence["activation"] == "Sigmoid", w.diagnosis.findings
+    assert_where(f, SequentialHead)
+
+
+def test_an_activation_module_a_library_builds_is_not_the_users_line():
+    """BERT's pooler builds its own nn.Tanh: no user line to point at (or to drop in a rerun), so none is claimed."""
+    from transformers.models.bert.modeling_bert import BertConfig, BertPooler
+
+    with watch():
+        library = BertPooler(BertConfig(hidden_size=4)).activation
+        users = torch.nn.Tanh()
+    assert not hasattr(library, "_defib_built_at")
+    assert users._defib_built_at[1] == test_an_activation_module_a_library_builds_is_not_the_users_line.__code__.co_firstlineno + 6

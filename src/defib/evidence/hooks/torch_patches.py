@@ -35,6 +35,9 @@ INIT_FUNCTIONS = ("normal_", "uniform_", "trunc_normal_", "xavier_uniform_", "xa
 
 ACTIVATIONS = ((torch, ("sigmoid", "tanh", "softmax", "relu")), (F, ("sigmoid", "tanh", "softmax", "relu")),
                (torch.Tensor, ("sigmoid", "tanh", "softmax", "relu")))
+# their module forms: called from an ``nn.Sequential`` head, the user's line is where the module was built
+ACTIVATION_MODULES = (nn.Sigmoid, nn.Tanh, nn.Softmax, nn.ReLU)
+_ACTIVATION_FORWARDS = frozenset(cls.forward.__code__ for cls in ACTIVATION_MODULES)
 
 
 def install_torch(inst: Installed, w: Watcher) -> None:
@@ -235,20 +238,47 @@ def _patch_activations(inst: Installed, w: Watcher) -> None:
     def make(original):
         @functools.wraps(original)
         def run(*args, **kwargs):
-            caller = sys._getframe(1)
-            if w.fix is not None and args and is_user_file(caller.f_code.co_filename) \
-                    and w.apply_fix("skip_activation", caller.f_code.co_filename, caller.f_lineno, default=False):
+            site = _activation_site(sys._getframe(1))
+            if w.fix is not None and args and site is not None \
+                    and w.apply_fix("skip_activation", site[0], site[1], default=False):
                 return args[0]  # a --confirm rerun dropping this activation
             out = original(*args, **kwargs)
-            if is_user_file(caller.f_code.co_filename):
-                w.model.activation_called(out, caller)
+            if site is not None:
+                w.model.activation_called(out, *site)
             return out
+        return run
+
+    def built(original):
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            # only a module the user's own line builds: a library's (BERT's pooler tanh) is not theirs to delete
+            frame = sys._getframe(1)
+            if is_user_file(frame.f_code.co_filename):
+                self._defib_built_at = (frame.f_code.co_filename, frame.f_lineno)
         return run
 
     for owner, names in ACTIVATIONS:
         for name in names:
             if hasattr(owner, name):
                 inst.patch(owner, name, make)
+    for cls in ACTIVATION_MODULES:
+        inst.patch(cls, "__init__", built)
+
+
+def _activation_site(caller: Any) -> tuple[str, int] | None:
+    """(file, line) of the user's code behind an activation call, or None for a library's own call.
+
+    A call from the user's file is that line. A call from an activation module's ``forward`` (``nn.Sigmoid()``
+    as the last layer of an ``nn.Sequential`` head) is the line that built the module, when defib saw it built:
+    that is the line to delete, the forward being torch's. Any other library call (attention's softmax) is None.
+    """
+    code = caller.f_code
+    if is_user_file(code.co_filename):
+        return code.co_filename, caller.f_lineno
+    if code in _ACTIVATION_FORWARDS:
+        return getattr(caller.f_locals.get("self"), "_defib_built_at", None)
+    return None
 
 
 def _patch_schedulers(inst: Installed, w: Watcher) -> None:

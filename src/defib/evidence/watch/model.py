@@ -215,10 +215,10 @@ class ModelEvidence(Part):
                 self._init_where[id(tensor)] = where
 
     @guarded
-    def activation_called(self, out: Any, frame: Any) -> None:
+    def activation_called(self, out: Any, filename: str, line: int) -> None:
         """The user's code applied an activation: remember its autograd node and line (last few)."""
         if self.w._grad and isinstance(out, torch.Tensor) and out.grad_fn is not None and self.w.s.loss is None:
-            self._activations.append((out.grad_fn, make_where(frame.f_code.co_filename, frame.f_lineno)))
+            self._activations.append((out.grad_fn, make_where(filename, line)))
 
     def activation_where(self, fn: Any) -> Any:
         """Where the user applied an activation that feeds the loss input made by autograd node ``fn``, if they did."""
