@@ -38,6 +38,22 @@ def test_bce_on_continuous_scores_fires():
     assert_where(f, test_bce_on_continuous_scores_fires)
 
 
+def test_a_loss_module_of_the_wrong_kind_points_at_the_line_that_chose_it():
+    ids, scores = _scores()
+    with watch() as w:
+        model = BagOfWords()
+        criterion = torch.nn.BCEWithLogitsLoss()  # planted
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for x, y in batches(ids, scores, size=16):
+            loss = criterion(model(x).squeeze(-1), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "L002")
+    assert f is not None and "continuous targets" in f.message, w.diagnosis.findings
+    assert_where(f, test_a_loss_module_of_the_wrong_kind_points_at_the_line_that_chose_it)
+
+
 def test_cross_entropy_on_scores_as_soft_targets_fires():
     ids, scores = _scores()
     soft = torch.stack([5 - scores, scores], dim=1)  # (N, 2), rows summing to 5, not 1

@@ -61,11 +61,11 @@ class WrongLoss(Rule):
                 and p.target_integer and len(ls.target_shape) == 1:
             return self._found(ls, f"{ls.fn} compares {width} logits per row with integer class ids: a regression "
                                    "loss on a classification head.",
-                               "loss = F.cross_entropy(logits, labels.long())")
+                               "loss = F.cross_entropy(logits, labels.long())", chosen=True)
         if ls.family == "multilabel" and p.target_max is not None and p.target_max > 1 and not p.target_integer:
             return self._found(ls, f"{ls.fn} is fed continuous targets up to {p.target_max:.3g}: BCE needs 0/1 "
                                    "targets; continuous scores want MSE.",
-                               "loss = F.mse_loss(pred.squeeze(-1), scores)")
+                               "loss = F.mse_loss(pred.squeeze(-1), scores)", chosen=True)
         if ls.family == "classification" and ls.target_dtype.startswith("float") \
                 and len(ls.target_shape) == len(ls.input_shape) and (ls.soft_target_max or 0) > 1:
             return self._found(ls, f"{ls.fn} is fed float targets up to {ls.soft_target_max:.3g} as class "
@@ -73,7 +73,10 @@ class WrongLoss(Rule):
                                "Use integer class ids (or rows that sum to 1) with cross-entropy.")
         return None
 
-    def _found(self, ls, message: str, fix: str) -> Finding:
-        return self.finding(message, confidence=0.9, where=ls.where, fix=fix,
+    def _found(self, ls, message: str, fix: str, chosen: bool = False) -> Finding:
+        """``chosen``: the mistake is the choice of loss, so ``where`` is the line that built the loss module
+        (``criterion = nn.BCEWithLogitsLoss()``) when there is one, not the line that calls it."""
+        where = (ls.module_where or ls.where) if chosen else ls.where
+        return self.finding(message, confidence=0.9, where=where, fix=fix,
                             evidence={"loss": ls.fn, "input_shape": list(ls.input_shape),
                                       "target_shape": list(ls.target_shape), "target_dtype": ls.target_dtype})
