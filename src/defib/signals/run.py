@@ -18,6 +18,7 @@ MAX_INTERNAL_ERRORS = 20  # internal errors kept per run (the watcher's and the 
 REGRESSION_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
 CLASS_LOSSES = ("cross_entropy", "nll_loss")
 MULTILABEL_LOSSES = ("binary_cross_entropy_with_logits", "binary_cross_entropy")
+TOKEN_TASK = "token_classification"  # the task of a classification loss whose rows are tokens (NER, tagging)
 MAX_PLOTTED_CLASSES = 12  # classes given their own share series; the rest are summed as "other"
 QUANTILES = (10, 50, 90)  # percentiles of predictions and targets kept over time for the report
 
@@ -51,6 +52,9 @@ class LossSignals:
     failed: str | None = None                 # the loss call raised this error
     scale_factor: float | None = None         # loss / loss recomputed with mean reduction (1 = plain mean)
     soft_target_max: float | None = None      # cross-entropy given float (soft) targets: their largest value
+    # classification whose rows are tokens: logits [B, T, K] (or [B, K, T]), or [N, K] flattened or indexed from them
+    per_token: bool = False
+    ignore_index: int | None = None           # cross-entropy / NLL targets at this value are dropped (None: no index)
     # "call": a torch loss defib hooks (F.mse_loss, nn.CrossEntropyLoss); "graph": a loss written with tensor ops,
     # read from backward()'s autograd graph (evidence/watch/graph.py), ``fn`` naming the loss it computes
     source: str = "call"
@@ -60,7 +64,7 @@ class LossSignals:
 class PredSignals:
     """Predictions against targets, from the loss inputs."""
 
-    task: str
+    task: str                                 # regression | classification | multilabel (a token's tag is a class)
     n_seen: int = 0
     window_std: float | None = None           # std of the most recent predictions
     batch_std: float | None = None            # mean within-batch std of the predictions, recent batches
@@ -74,6 +78,12 @@ class PredSignals:
     label_counts: dict[int, int] = field(default_factory=dict)
     pred_counts: dict[int, int] = field(default_factory=dict)  # recent predicted classes
     target_nonfinite: int = 0                 # NaN / inf targets seen
+    ignored: int = 0                          # targets at the loss's ignore_index (-100: padding, later word pieces)
+    #                                           dropped before anything else here counts them
+    # multilabel: per label (column), the share of 0/1 targets that are 1, over every target seen, and the share
+    # of recent predictions above 0.5 (sigmoid of the logits for BCE with logits); [] until seen
+    label_pos_rate: list[float] = field(default_factory=list)
+    pred_pos_rate: list[float] = field(default_factory=list)
     recent_preds: list[float] = field(default_factory=list)    # the prediction window, for rules
     recent_targets: list[float] = field(default_factory=list)
     spread: Series = field(default_factory=Series)   # within-batch prediction std / target std (regression),
@@ -211,7 +221,7 @@ class Signals:
     """Everything measured so far; each part is None until observed."""
 
     step: int = 0
-    task: str = "unknown"
+    task: str = "unknown"                     # regression | classification | token_classification | multilabel | unknown
     loss: LossSignals | None = None
     preds: PredSignals | None = None
     optim: OptimSignals | None = None

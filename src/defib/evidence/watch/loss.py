@@ -26,11 +26,13 @@ from defib.evidence.watch.graph import GraphLoss
 from defib.evidence.watch.guard import Part, guarded
 from defib.signals.common import Series
 from defib.signals.run import (CLASS_LOSSES, MAX_PLOTTED_CLASSES, MULTILABEL_LOSSES, QUANTILES, REGRESSION_LOSSES,
-                               LossSignals, PredSignals)
+                               TOKEN_TASK, LossSignals, PredSignals)
 
 # grad_fn names that only reshape or copy: walked through to find what produced the loss input
 _PASS_THROUGH = ("View", "Squeeze", "Unsqueeze", "Reshape", "Expand", "Select", "Slice", "Clone", "ToCopy",
                  "Transpose", "Permute", "Alias", "Unsafe", "Index", "Flatten", "Contiguous")
+# ... of which those that keep every token of a [B, T, K] tensor as rows (or pick tokens by a mask)
+_TOKEN_ROWS = ("View", "Reshape", "Unsafe", "Flatten", "Index", "Slice")
 MAX_STEP_LOSSES = 1024  # loss values kept between two optimizer steps (bounded if no step ever comes)
 
 
@@ -41,6 +43,10 @@ class LossEvidence(Part):
         super().__init__(watcher)
         self._pred_window = Window(window)
         self._batch_pred_std: deque = deque(maxlen=16)  # within-batch prediction std, recent batches
+        # multilabel, per label: positives among the targets seen, and (rows, predicted positives) of recent batches
+        self._label_pos: np.ndarray | None = None
+        self._label_rows = 0
+        self._batch_pred_pos: deque = deque(maxlen=16)
         self._target_window = Window(window)
         self._targets = Moments()
         self._label_counts: Counter = Counter()
@@ -81,6 +87,9 @@ class LossEvidence(Part):
             ls.module_where = _loss_module_where()
             ls.label_where = _label_where(ls.where)
         ls.calls += 1
+        if ls.calls == 1 and family == "classification":  # shapes only: nothing read on the host
+            ls.per_token = _per_token(input)
+            ls.ignore_index = int(kwargs.get("ignore_index", -100)) if fn in CLASS_LOSSES else None
         ls.input_shape, ls.target_shape = tuple(input.shape), tuple(target.shape)
         ls.target_dtype = str(target.dtype).replace("torch.", "")
         ls.weighted = ls.weighted or kwargs.get("weight") is not None or kwargs.get("pos_weight") is not None
@@ -127,10 +136,9 @@ class LossEvidence(Part):
 
     def _record_predictions(self, family: str, x: torch.Tensor, y: torch.Tensor) -> None:
         s = self.w.s
-        task = "regression" if family == "regression" else family
         if s.preds is None:
-            s.preds = PredSignals(task=task)
-            s.task = task
+            s.preds = PredSignals(task=family)
+            s.task = TOKEN_TASK if family == "classification" and s.loss.per_token else family
         p = s.preds
         if family == "regression":
             xs, ys = _np(x), _np(y)
@@ -145,7 +153,6 @@ class LossEvidence(Part):
             k = x.shape[1]
             logits = x.movedim(1, -1).reshape(-1, k).float()
             p.n_classes = k
-            self._pred_classes.extend(logits.argmax(-1).cpu().numpy().astype(np.float64))
             ls = s.loss
             if y.is_floating_point() and y.shape == x.shape:  # soft / one-hot targets
                 labels = y.movedim(1, -1).reshape(-1, k).argmax(-1)
@@ -154,6 +161,12 @@ class LossEvidence(Part):
                 ls.soft_target_max = top if ls.soft_target_max is None else max(ls.soft_target_max, top)
             else:
                 labels = y.reshape(-1)
+                if ls.ignore_index is not None and labels.shape[0] == logits.shape[0]:
+                    # what the loss ignores (padding, the later word pieces of a word) is no prediction of a label
+                    kept = labels != ls.ignore_index
+                    p.ignored += int(labels.shape[0] - kept.sum())
+                    logits, labels = logits[kept], labels[kept]
+            self._pred_classes.extend(logits.argmax(-1).cpu().numpy().astype(np.float64))
             lab = labels.cpu().numpy()
             self._note_targets(lab.astype(np.float64))
             self._label_counts.update(lab.astype(np.int64).tolist())
@@ -176,6 +189,20 @@ class LossEvidence(Part):
                 share = float(((xs >= 0) & (xs <= 1)).mean())
                 ls.unit_interval_share = share if ls.unit_interval_share is None else \
                     0.9 * ls.unit_interval_share + 0.1 * share
+            if x.ndim == 2 and x.shape == y.shape and x.shape[0] > 1:
+                self._per_label(x, y, logits=ls.fn == "binary_cross_entropy_with_logits")
+
+    def _per_label(self, x: torch.Tensor, y: torch.Tensor, logits: bool) -> None:
+        """A [B, K] multilabel batch by label: the targets' positives, the predictions above 0.5 and their spread
+        within the batch (in probabilities: a per-label bias makes logits differ between labels, not rows)."""
+        prob = torch.sigmoid(x.float()) if logits else x.float()
+        pos = _np(y.float().sum(0)).astype(np.float64)
+        if self._label_pos is None or self._label_pos.shape != pos.shape:
+            self._label_pos, self._label_rows, self._batch_pred_pos = np.zeros_like(pos), 0, deque(maxlen=16)
+        self._label_pos += pos
+        self._label_rows += y.shape[0]
+        self._batch_pred_pos.append((y.shape[0], _np((prob > 0.5).float().sum(0))))
+        self._batch_pred_std.append(float(prob.std(0).mean()))
 
     def _note_targets(self, ys: np.ndarray) -> None:
         self._targets.add(ys.astype(np.float64))
@@ -250,14 +277,17 @@ class LossEvidence(Part):
             if sampled and preds.size:
                 _add_class_shares(p.class_share, step, p.pred_counts, preds.size)
         else:
+            if p.task == "multilabel":
+                self._label_rates()
             w = self._pred_window.array()
             w = w[np.isfinite(w)]
             if w.size:
                 p.window_std, p.window_mean = float(w.std()), float(w.mean())
-                if p.target_std and self._batch_pred_std:
+                ref = self._label_std() if p.task == "multilabel" else p.target_std
+                if ref and self._batch_pred_std:
                     # within-batch spread: blind to the drift of a bias chasing batch means
                     p.batch_std = float(np.mean(self._batch_pred_std))
-                    p.spread.add(step, p.batch_std / p.target_std)
+                    p.spread.add(step, p.batch_std / ref)
                 if sampled:
                     _add_quantiles(p.pred_quantiles, step, w)
                     ys = self._target_window.array()
@@ -301,9 +331,27 @@ class LossEvidence(Part):
             q = counts / counts.sum()
             return float(-(q * np.log(q)).sum())
         if ls.fn in MULTILABEL_LOSSES:
-            q = min(max(t.mean, 1e-6), 1 - 1e-6)
-            return float(-(q * math.log(q) + (1 - q) * math.log(1 - q)))
+            # the best constant predicts each label's own rate; one rate for all only when labels are not columns
+            rates = self._label_pos / self._label_rows if self._label_rows else np.array([t.mean])
+            q = np.clip(rates, 1e-6, 1 - 1e-6)
+            return float(np.mean(-(q * np.log(q) + (1 - q) * np.log(1 - q))))
         return None
+
+    def _label_std(self) -> float | None:
+        """Multilabel: the mean over labels of the 0/1 targets' std (each label's own rate)."""
+        if not self._label_rows:
+            return None
+        q = self._label_pos / self._label_rows
+        return float(np.mean(np.sqrt(q * (1 - q))))
+
+    def _label_rates(self) -> None:
+        """Multilabel: each label's positive rate among the targets seen and among the recent predictions."""
+        p = self.w.s.preds
+        if not self._label_rows:
+            return
+        p.label_pos_rate = (self._label_pos / self._label_rows).tolist()
+        rows = sum(n for n, _ in self._batch_pred_pos)
+        p.pred_pos_rate = (sum(c for _, c in self._batch_pred_pos) / rows).tolist() if rows else []
 
 
 def _label_where(loss_where: Any) -> Any:
@@ -332,6 +380,27 @@ def _loss_module_where(depth: int = 8) -> Any:
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().reshape(-1).cpu().numpy()
+
+
+def _per_token(x: torch.Tensor) -> bool:
+    """Whether a classification loss input's rows are tokens: a [B, T, K] / [B, K, T] input, or [N, K] rows that
+    a view or an index made from such a tensor (``logits.view(-1, K)``, ``logits[mask]``), read from the graph.
+
+    A select (``logits[:, 0]``) picks one position of each sequence: a sequence's prediction, not a token's.
+    """
+    if x.ndim >= 3:
+        return True
+    fn = x.grad_fn
+    for _ in range(6):
+        name = type(fn).__name__ if fn is not None else ""
+        if not name.startswith(_PASS_THROUGH):
+            return False
+        sizes = getattr(fn, "_saved_self_sym_sizes", None)
+        if sizes is not None and len(sizes) >= 3:
+            return name.startswith(_TOKEN_ROWS)
+        nxt = [f for f, _ in fn.next_functions if f is not None]
+        fn = nxt[0] if nxt else None
+    return False
 
 
 def _grad_fn_chain(fn: Any, depth: int = 6) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
-from defib.signals.run import Signals
+from defib.signals.run import TOKEN_TASK, Signals
 
 
 @register
@@ -48,7 +48,11 @@ class ClassImbalance(Rule):
 
     def check(self, s: Signals) -> Finding | None:
         ls, p = s.loss, s.preds
-        if ls.family != "classification" or ls.weighted or s.step < self.min_step or not p.label_counts:
+        if ls.weighted or s.step < self.min_step:
+            return None
+        if ls.family == "multilabel":
+            return self._rare_positives(s)
+        if ls.family != "classification" or not p.label_counts:
             return None
         k = max(p.n_classes or 0, len(p.label_counts))
         total = sum(p.label_counts.values())
@@ -63,6 +67,17 @@ class ClassImbalance(Rule):
         loss, base = p.loss_window.last, p.baseline.last
         if loss is not None and base is not None and loss < self.loss_margin * base:
             return None  # biased towards the majority, but learning: the loss beats the prior
+        if s.task == TOKEN_TASK:
+            return self.finding(
+                f"Tag {major} is {share:.0%} of the real tokens' tags (uniform would be {1 / k:.0%}; {p.ignored} "
+                f"positions at the ignore index left out) and {pred_share:.0%} of the recent predicted tags, with an "
+                f"unweighted loss stuck at {num(loss)} (the tag prior's entropy is {num(base)}).",
+                confidence=0.6, where=ls.where,
+                evidence={"label_counts": p.label_counts, "majority_share": round(share, 4),
+                          "majority_prediction_share": round(pred_share, 4), "weighted": ls.weighted,
+                          "unit": "token", "ignored_targets": p.ignored},
+                fix="weights = counts.sum() / (len(counts) * counts)  # counts per tag, -100 left out; "
+                    "nn.CrossEntropyLoss(weight=weights), or sample sentences with rare tags more often")
         return self.finding(
             f"Class {major} is {share:.0%} of the labels (uniform would be {1 / k:.0%}) and {pred_share:.0%} of recent "
             f"predictions, with an unweighted loss stuck at {num(loss)} (the label prior's entropy is {num(base)}).",
@@ -70,3 +85,29 @@ class ClassImbalance(Rule):
             evidence={"label_counts": p.label_counts, "majority_share": round(share, 4),
                       "majority_prediction_share": round(pred_share, 4), "weighted": ls.weighted},
             fix="weights = counts.sum() / (len(counts) * counts); nn.CrossEntropyLoss(weight=weights)")
+
+    def _rare_positives(self, s: Signals) -> Finding | None:
+        """Multilabel BCE without ``pos_weight``: labels that are rarely 1 and predictions that recall almost none."""
+        ls, p = s.loss, s.preds
+        rates, preds = p.label_pos_rate, p.pred_pos_rate
+        if not rates or len(preds) != len(rates):
+            return None
+        # a label 1 at most this often is imbalanced as a binary class (negatives >= min_imbalance / 2); never 1 is
+        # a constant label (D006), which no weight fixes
+        rare = [i for i, q in enumerate(rates) if 0 < q <= 1 - self.min_imbalance / 2]
+        positives = sum(rates[i] for i in rare)
+        if not rare or sum(preds[i] for i in rare) > (1 - self.collapsed_share) * positives:
+            return None
+        loss, base = p.loss_window.last, p.baseline.last
+        if loss is not None and base is not None and loss < self.loss_margin * base:
+            return None
+        shown = ", ".join(f"{rates[i]:.0%}" for i in rare[:8]) + (", ..." if len(rare) > 8 else "")
+        return self.finding(
+            f"{len(rare)} of {len(rates)} labels are rarely 1 (positive rates {shown}) and the predictions above 0.5 "
+            f"recall {sum(preds[i] for i in rare) / positives:.0%} of their positives, with BCE without pos_weight "
+            f"stuck at {num(loss)} (always predicting each label's rate scores {num(base)}).",
+            confidence=0.6, where=ls.where,
+            evidence={"label_pos_rate": [round(q, 4) for q in rates], "pred_pos_rate": [round(q, 4) for q in preds],
+                      "rare_labels": rare, "weighted": ls.weighted},
+            fix="pos_weight = (n_rows - positives) / positives  # per label; "
+                "nn.BCEWithLogitsLoss(pos_weight=pos_weight)")

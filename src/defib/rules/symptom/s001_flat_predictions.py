@@ -8,7 +8,7 @@ from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num as _f, rnd as _r
 from defib.rules.measures import recent_trend
-from defib.signals.run import Signals
+from defib.signals.run import TOKEN_TASK, Signals
 
 
 @register
@@ -76,10 +76,25 @@ class FlatPredictions(Rule):
         if p.task == "classification":
             top, n = (max(p.pred_counts.items(), key=lambda kv: kv[1]) if p.pred_counts else (None, 0))
             total = sum(p.pred_counts.values()) or 1
-            msg = (f"Since step {max(since, 1)} the model predicts class {top} for {n / total:.0%} of recent inputs "
-                   f"(labels: {_shares(p.label_counts)}); loss {_f(loss)} vs {_f(base)} for always guessing the prior.")
+            if s.task == TOKEN_TASK:  # the ignored positions (-100) are already left out of both counts
+                msg = (f"Since step {max(since, 1)} the model predicts tag {top} for {n / total:.0%} of recent tokens "
+                       f"(tags of the real tokens: {_shares(p.label_counts)}); loss {_f(loss)} vs {_f(base)} for "
+                       f"always guessing the tag prior.")
+            else:
+                msg = (f"Since step {max(since, 1)} the model predicts class {top} for {n / total:.0%} of recent "
+                       f"inputs (labels: {_shares(p.label_counts)}); loss {_f(loss)} vs {_f(base)} for always "
+                       f"guessing the prior.")
             pred_std = _class_std(p.pred_counts)
             target_std = _class_std(p.label_counts)
+        elif p.task == "multilabel" and p.pred_pos_rate:
+            # std within a batch of each label's predicted probability, against each label's 0/1 target std
+            above = ("every predicted probability is below 0.5: no label is predicted for any input"
+                     if max(p.pred_pos_rate) == 0 else
+                     f"{_f(100 * _mean(p.pred_pos_rate))}% of recent predictions are above 0.5")
+            msg = (f"Since step {max(since, 1)} each label's predicted probability varies by {_f(p.batch_std)} across "
+                   f"inputs and {above} ({_f(100 * _mean(p.label_pos_rate))}% of the targets are 1); loss {_f(loss)} "
+                   f"vs {_f(base)} for always predicting each label's rate.")
+            pred_std, target_std = p.batch_std, _mean([math.sqrt(q * (1 - q)) for q in p.label_pos_rate])
         else:
             msg = (f"Since step {max(since, 1)} predictions vary by {_f(p.batch_std)} (std within a batch) while "
                    f"targets vary by {_f(p.target_std)}; loss {_f(loss)} vs {_f(base)} for always predicting the mean.")
@@ -123,6 +138,10 @@ class FlatPredictions(Rule):
 def _shares(counts: dict[int, int]) -> str:
     total = sum(counts.values()) or 1
     return ", ".join(f"{k}: {v / total:.0%}" for k, v in sorted(counts.items()))
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _class_std(counts: dict[int, int]) -> float | None:
