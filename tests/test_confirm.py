@@ -179,6 +179,18 @@ def test_class_weight_fix_weights_cross_entropy(fixed):
     assert torch.equal(F.cross_entropy(logits, labels), plain)
 
 
+def test_class_imbalance_fix_gives_multilabel_bce_a_pos_weight(fixed):
+    import torch
+    import torch.nn.functional as F
+
+    spec = plan({"cause": "loss.class_imbalance", "evidence": {"label_pos_rate": [0.1, 0.25]}})
+    assert spec["params"]["pos_weight"] == pytest.approx([9.0, 3.0])  # negatives / positives, per label
+    logits, y = torch.tensor([[1.0, -1.0]]), torch.tensor([[1.0, 0.0]])
+    weighted = F.binary_cross_entropy_with_logits(logits, y, pos_weight=torch.tensor([9.0, 3.0]))
+    fixed("loss.class_imbalance", pos_weight=[9.0, 3.0])
+    assert torch.equal(F.binary_cross_entropy_with_logits(logits, y), weighted)
+
+
 def test_standardise_fix_changes_only_regression_targets(fixed):
     import torch
     import torch.nn.functional as F

@@ -209,3 +209,4 @@ def test_multilabel_labels_the_features_decide_are_silent():
     p = w.watcher.s.preds
     assert max(p.label_pos_rate) < 0.1 and min(p.pred_pos_rate) > 0  # as rare, and predicted
     assert w.diagnosis.verdict == "healthy", [(f.code, f.message) for f in w.diagnosis.findings]
+

@@ -18,6 +18,13 @@ class ClassImbalance(Rule):
         recent predictions that are the majority class, and whether the loss
         still sits at the entropy of the label prior (a model that leans to
         the majority but beats the prior is learning, not collapsed).
+        Token classification (NER) counts tokens, the positions at the
+        loss's ignore index (-100) left out: the classic collapse is every
+        token predicted O. Multi-label BCE without ``pos_weight``: labels
+        that are 1 in at most a quarter of the rows, and predictions above
+        0.5 that recall at most a tenth of their positives (every sigmoid
+        below 0.5 is the extreme), the loss no better than predicting each
+        label's rate.
 
     Why it flattens predictions:
         With an unweighted loss, always answering the majority class already
@@ -32,7 +39,8 @@ class ClassImbalance(Rule):
 
     Fix:
         ``nn.CrossEntropyLoss(weight=torch.tensor(n / (k * counts)))``
-        (inverse frequency), focal loss, or a balanced sampler.
+        (inverse frequency), focal loss, or a balanced sampler; for
+        multi-label, ``nn.BCEWithLogitsLoss(pos_weight=(n - pos) / pos)``.
     """
 
     code = "L004"
