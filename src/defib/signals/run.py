@@ -27,7 +27,8 @@ QUANTILES = (10, 50, 90)  # percentiles of predictions and targets kept over tim
 class LossSignals:
     """What reached the training loss (calls made with gradients enabled)."""
 
-    fn: str                                   # torch.nn.functional name, e.g. "mse_loss"
+    fn: str                                   # torch.nn.functional name, e.g. "mse_loss"; for a library's own
+    #                                           loss read by its patch, its class name, e.g. "CoSENTLoss"
     family: str                               # regression | classification | multilabel
     calls: int = 0
     reduction: str = "mean"
@@ -56,8 +57,12 @@ class LossSignals:
     per_token: bool = False
     ignore_index: int | None = None           # cross-entropy / NLL targets at this value are dropped (None: no index)
     # "call": a torch loss defib hooks (F.mse_loss, nn.CrossEntropyLoss); "graph": a loss written with tensor ops,
-    # read from backward()'s autograd graph (evidence/watch/graph.py), ``fn`` naming the loss it computes
+    # read from backward()'s autograd graph (evidence/watch/graph.py), ``fn`` naming the loss it computes;
+    # "library": a library's loss module read by its patch (sentence-transformers: evidence/watch/sentence.py)
     source: str = "call"
+    # the loss input is a quantity of known range that the loss compares with the targets' values:
+    # (what it is, lowest, highest), e.g. ("cosine similarity", -1.0, 1.0); None: unknown or unbounded
+    bounded_input: tuple[str, float, float] | None = None
 
 
 @dataclass
@@ -171,6 +176,9 @@ class ModelSignals:
     head_input_where: Where | None = None     # the user's line that calls the head
     head_input_detached: bool = False         # the head's input carried no gradient path in training
     nograd_forward_where: Where | None = None  # the encoder ran under no_grad while training
+    # sentence embeddings (a sentence-transformers model's output): mean cosine between the embeddings of the
+    # different inputs of a training batch, sampled steps; near 1: every text points the same way (collapse)
+    embedding_cosine: Series = field(default_factory=Series)
 
 
 @dataclass

@@ -7,8 +7,9 @@ Two kinds of interception, both observe-only:
   ones the transformers ``Trainer`` or Lightning build.
 * Thin wrappers around functions that have no hook: the functional losses,
   ``Tensor.backward``, ``zero_grad``, the constructors of optimizers,
-  schedulers and DataLoaders (:mod:`.torch_patches`), and, once transformers
-  is imported, tokenizer calls and ``from_pretrained`` (:mod:`.transformers_patches`).
+  schedulers and DataLoaders (:mod:`.torch_patches`), once transformers
+  is imported, tokenizer calls and ``from_pretrained`` (:mod:`.transformers_patches`), and, once
+  sentence-transformers is, its loss modules and models' forward (:mod:`.st_patches`).
   Each wrapper calls the original with the same arguments and returns its
   result untouched, so the run computes exactly what it would without defib.
   The one exception is a ``defib run --confirm`` rerun: there the Watcher
@@ -22,6 +23,7 @@ Each hook calls the watcher part that owns the event (see :mod:`defib.evidence.w
 from __future__ import annotations
 
 from defib.evidence.hooks.patching import Installed
+from defib.evidence.hooks.st_patches import st_callbacks
 from defib.evidence.hooks.torch_patches import install_torch
 from defib.evidence.hooks.transformers_patches import transformers_finder
 from defib.evidence.watch import Watcher
@@ -34,5 +36,6 @@ def install(w: Watcher) -> Installed:
     inst = Installed()
     install_torch(inst, w)
     inst.finder = transformers_finder(inst, w)
+    inst.finder.callbacks.update(st_callbacks(inst, w))
     inst.finder.install()
     return inst

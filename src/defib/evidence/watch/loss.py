@@ -57,6 +57,8 @@ class LossEvidence(Part):
         self._loss_window: Window = Window(32)  # steps: long enough to average out batch noise
         self._backward_values: list[float] = []
         self._last_raw_loss = 1.0  # the loss function's own output, before any per-example normalisation
+        # a library loss's constant-predictor loss, batch by batch (it depends on each batch: its size, its ties)
+        self._batch_baselines: Window = Window(64)
 
     @guarded
     def loss_module_created(self, module: nn.Module) -> None:
@@ -133,6 +135,35 @@ class LossEvidence(Part):
             ls.producer_where = self.w.model.activation_where(found.producer)
             ls.label_where = _label_where(ls.where)
         self.loss_call.__wrapped__(self, found.fn, found.input, found.target, found.value, {})
+
+    def library_loss(self, fn: str, input: torch.Tensor, target: torch.Tensor | None, value: torch.Tensor,
+                     baseline: torch.Tensor | float, where: Any) -> None:
+        """A library's own loss module, read by its patch (:mod:`.sentence`): the scores it compares, the targets.
+
+        Runs inside the caller's guard. ``input``: the similarity scores; ``target``: the labels on the
+        scores' scale, None when the loss takes none (in-batch negatives); ``baseline``: this batch's loss
+        for scores that are all equal. A hooked loss call made inside the module has the predictions already.
+        """
+        ls = self.w.s.loss
+        if ls is not None and ls.source != "library" and ls.calls:
+            return
+        if ls is None or ls.fn != fn:
+            if ls is not None and ls.calls > 5:
+                return  # a second loss: the first one is the training loss
+            ls = self.w.s.loss = LossSignals(fn=fn, family="regression", source="library")
+            ls.where = where
+            ls.input_requires_grad = True
+            ls.label_where = _label_where(where)
+        ls.calls += 1
+        ls.input_shape = tuple(input.shape)
+        ls.target_shape = tuple(target.shape) if target is not None else ()
+        ls.target_dtype = str(target.dtype).replace("torch.", "") if target is not None else ""
+        y = target.detach().clone() if target is not None else input.new_empty(0)
+        self.w.later(self._values, ls, "regression", self.w.s.step + 1, value.detach(), input.detach().clone(), y)
+        self.w.later(self._batch_baseline, baseline)
+
+    def _batch_baseline(self, value: torch.Tensor | float) -> None:
+        self._batch_baselines.extend(np.array([float(value)]))
 
     def _record_predictions(self, family: str, x: torch.Tensor, y: torch.Tensor) -> None:
         s = self.w.s
@@ -320,6 +351,8 @@ class LossEvidence(Part):
     def baseline(self) -> float | None:
         """Loss of the best constant predictor on the targets seen so far."""
         ls, t = self.w.s.loss, self._targets
+        if ls is not None and ls.source == "library":
+            return float(self._batch_baselines.array().mean()) if len(self._batch_baselines) else None
         if ls is None or not t.n:
             return None
         if ls.fn == "mse_loss":

@@ -167,6 +167,13 @@ class ModelEvidence(Part):
         if m.head_input_where is None or (not x.requires_grad and not m.head_input_detached):
             self._note_head_call(x)
 
+    def pooled_vectors(self, x: torch.Tensor) -> None:
+        """A sentence-embedding model's pooled vectors, sampled training steps (from :mod:`.sentence`, inside its
+        guard): what its similarity reads, measured as a head's input is when the model has no head of its own."""
+        if self.w.s.model is not None and not self._inner_head:
+            self._spread_into.__wrapped__(self, self.w.s.model.head_input_spread, x)
+            self._padded_pick.__wrapped__(self, x)
+
     def _has_linear(self, module: nn.Module) -> bool:
         """``module`` is or holds an ``nn.Linear`` (asked once per module: a loss module or dropout is no head)."""
         key = id(module)

@@ -17,6 +17,7 @@ from defib.evidence.watch.guard import guarded
 from defib.evidence.watch.loss import LossEvidence
 from defib.evidence.watch.model import ModelEvidence
 from defib.evidence.watch.optim import OptimEvidence
+from defib.evidence.watch.sentence import SentenceEvidence
 from defib.signals.run import MAX_INTERNAL_ERRORS, Signals
 
 COST_BUDGET = 0.01  # share of the run's wall time defib's own work may take before it samples less often
@@ -81,6 +82,7 @@ class Watcher:
         self.data = DataEvidence(self)
         self.loss = LossEvidence(self, window)
         self.optim = OptimEvidence(self)
+        self.sentence = SentenceEvidence(self)
         self.forward = ForwardHooks(self.forward_pre, self.forward_post)  # placed by hooks.install (see forward.py)
         if model is not None:
             self.model.add_root(model)

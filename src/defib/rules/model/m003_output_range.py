@@ -17,8 +17,10 @@ class OutputRange(Rule):
 
     What it detects:
         The autograd graph right before a regression loss (sigmoid, tanh,
-        ReLU, ...), the share of targets outside that activation's range, and
-        the share of predictions pinned at its bound.
+        ReLU, ...), or a bounded score the loss is known to compare with the
+        targets' values (the cosine similarity of sentence-transformers'
+        ``CosineSimilarityLoss``, -1..1), the share of targets outside that
+        range, and the share of predictions pinned at its bound.
 
     Why it flattens predictions:
         Targets above a sigmoid's 1 pull every output to 1: the activation
@@ -26,13 +28,24 @@ class OutputRange(Rule):
         prediction at the bound. A ReLU output whose pre-activations go
         negative is stuck at 0 with zero gradient (a dead output).
 
+        A cosine trained towards 5 pulls every pair of embeddings towards
+        the same direction: all texts end up alike, every similarity near 1.
+
+        The cause is the output's range, not the targets' scale
+        (``data.target_scale``, which is about a head too slow to reach
+        targets it could reach): no amount of training brings a sigmoid or
+        a cosine to 5.
+
     Example:
-        ``return torch.sigmoid(self.head(cls))`` trained on STS-B scores 0-5.
+        ``return torch.sigmoid(self.head(cls))`` trained on STS-B scores 0-5;
+        ``CosineSimilarityLoss(model)`` on STS-B's 0-5 scores, not divided by 5.
 
     Fix:
         Use a plain linear output for regression (standardise the targets),
         or scale the activation to the target range:
-        ``lo + (hi - lo) * torch.sigmoid(x)``.
+        ``lo + (hi - lo) * torch.sigmoid(x)``. For a cosine, put the labels
+        in its range (``score / 5``), or use a loss that only compares the
+        labels' order (``CoSENTLoss``).
     """
 
     code = "M003"
@@ -51,20 +64,30 @@ class OutputRange(Rule):
             return None
         act = next((n.replace("Backward0", "").replace("Backward1", "") for n in ls.producer
                     if n.replace("Backward0", "").replace("Backward1", "") in RANGES), None)
-        if act is None:
+        if act is not None:
+            lo, hi = RANGES[act]
+        elif ls.bounded_input is not None:
+            act, lo, hi = ls.bounded_input
+        else:
             return None
-        lo, hi = RANGES[act]
         y = np.asarray(p.recent_targets)
         x = np.asarray(p.recent_preds) if p.recent_preds else np.array([])
         outside = float(((y < lo - self.bound_tol) | (y > hi + self.bound_tol)).mean())
         pinned = float(((np.abs(x - lo) < self.bound_tol) | (np.abs(x - hi) < self.bound_tol)).mean()) if x.size else 0.0
         if outside < self.min_outside and pinned < self.pinned_share:
             return None
+        if act in RANGES:
+            what, where = f"The regression output comes from a {act}", ls.producer_where or ls.where
+            fix = "return self.head(cls).squeeze(-1)  # linear output; standardise the targets instead"
+        else:  # a score the loss computes itself: the loss's construction is the line to change
+            what, where = f"The loss compares a {act}", ls.module_where or ls.where
+            fix = (f"labels / {p.target_max:.3g}  # into the {act}'s range; or a loss that uses only their order "
+                   f"(CoSENTLoss)")
         return self.finding(
-            f"The regression output comes from a {act} (range {lo:g}..{hi:g}); {outside:.0%} of the targets lie "
-            f"outside it and {pinned:.0%} of recent predictions sit at its bound.",
-            confidence=0.9, where=ls.producer_where or ls.where,
+            f"{what} (range {lo:g}..{hi:g}) with targets ranging {p.target_min:.3g}..{p.target_max:.3g}; "
+            f"{outside:.0%} of the targets lie outside it and {pinned:.0%} of recent predictions sit at its bound.",
+            confidence=0.9, where=where,
             evidence={"activation": act, "range": [lo, hi], "targets_outside": round(outside, 4),
                       "predictions_at_bound": round(pinned, 4),
                       "target_range": [p.target_min, p.target_max]},
-            fix="return self.head(cls).squeeze(-1)  # linear output; standardise the targets instead")
+            fix=fix)

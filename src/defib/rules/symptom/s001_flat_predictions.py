@@ -41,6 +41,11 @@ class FlatPredictions(Rule):
         starts far above the baseline). A fresh head starts flat, hence the
         grace period.
 
+        For sentence embeddings (sentence-transformers) the evidence adds the
+        mean cosine between the embeddings of different texts in a batch: near
+        1, every text points the same way (the embeddings collapsed), which
+        says what flattened, not why.
+
     Example:
         step 120: prediction std 0.004 against target std 1.52; loss 2.31,
         constant-predictor loss 2.30.
@@ -99,10 +104,15 @@ class FlatPredictions(Rule):
             msg = (f"Since step {max(since, 1)} predictions vary by {_f(p.batch_std)} (std within a batch) while "
                    f"targets vary by {_f(p.target_std)}; loss {_f(loss)} vs {_f(base)} for always predicting the mean.")
             pred_std, target_std = p.batch_std, p.target_std
+        evidence = {"since_step": since, "pred_std": _r(pred_std), "target_std": _r(target_std),
+                    "spread_ratio": _r(points[-1][1]), "loss": _r(loss), "baseline_loss": _r(base)}
+        cosine = s.model.embedding_cosine.last if s.model is not None else None
+        if cosine is not None:  # sentence embeddings: how alike the texts' vectors have become
+            evidence["embedding_cosine"] = _r(cosine)
+            msg += f" Embeddings of different texts have mean cosine {_f(cosine)}."
         return self.finding(
             msg, confidence=0.95,
-            evidence={"since_step": since, "pred_std": _r(pred_std), "target_std": _r(target_std),
-                      "spread_ratio": _r(points[-1][1]), "loss": _r(loss), "baseline_loss": _r(base)},
+            evidence=evidence,
             fix="Fix the root cause listed first; the flatline follows from it.")
 
     def flat_since(self, s: Signals) -> int | None:
