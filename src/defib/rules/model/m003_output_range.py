@@ -81,10 +81,10 @@ class OutputRange(Rule):
             fix = "return self.head(cls).squeeze(-1)  # linear output; standardise the targets instead"
         else:  # a score the loss computes itself: the loss's construction is the line to change
             what, where = f"The loss compares a {act}", ls.module_where or ls.where
-            fix = (f"labels / {p.target_max:.3g}  # into the {act}'s range; or a loss that uses only their order "
+            fix = (f"labels / {y.max():.3g}  # into the {act}'s range; or a loss that uses only their order "
                    f"(CoSENTLoss)")
         return self.finding(
-            f"{what} (range {lo:g}..{hi:g}) with targets ranging {p.target_min:.3g}..{p.target_max:.3g}; "
+            f"{what} (range {lo:g}..{hi:g}) with recent targets ranging {y.min():.3g}..{y.max():.3g}; "
             f"{outside:.0%} of the targets lie outside it and {pinned:.0%} of recent predictions sit at its bound.",
             confidence=0.9, where=where,
             evidence={"activation": act, "range": [lo, hi], "targets_outside": round(outside, 4),
