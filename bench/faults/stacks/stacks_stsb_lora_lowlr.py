@@ -59,7 +59,7 @@ def main():
         r=args.rank,
         lora_alpha=2 * args.rank,
         lora_dropout=0.1,
-        target_modules=["query", "key", "value", "dense"],
+        target_modules=["query", "value"],
     )
     model = get_peft_model(base, lora_config)
     model.print_trainable_parameters()
