@@ -76,7 +76,7 @@ def main():
             preds.append(model(**enc).logits.squeeze(-1).float())
             gold.append(y)
     preds, gold = torch.cat(preds).numpy(), torch.cat(gold).numpy()
-    pearson = np.corrcoef(preds, gold)[0, 1] if preds.std() > 0 else 0.0
+    pearson = np.corrcoef(preds, gold)[0, 1] if preds.std() > 1e-6 else 0.0
     print(f"DEV_METRIC pearson={pearson:.4f} pred_std={preds.std():.4f}")
 
 

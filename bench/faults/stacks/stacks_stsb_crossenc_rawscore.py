@@ -52,7 +52,7 @@ def main():
     pairs = list(zip(dev.sentence1[:400], dev.sentence2[:400]))
     scores = np.asarray(model.predict(pairs, batch_size=64, show_progress_bar=False), dtype=np.float64)
     gold = np.asarray(dev.score[:400])
-    pearson = np.corrcoef(scores, gold)[0, 1] if scores.std() > 0 else 0.0
+    pearson = np.corrcoef(scores, gold)[0, 1] if scores.std() > 1e-6 else 0.0
     print(f"DEV_METRIC pearson={pearson:.4f} pred_std={scores.std():.4f}")
 
 

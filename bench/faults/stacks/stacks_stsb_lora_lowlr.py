@@ -90,7 +90,7 @@ def main():
     out = trainer.predict(dev_ds)
     preds = np.asarray(out.predictions).reshape(-1)
     gold = np.asarray(dev_ds.labels)
-    pearson = np.corrcoef(preds, gold)[0, 1] if preds.std() > 0 else 0.0
+    pearson = np.corrcoef(preds, gold)[0, 1] if preds.std() > 1e-6 else 0.0
     print(f"DEV_METRIC pearson={pearson:.4f} pred_std={preds.std():.4f}")
 
 

@@ -28,7 +28,7 @@ def evaluate(model, rows, n=400):
     emb2 = model.encode(rows.sentence2[:n], batch_size=64, convert_to_tensor=True)
     cos = torch.nn.functional.cosine_similarity(emb1, emb2).cpu().numpy()
     gold = np.asarray(rows.score[:n]) / 5.0
-    pearson = np.corrcoef(cos, gold)[0, 1] if cos.std() > 0 else 0.0
+    pearson = np.corrcoef(cos, gold)[0, 1] if cos.std() > 1e-6 else 0.0
     return pearson, cos.std()
 
 
