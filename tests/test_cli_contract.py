@@ -137,6 +137,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> di
     p["garbage"].write_bytes(bytes(range(256)) * 64)
     p["nan_label"] = _csv(d / "nan_label.csv", [("a", 1), ("b", "nan"), ("c", 0), ("d", 1), ("e", 0), ("f", 1)])
     p["text_label"] = _csv(d / "text_label.csv", [("a", "high"), ("b", "low")] * 3)
+    p["conll_no_tag"] = d / "no_tag.conll"
+    p["conll_no_tag"].write_text("EU B-ORG\nrejects\n\n")
+    p["conll_empty"] = d / "empty.conll"
+    p["conll_empty"].write_bytes(b"")
+    p["tags_not_list"] = d / "tags_not_list.jsonl"
+    p["tags_not_list"].write_text('{"text": ["EU", "rejects"], "label": "B-ORG O"}\n')
     p["json_array"] = d / "rows.json"
     p["json_array"].write_text(json.dumps([{"text": "a", "label": 1}]))
     p["unknown_ext"] = d / "rows.xlsx"
@@ -175,7 +181,7 @@ DATA_FILES = ["gz_truncated", "arrow_cut", "dup_parquet", "dup_csv", "empty", "h
               "json_array", "unknown_ext", "no_data_dir", "missing", "wide_header"]
 CASES: list[tuple[str, str | list[str]]] = []
 CASES += [(f"check-{f}", CHECK.replace("{data}", "{%s}" % f)) for f in DATA_FILES + [
-    "long_line", "long_header", "long_field_parquet", "nan_label"]]
+    "long_line", "long_header", "long_field_parquet", "nan_label", "conll_no_tag", "conll_empty", "tags_not_list"]]
 CASES += [(f"predict-{f}", PREDICT.replace("{model}", "{trained}").replace("{data}", "{%s}" % f))
           for f in DATA_FILES[:-1] + ["long_header", "long_field_parquet"]]
 CASES += [(f"probe-{f}", PROBE.replace("{model}", "{tiny}").replace("{data}", "{%s}" % f))
@@ -185,6 +191,8 @@ CASES += [(f"train-{f}", TRAIN.replace("{model}", "{tiny}").replace("{data}", "{
 CASES += [
     ("train-nan-label-as-classes", TRAIN.replace("{model}", "{tiny}").replace("{data}", "{nan_label}") + " --task classification"),
     ("train-nan-label-in-dev", TRAIN.replace("{model}", "{tiny}").replace("{data}", "{good}") + " --dev {nan_label}"),
+    ("train-token-task", TRAIN.replace("{model}", "{tiny}").replace("{data}", "{good}") + " --task token_classification"),
+    ("probe-token-task", PROBE.replace("{model}", "{tiny}").replace("{data}", "{good}") + " --task token_classification"),
     ("train-text-labels-as-regression", TRAIN.replace("{model}", "{tiny}").replace("{data}", "{text_label}") + " --task regression"),
 ]
 # model folders

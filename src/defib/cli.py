@@ -17,6 +17,7 @@ from defib.cli_options import (LogTo, Task, aliased, confirm_runs_option, confir
                                ignore_option, json_option, label_option, log_to_option, max_length_option,
                                max_steps_option, model_option, no_progress_option, quiet_option, task_option,
                                text_option, text_pair_option)
+from defib.signals.run import TOKEN_TASK
 
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find out why a fine-tuned BERT predicts the same score for every input.")
@@ -217,8 +218,8 @@ def probe_cmd(model: str = model_option(),
               no_progress: bool = no_progress_option()) -> None:
     """Ask a model directly: initial loss, input sensitivity, gradient flow, overfit one batch, LR sweep, label control."""
     task = task_choice.value if task_choice else None
-    if task == "multilabel":
-        fail("--task multilabel: defib probe probes regression and classification models only")
+    if task in ("multilabel", TOKEN_TASK):
+        fail(f"--task {task}: defib probe probes regression and classification models only")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model hub here: a hub name must fail fast, not hang
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from defib.evidence.probes.data import ProbeInputError

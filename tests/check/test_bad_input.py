@@ -302,6 +302,67 @@ def jsonl_ten_megabyte_text(d, m):
     return args(raw(d / "data.jsonl", body), m), ["data.jsonl", "row 2 (line 2), column 'text'", "characters"]
 
 
+# ---------------------------------------------------------------- token-level labels (CoNLL, tag lists)
+TOKEN_ROW = b'{"tokens": ["EU", "rejects", "it"], "tags": ["B-ORG", "O", "O"]}\n'
+
+
+@case
+def conll_line_without_tag(d, m):
+    return args(raw(d / "data.conll", b"EU B-ORG\nrejects\n\n"), m), ["data.conll", "line 2", "'rejects'", "no tag"]
+
+
+@case
+def conll_empty(d, m):
+    return args(raw(d / "data.conll", b""), m), ["data.conll", "empty"]
+
+
+@case
+def conll_only_docstart(d, m):
+    return args(raw(d / "data.conll", b"-DOCSTART- -X- O\n\n\n"), m), ["data.conll", "no data rows"]
+
+
+@case
+def conll_with_text_pair(d, m):
+    return args(raw(d / "data.conll", b"EU B-ORG\n"), m, "--text-pair", "second"), ["data.conll", "--text-pair"]
+
+
+@case
+def tags_not_a_list(d, m):
+    body = b'{"tokens": ["EU", "rejects"], "tags": "B-ORG O"}\n' * 2
+    return args(raw(d / "data.jsonl", body), m, text="tokens", label="tags"), \
+        ["data.jsonl", "row 1", "'tags'", "not a list of tags"]
+
+
+@case
+def tag_with_a_fraction(d, m):
+    body = b'{"tokens": ["EU"], "tags": [0]}\n{"tokens": ["EU", "it"], "tags": [0, 1.5]}\n'
+    return args(raw(d / "data.jsonl", body), m, text="tokens", label="tags"), ["data.jsonl", "row 2", "1.5", "whole"]
+
+
+@case
+def tag_missing(d, m):
+    body = TOKEN_ROW + b'{"tokens": ["EU", "it"], "tags": ["O", null]}\n'
+    return args(raw(d / "data.jsonl", body), m, text="tokens", label="tags"), ["data.jsonl", "row 2", "missing tag"]
+
+
+@case
+def token_ids_for_words(d, m):
+    body = b'{"tokens": [101, 2054, 102], "tags": ["O", "O", "O"]}\n'
+    return args(raw(d / "data.jsonl", body), m, text="tokens", label="tags"), ["data.jsonl", "'tokens'", "not words"]
+
+
+@case
+def task_token_on_sentence_rows(d, m):
+    return args(write_csv(d / "data.csv", GOOD), m, "--task", "token_classification"), \
+        ["data.csv", "--task token_classification", "list of tokens"]
+
+
+@case
+def task_multilabel_on_token_rows(d, m):
+    return args(raw(d / "data.jsonl", TOKEN_ROW * 3), m, "--task", "multilabel", text="tokens", label="tags"), \
+        ["data.jsonl", "--task multilabel", "lists of tokens"]
+
+
 # ---------------------------------------------------------------- model
 @case
 def model_path_missing(d, m):

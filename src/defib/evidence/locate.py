@@ -22,7 +22,8 @@ NEWLINE = b"\n"
 MAX_FIELD_CHARS = 1_000_000   # one text field longer than this is a broken file (an unclosed quote, a pasted file)
 
 
-def _text_stream(path: Path, compression: str | None) -> io.TextIOWrapper:
+def text_stream(path: Path, compression: str | None) -> io.TextIOWrapper:
+    """The file as UTF-8 text (a BOM dropped, newlines kept as written), decompressed on the way."""
     raw = pa.input_stream(str(path), compression=compression)
     return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
 
@@ -51,7 +52,7 @@ def csv_problem(path: Path, compression: str | None, delimiter: str, columns: li
     old_limit = csv.field_size_limit()
     csv.field_size_limit(sys.maxsize)
     try:
-        with _text_stream(path, compression) as fh:
+        with text_stream(path, compression) as fh:
             reader = csv.reader(fh, delimiter=delimiter, strict=True)
             header = next(reader, [])
             wanted = [header.index(c) for c in columns if c in header]
@@ -99,7 +100,7 @@ def jsonl_problem(path: Path, compression: str | None, columns: list[str], arrow
     if where:
         return f"{path}: {where} is not valid UTF-8; save the file as UTF-8"
     kinds: dict[str, tuple[str, int]] = {}
-    with _text_stream(path, compression) as fh:
+    with text_stream(path, compression) as fh:
         row = 0
         for line_no, line in enumerate(fh, 1):
             if not line.strip():

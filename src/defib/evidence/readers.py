@@ -5,8 +5,14 @@ The one reader of the user's data files: ``defib check`` streams its batches
 rows in memory, take them as Python lists (:func:`load_columns`).
 
 Formats: CSV, TSV (optionally .gz/.bz2/.zst compressed), JSON Lines, Parquet,
-and a folder written by ``datasets.Dataset.save_to_disk`` (its ``.arrow``
-files are Arrow IPC streams, read here without the ``datasets`` package).
+a folder written by ``datasets.Dataset.save_to_disk`` (its ``.arrow``
+files are Arrow IPC streams, read here without the ``datasets`` package), and
+CoNLL-style token files (``.conll``/``.iob``/``.bio``, or a ``.txt``/``.tsv``
+that looks like one when the caller expects tokens and tags): one
+``token<TAB or spaces>tag`` per line, more columns allowed with the tag last,
+a blank line between sentences, ``-DOCSTART-`` lines skipped. A CoNLL file
+has no header, so its rows (one per sentence) take the caller's two column
+names: a list of tokens, then a list of tags.
 
 Everything streams: CSV and JSON Lines in blocks, Parquet by row group, Arrow
 by record batch, so memory does not grow with the file. Nothing is ever
@@ -41,7 +47,11 @@ from defib.evidence.locate import MAX_FIELD_CHARS
 BLOCK_BYTES = 4 << 20       # CSV / JSON block: bounded memory, and fields past this size are an error anyway
 PARQUET_BATCH = 65_536      # rows per Parquet batch
 HEADER_BYTES = 1 << 20      # a CSV header row longer than this is not a header
-TEXT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+TEXT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+                ".conll": "conll", ".iob": "conll", ".bio": "conll"}
+CONLL_LOOKALIKES = ("", ".txt", ".tsv", ".tab")  # names CoNLL files often carry (CoNLL-2003's train.txt)
+CONLL_SENTENCES = 4096      # sentences per CoNLL batch
+SNIFF_BYTES = 1 << 16       # text read to tell a CoNLL file from a table with a header
 BINARY_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow"}
 COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 MAGIC = [(b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\xfd7zXZ\x00", "xz"),
@@ -66,11 +76,13 @@ class Table:
 
 
 def open_table(path: str | Path, columns: list[str], *, delimiter: str | None = None,
-               roles: list[str] | None = None) -> Table:
+               roles: list[str] | None = None, sniff_conll: bool = False) -> Table:
     """Open ``path`` and check that ``columns`` exist; raise :class:`InputError` on anything malformed.
 
     ``roles`` name each column's part in the messages (``--text``); default "requested". One column
-    cannot play two roles (text and label): every command refuses it here.
+    cannot play two roles (text and label): every command refuses it here. ``sniff_conll``: the
+    caller expects tokens and tags, so a ``.txt``/``.tsv`` file whose first line is a token and a
+    tag rather than a header is read as CoNLL.
     """
     path = Path(path)
     roles = roles or ["requested"] * len(columns)
@@ -83,8 +95,10 @@ def open_table(path: str | Path, columns: list[str], *, delimiter: str | None = 
     if path.is_dir():
         table = _open_saved_dataset(path, columns, roles)
     else:
-        fmt, compression = _format(path)
-        if fmt in ("csv", "tsv"):
+        fmt, compression = _format(path, columns if sniff_conll else None)
+        if fmt == "conll":
+            table = _open_conll(path, columns, roles, compression)
+        elif fmt in ("csv", "tsv"):
             table = _open_csv(path, columns, roles, compression, delimiter or ("\t" if fmt == "tsv" else ","))
         elif fmt == "jsonl":
             table = _open_jsonl(path, columns, roles, compression)
@@ -146,8 +160,12 @@ def check_field_lengths(source: str, names: list[str], arrays: list[pa.Array], r
 
 
 # ---------------------------------------------------------------- format
-def _format(path: Path) -> tuple[str, str | None]:
-    """(format, compression) from the name, checked against the file's first bytes."""
+def _format(path: Path, conll_columns: list[str] | None = None) -> tuple[str, str | None]:
+    """(format, compression) from the name, checked against the file's first bytes.
+
+    ``conll_columns``: the columns a caller expecting tokens and tags asked for; a file named like
+    a table or plain text whose first line is not a header naming them is read as CoNLL.
+    """
     size = path.stat().st_size
     if size == 0:
         raise InputError(f"{path}: the file is empty")
@@ -158,6 +176,9 @@ def _format(path: Path) -> tuple[str, str | None]:
     name_suffix = suffixes[-2] if compression and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
     fmt = TEXT_FORMATS.get(name_suffix) or BINARY_FORMATS.get(name_suffix)
     actual = next((kind for magic, kind in MAGIC if head.startswith(magic)), None)
+    if (conll_columns is not None and name_suffix in CONLL_LOOKALIKES and actual in (None, compression)
+            and _looks_conll(path, compression, conll_columns)):
+        fmt = "conll"
     if fmt is None:
         known = ", ".join(sorted({*TEXT_FORMATS, *BINARY_FORMATS}))
         hint = f" (its bytes look like {actual})" if actual else ""
@@ -273,6 +294,79 @@ def _open_csv(path: Path, columns: list[str], roles: list[str], compression: str
 
 def _name(delimiter: str) -> str:
     return {"\t": "tab", ";": "semicolon", "|": "pipe", ",": "comma"}.get(delimiter, repr(delimiter))
+
+
+# ---------------------------------------------------------------- CoNLL
+def _conll_fields(line: str) -> list[str]:
+    """A CoNLL line's columns: tab-separated when it has tabs (a token may hold spaces), else by whitespace."""
+    if "\t" in line:
+        return [f.strip() for f in line.strip("\r\n").split("\t") if f.strip()]
+    return line.split()
+
+
+def _looks_conll(path: Path, compression: str | None, columns: list[str]) -> bool:
+    """The first line that is not blank or -DOCSTART- has two or more columns, and is not a header naming ``columns``."""
+    from defib.evidence.locate import text_stream
+
+    try:
+        with text_stream(path, compression) as fh:
+            head = fh.read(SNIFF_BYTES)
+    except (OSError, UnicodeDecodeError, pa.ArrowException):
+        return False  # the reader the name implies says what is wrong with it
+    for line in head.splitlines():
+        fields = _conll_fields(line)
+        if fields and fields[0] != "-DOCSTART-":
+            return len(fields) >= 2 and not set(columns) <= set(fields)
+    return False
+
+
+def _open_conll(path: Path, columns: list[str], roles: list[str], compression: str | None) -> Table:
+    from defib.evidence.locate import bad_utf8, text_stream
+
+    if len(columns) != 2:
+        raise InputError(f"{path}: a CoNLL file holds one sentence per row (its tokens and their tags); "
+                         f"{' and '.join(roles[1:-1])} cannot apply")
+    list_type = pa.list_(pa.string())
+
+    def batch(tokens: list[list[str]], tags: list[list[str]]) -> pa.RecordBatch:
+        return pa.RecordBatch.from_arrays([pa.array(tokens, list_type), pa.array(tags, list_type)], names=columns)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        tokens: list[list[str]] = []
+        tags: list[list[str]] = []
+        words: list[str] = []
+        marks: list[str] = []
+        try:
+            with text_stream(path, compression) as fh:
+                for number, line in enumerate(fh, 1):
+                    fields = _conll_fields(line)
+                    if fields and fields[0] == "-DOCSTART-":
+                        continue
+                    if fields and len(fields) < 2:
+                        raise InputError(f"{path}: line {number} ({line.strip()[:40]!r}) has no tag; expected a "
+                                         "token and its tag separated by a tab or spaces, a blank line between sentences")
+                    if fields:
+                        words.append(fields[0])
+                        marks.append(fields[-1])
+                    elif words:
+                        tokens.append(words)
+                        tags.append(marks)
+                        words, marks = [], []
+                        if len(tokens) == CONLL_SENTENCES:
+                            yield batch(tokens, tags)
+                            tokens, tags = [], []
+            if words:
+                tokens.append(words)
+                tags.append(marks)
+            if tokens:
+                yield batch(tokens, tags)
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not UTF-8 text at {bad_utf8(path, compression) or 'some line'}; "
+                             "save it as UTF-8") from None
+        except (OSError, pa.ArrowException) as exc:
+            raise _corrupt(path, compression, exc) from None
+
+    return Table(path, "conll", list(columns), None, batches())
 
 
 # ---------------------------------------------------------------- JSON Lines

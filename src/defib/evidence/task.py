@@ -1,6 +1,7 @@
 """The one rule for which task a label column implies; ``defib check``, ``probe`` and ``train`` all ask it.
 
-Lists are multilabel; text and true/false are classes; numbers with a
+Lists of tags, one per token of a row's token list, are token classification;
+other lists are multilabel; text and true/false are classes; numbers with a
 fractional part are a regression; whole numbers are classes when there are at
 most :data:`MAX_CLASSES` distinct values, and a regression (a score, a count)
 beyond that. Each answer comes with the reason the report shows.
@@ -21,13 +22,17 @@ import pyarrow as pa
 from defib.evidence.preflight.labels import LabelCounter
 from defib.evidence.readers import InputError
 from defib.signals.check import LabelSignals
+from defib.signals.run import TOKEN_TASK
 
-TASKS = ("regression", "classification", "multilabel")  # every task a label column can imply
+TASKS = ("regression", "classification", "multilabel", TOKEN_TASK)  # every task a label column can imply
 MAX_CLASSES = 20         # whole numbers with at most this many distinct values are read as classes
 
 
 def infer_task(lab: LabelSignals) -> tuple[str, str]:
-    """(task, why) from the label values alone."""
+    """(task, why) from the label values (and, for tags per token, the token lists they were read against)."""
+    if lab.tags is not None:
+        return TOKEN_TASK, (f"the texts are lists of tokens and the labels lists of {len(lab.counts or {})} distinct "
+                            "tags, one per token")
     if lab.kind == "list":
         return "multilabel", "the labels are lists"
     k = len(lab.counts or {})

@@ -26,6 +26,7 @@ import re
 from typing import Any
 
 from defib.report.text import inconclusive_note, script_end
+from defib.signals.run import TOKEN_TASK
 
 SIZE_BOUND = 1_000_000  # bytes: the most a report of any run length may take (tested on 100k steps)
 MAX_VALUE_CHARS = 400    # an evidence value longer than this is cut (the JSON report has it whole)
@@ -247,9 +248,9 @@ def _check_summary(report: dict[str, Any]) -> str:
     labels = check.get("labels") or {}
     if labels.get("kind") == "regression":
         rows += [("target mean", labels.get("mean")), ("target std", labels.get("std"))]
-    elif labels.get("kind") == "classification":
+    elif labels.get("kind") in ("classification", TOKEN_TASK):
         counts = labels.get("counts") or {}
-        rows.append(("label counts", counts))
+        rows.append(("tag counts (tokens)" if labels.get("kind") == TOKEN_TASK else "label counts", counts))
     body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_value(v))}</td></tr>" for k, v in rows if v is not None)
     return f'<section id="check"><h2>The data</h2><table>{body}</table></section>'
 

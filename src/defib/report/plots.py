@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from defib.rules.thresholds import FLAT_SPREAD, LR_TOO_HIGH_UPDATE, LR_TOO_LOW_UPDATE
+from defib.signals.run import TOKEN_TASK
 
 STYLE = {
     "svg.fonttype": "none",      # text stays text: smaller, selectable; the browser's sans-serif draws it
@@ -368,7 +369,7 @@ def token_lengths(check: dict[str, Any]):
 def label_distribution(check: dict[str, Any]):
     """Label counts (classification) or a histogram of the targets with their mean and std (regression)."""
     labels = check.get("labels") or {}
-    if labels.get("kind") == "classification" and labels.get("counts"):
+    if labels.get("kind") in ("classification", TOKEN_TASK) and labels.get("counts"):
         items = sorted(labels["counts"].items(), key=lambda kv: -kv[1])
         if len(items) > MAX_BARS:
             items = items[:MAX_BARS - 1] + [(f"{len(items) - MAX_BARS + 1} others", sum(n for _, n in items[MAX_BARS - 1:]))]
@@ -377,7 +378,8 @@ def label_distribution(check: dict[str, Any]):
         ax.bar(range(len(items)), [n for _, n in items], color=TARGET_COLOUR)
         ax.set_xticks(range(len(items)), names, rotation=45 if len(items) > 6 else 0,
                       ha="right" if len(items) > 6 else "center")
-        ax.set(title="Label distribution", xlabel="label", ylabel="rows")
+        ax.set(title="Label distribution", xlabel="tag" if labels["kind"] == TOKEN_TASK else "label",
+               ylabel="tokens" if labels["kind"] == TOKEN_TASK else "rows")
         return fig
     if labels.get("kind") == "regression" and labels.get("bin_edges"):
         edges, counts = labels["bin_edges"], labels.get("counts") or []

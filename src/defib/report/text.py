@@ -50,7 +50,8 @@ def check_lines(check: dict[str, Any]) -> list[str]:
     elif labels.get("counts"):
         counts = list(labels["counts"].items())
         shown = ", ".join(f"{k}: {v:,}" for k, v in counts[:6]) + (f", ... ({len(counts)} in all)" if len(counts) > 6 else "")
-        lines.append(f"labels: {shown}")
+        what = f"tags over {labels['tags']:,} tokens" if labels.get("tags") is not None else "labels"
+        lines.append(f"{what}: {shown}")
     return lines
 
 

@@ -96,6 +96,10 @@ class LabelSignals:
     sample: list[float] = field(default_factory=list)   # uniform sample of numeric values (for the histogram)
     multihot_width: int | None = None         # list labels of one fixed length (multi-hot vectors)
     multihot_values: list[float] = field(default_factory=list)  # distinct values inside the multi-hot vectors
+    # token classification (a list of tags per row, one per token): ``counts`` count tags, not rows
+    tags: int | None = None                   # tags counted over every row; None: the labels are not per token
+    misaligned_rows: int = 0                  # rows whose tag list is not as long as their token list
+    misaligned_examples: list[dict[str, int]] = field(default_factory=list)  # {row, tokens, tags} of the first few
 
 
 @dataclass
@@ -116,7 +120,7 @@ class CheckSignals:
 
     source: str
     rows: int = 0
-    task: str = "unknown"                     # regression | classification | multilabel | unknown
+    task: str = "unknown"                     # regression | classification | multilabel | token_classification | unknown
     task_inferred: bool = True
     task_reason: str = ""
     text_columns: list[str] = field(default_factory=list)

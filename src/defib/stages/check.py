@@ -20,6 +20,7 @@ from defib.diagnosis import Diagnosis, diagnose
 from defib.evidence.preflight.labels import label_text
 from defib.evidence.preflight.measure import measure_data, measure_file
 from defib.signals.check import CheckSignals, LabelSignals
+from defib.signals.run import TOKEN_TASK
 
 LENGTH_BINS = 16           # token-length histogram bins up to max_length (more beyond it)
 
@@ -88,7 +89,7 @@ def length_histogram(counts: list[int], max_length: int) -> dict[str, Any]:
 
 
 def label_summary(lab: LabelSignals, task: str, bins: int = 30) -> dict:
-    """The report's ``labels`` section: class counts, or a histogram of the numbers."""
+    """The report's ``labels`` section: class counts (tag counts over tokens), or a histogram of the numbers."""
     if task == "regression" and lab.sample:
         sample = np.asarray(lab.sample)
         edges = np.histogram_bin_edges(sample, bins=bins)
@@ -98,6 +99,11 @@ def label_summary(lab: LabelSignals, task: str, bins: int = 30) -> dict:
                 "counts": [int(round(c * scale)) for c in counts], "mean": lab.mean, "std": lab.std,
                 "min": lab.min, "max": lab.max, "sampled_rows": len(sample)}
     counts = {label_text(k): n for k, n in (lab.counts or {}).items()}
+    if task == TOKEN_TASK:
+        top = max(counts.values(), default=0)
+        return {"kind": task, "counts": counts, "tags": lab.tags,
+                "majority_share": round(top / lab.tags, 4) if lab.tags else None,
+                "misaligned_rows": lab.misaligned_rows}
     return {"kind": task if task in ("classification", "multilabel") else "classification", "counts": counts}
 
 

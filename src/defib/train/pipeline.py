@@ -35,6 +35,7 @@ from defib.evidence.params import input_keys
 from defib.evidence.preflight.tokens import load_model_config, load_tokenizer, pick_max_length
 from defib.evidence.readers import InputError
 from defib.evidence.task import TASKS
+from defib.signals.run import TOKEN_TASK
 from defib.report.paths import unwritable
 from defib.train import labels as L
 from defib.train import metrics as M
@@ -170,6 +171,9 @@ def prepare(opts: TrainOptions) -> Prepared:
 def _check_options(opts: TrainOptions) -> None:
     if opts.task is not None and opts.task not in TASKS:
         raise InputError(f"--task {opts.task}: use one of {', '.join(TASKS)}")
+    if opts.task == TOKEN_TASK:
+        raise InputError(f"--task {TOKEN_TASK}: defib train trains sequence-level models only; defib check reads "
+                         "token-level data, and defib run watches a token classification script")
     if opts.loss is not None and opts.loss not in LOSSES:
         raise InputError(f"--loss {opts.loss}: use one of {', '.join(LOSSES)}")
     if opts.class_weights not in L.WEIGHTINGS:

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from defib.evidence.preflight.sampling import UniformSample
 from defib.evidence.readers import InputError
 from defib.signals.check import LabelSignals, OrderSignals
+from defib.signals.run import TOKEN_TASK
 
 MAX_DISTINCT = 10_000    # distinct labels counted; a text column with more is not a label column
 NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$|^[+-]?(nan|inf|infinity)$"
@@ -56,7 +57,7 @@ class LabelCounter:
         if pa.types.is_dictionary(arr.type):
             arr = arr.cast(arr.type.value_type)
         if arr.null_count:
-            self._fail(row0 + _first(arr.is_null()), "is empty (null)")
+            self._fail(row0 + first_true(arr.is_null()), "is empty (null)")
         t = arr.type
         if pa.types.is_string(t) or pa.types.is_large_string(t):
             keys = self._text(arr, row0)
@@ -92,7 +93,7 @@ class LabelCounter:
         trimmed = pc.utf8_trim_whitespace(arr)
         empty = pc.equal(trimmed, "")
         if pc.any(empty).as_py():
-            self._fail(row0 + _first(empty), "is empty")
+            self._fail(row0 + first_true(empty), "is empty")
         if self.kind in (None, "list") and pc.all(pc.match_substring_regex(trimmed, r"^\[.*\]$")).as_py():
             return self._json_lists(trimmed, row0)  # "[0, 1, 1]" in a CSV cell: a multilabel row
         isnum = pc.match_substring_regex(trimmed, NUMBER, ignore_case=True)
@@ -101,7 +102,7 @@ class LabelCounter:
             text_wins = self.kind == "text" or (self.kind is None and n_num < len(arr) - n_num)
             odd = pc.invert(isnum) if not text_wins else isnum
             other = isnum if not text_wins else pc.invert(isnum)
-            row, row_other = row0 + _first(odd), row0 + _first(other) if pc.any(other).as_py() else None
+            row, row_other = row0 + first_true(odd), row0 + first_true(other) if pc.any(other).as_py() else None
             if row_other is None:
                 row_other, v0 = self.first
             else:
@@ -280,6 +281,13 @@ def same_neighbour_test(counts: list[int], same: int) -> OrderSignals | None:
 
 def check_task(task: str, lab: LabelSignals, source: str) -> None:
     """A task given by the user that the labels cannot serve is an input error."""
+    per_token = lab.tags is not None
+    if task == TOKEN_TASK and not per_token:
+        raise InputError(f"{source}: --task {TOKEN_TASK} needs a list of tokens (--text) and a list of tags "
+                         f"(--label) per row, or a CoNLL file; column {lab.column!r} holds {lab.kind} labels for text")
+    if task != TOKEN_TASK and per_token:
+        raise InputError(f"{source}: --task {task} but the texts are lists of tokens with a list of tags each "
+                         f"(--task {TOKEN_TASK})")
     if task == "regression" and lab.kind in ("text", "list"):
         raise InputError(f"{source}: --task regression but column {lab.column!r} holds {lab.kind} labels")
     if task == "multilabel" and lab.kind != "list":
@@ -296,7 +304,8 @@ def label_text(value: object) -> str:
     return str(value)
 
 
-def _first(mask: pa.Array) -> int:
+def first_true(mask: pa.Array) -> int:
+    """The index of the first true value of a boolean array that has one."""
     return int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[0])
 
 

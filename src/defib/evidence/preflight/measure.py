@@ -10,7 +10,9 @@ Per batch of rows: the texts go through the fast tokenizer
 (:mod:`defib.evidence.preflight.tokens`), the labels through
 :mod:`defib.evidence.preflight.labels`, and a hash of each text with its label
 into a keyed sample, from which duplicate texts with disagreeing labels are
-counted.
+counted. Rows whose text is a list of tokens (token classification: JSON
+Lines, Parquet or a CoNLL file) take their tags through
+:mod:`defib.evidence.preflight.tags` instead, against each row's token count.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from defib.evidence.preflight.labels import LabelCounter, check_task
+from defib.evidence.preflight.labels import LabelCounter, check_task, first_true
 from defib.evidence.preflight.sampling import KeyedSample, groups
+from defib.evidence.preflight.tags import TagCounter, is_list
 from defib.evidence.preflight.tokens import TokenCounter, load_model_config, load_tokenizer, pick_max_length
 from defib.evidence.readers import InputError, open_table
 from defib.evidence.task import infer_task
 from defib.signals.check import CheckSignals, DuplicateSignals, LabelSignals
+from defib.signals.run import TOKEN_TASK
 
 BATCH_ROWS = 4096          # rows per tokenizer call: large enough for Rust's parallelism, small for memory
 CONFLICT_SPREAD = 0.5      # regression: duplicates whose targets differ by more than this many target stds disagree
@@ -47,23 +52,43 @@ class Preflight:
         self.source, self.text_columns, self.label_column = source, text_columns, label_column
         self.tokens = TokenCounter(tok, length, origin, pair=len(text_columns) == 2, model=self.model,
                                    source=source, columns=text_columns)
-        self.labels = LabelCounter(label_column, source)
+        self.labels: LabelCounter | TagCounter = LabelCounter(label_column, source)
+        self.per_token: bool | None = None   # the texts are lists of tokens; known at the first batch
         self.dups = KeyedSample()
         self.rows = 0
 
     def add(self, texts: pa.Array, pairs: pa.Array | None, labels: pa.Array) -> None:
+        self._start(texts, pairs)
         for name, col in zip(self.text_columns, [texts, pairs]):
-            if col is not None and not _is_text(col.type):
+            if col is not None and not self.per_token and not _is_text(col.type):
                 raise InputError(f"{self.source}: column {name!r} holds {col.type} values, not text")
+        words = _word_counts(texts, self.text_columns[0], self.source, self.rows + 1) if self.per_token else None
         for start in range(0, len(texts), BATCH_ROWS):
             part = slice(start, start + BATCH_ROWS)
             row0 = self.rows + 1
             t = _plain(texts[part])
             p = _plain(pairs[part]) if pairs is not None else None
-            label_keys = self.labels.update(labels[part], row0)
+            if words is not None:
+                label_keys = self.labels.update(labels[part], words[part], row0)
+            else:
+                label_keys = self.labels.update(labels[part], row0)
             text_keys = self.tokens.update(t, p, row0)
             self.dups.add(text_keys, label_keys, np.arange(row0, row0 + len(t)))
             self.rows += len(t)
+
+    def _start(self, texts: pa.Array, pairs: pa.Array | None) -> None:
+        """At the first batch, texts that are lists of tokens make this a token-level check (tags per token)."""
+        per_token = is_list(texts.type)
+        if self.per_token is None:
+            self.per_token = per_token
+            if per_token:
+                self.labels = TagCounter(self.label_column, self.source)
+        elif per_token != self.per_token:
+            raise InputError(f"{self.source}: column {self.text_columns[0]!r} holds lists of tokens in some rows "
+                             f"and text in others (from row {self.rows + 1})")
+        if per_token and pairs is not None:
+            raise InputError(f"{self.source}: column {self.text_columns[0]!r} holds lists of tokens (token "
+                             f"classification); --text-pair {self.text_columns[1]} cannot pair with them")
 
     def finish(self, task: str | None) -> CheckSignals:
         lab = self.labels.signals()
@@ -77,7 +102,7 @@ class Preflight:
         else:
             s.task, s.task_reason = infer_task(lab)
         s.labels = lab
-        s.order = self.labels.order(s.task)
+        s.order = None if self.per_token else self.labels.order(s.task)
         s.duplicates = self._duplicates(lab, s.task)
         return s
 
@@ -98,7 +123,7 @@ class Preflight:
             g = int(np.flatnonzero(bad)[np.argmin(rows[starts[bad]])])  # the group that starts earliest in the file
             span = slice(int(starts[g]), int(starts[g]) + min(int(sizes[g]), EXAMPLES))
             out.examples = rows[span].tolist()
-            names = {code: text for text, code in self.labels.codes.items()}
+            names = {code: text for text, code in self.labels.codes.items()} if lab.kind == "text" else {}
             out.example_labels = [names.get(int(v), v) if lab.kind == "text" else _num(v) for v in label_keys[span]]
         return out
 
@@ -113,7 +138,7 @@ def measure_file(path: str | Path, *, text: str, label: str, model: Any, text_pa
     """
     columns = [text] + ([text_pair] if text_pair else []) + [label]
     roles = ["--text"] + (["--text-pair"] if text_pair else []) + ["--label"]
-    table = open_table(path, columns, delimiter=delimiter, roles=roles)
+    table = open_table(path, columns, delimiter=delimiter, roles=roles, sniff_conll=task == TOKEN_TASK)
     pf = Preflight(source=str(path), text_columns=columns[:-1], label_column=label, model=model,
                    tokenizer=tokenizer, max_length=max_length)
     for batch in table.batches:
@@ -146,6 +171,21 @@ def measure_data(texts: Sequence[str], labels: Sequence[Any], *, text_pairs: Seq
 def _is_text(t: pa.DataType) -> bool:
     return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
             or (pa.types.is_dictionary(t) and _is_text(t.value_type)))
+
+
+def _word_counts(texts: pa.Array, column: str, source: str, row0: int) -> np.ndarray:
+    """Tokens per row of a column of token lists; a missing list or token, or a token that is not text, is bad input."""
+    if texts.null_count:
+        raise InputError(f"{source}: row {row0 + first_true(texts.is_null())}, column {column!r} has no tokens (null)")
+    flat = pc.list_flatten(texts)
+    if len(flat) and not _is_text(flat.type):
+        raise InputError(f"{source}: column {column!r} holds lists of {flat.type} values, not words (token ids? "
+                         "a token classification file holds the words, tokenized by the model at training time)")
+    if flat.null_count:
+        parents = pc.list_parent_indices(texts).to_numpy(zero_copy_only=False)
+        row = row0 + int(parents[first_true(flat.is_null())])
+        raise InputError(f"{source}: row {row}, column {column!r} holds a missing token (null) in its list")
+    return pc.list_value_length(texts).to_numpy(zero_copy_only=False)
 
 
 def _plain(arr: pa.Array) -> pa.Array:

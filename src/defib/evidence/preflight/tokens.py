@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from defib.evidence.preflight.sampling import KeyedSample, groups
+from defib.evidence.preflight.tags import is_list
 from defib.evidence.readers import InputError, check_field_lengths, first_line
 from defib.signals.check import ModelConfigSignals, TokenSignals
 
@@ -161,7 +162,15 @@ class TokenCounter:
         self.s.specials_missing = [t for t in declared if tok.convert_tokens_to_ids(t) not in ids]
 
     def update(self, texts: pa.Array, pairs: pa.Array | None, row0: int) -> np.ndarray:
-        """Encode one batch; return a hash per row of its text (or pair), for the duplicate check."""
+        """Encode one batch; return a hash per row of its text (or pair), for the duplicate check.
+
+        ``texts`` may hold a list of words per row (token classification): they are encoded as
+        ``tokenizer(words, is_split_into_words=True)`` encodes them, and joined with spaces for the
+        checks that read text (empty rows, casing, field length, duplicates).
+        """
+        words = texts.to_pylist() if is_list(texts.type) else None
+        if words is not None:
+            texts = pc.binary_join(texts, " ")
         columns = [texts] if pairs is None else [texts, pairs]
         cols = [pc.fill_null(c, "") if c.null_count else c for c in columns]
         check_field_lengths(self.source, self.columns, cols, row0)  # in-memory columns never met the reader
@@ -177,22 +186,24 @@ class TokenCounter:
         lists = [c.to_pylist() for c in cols]
         inputs = lists[0] if pairs is None else list(zip(*lists))
         keys = np.fromiter(map(hash, inputs), dtype=np.int64, count=len(inputs))
-        ids = [e.ids for e in self._encode(self.full, inputs)]
-        self._count(ids, inputs, keys, row0)
+        encoded = words if words is not None else inputs
+        ids = [e.ids for e in self._encode(self.full, encoded, words is not None)]
+        self._count(ids, encoded, words is not None, keys, row0)
         return keys
 
     @staticmethod
-    def _encode(tokenizer: Any, inputs: list) -> list:
+    def _encode(tokenizer: Any, inputs: list, pretokenized: bool) -> list:
         """Batched encoding in Rust; ``encode_batch_fast`` (tokenizers >= 0.20) skips the character offsets."""
         fast = getattr(tokenizer, "encode_batch_fast", None)
-        return fast(inputs) if fast is not None else tokenizer.encode_batch(inputs)
+        encode = fast if fast is not None else tokenizer.encode_batch
+        return encode(inputs, is_pretokenized=pretokenized)
 
     def _note_empty(self, idx: np.ndarray, row0: int) -> None:
         self.s.empty_rows += len(idx)
         room = EXAMPLES - len(self.s.empty_examples)
         self.s.empty_examples += [row0 + int(i) for i in idx[:room]]
 
-    def _count(self, ids: list[list[int]], inputs: list, keys: np.ndarray, row0: int) -> None:
+    def _count(self, ids: list[list[int]], inputs: list, pretokenized: bool, keys: np.ndarray, row0: int) -> None:
         s = self.s
         lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))  # (B,)
         flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lens.sum()))  # (sum of lengths,)
@@ -215,7 +226,7 @@ class TokenCounter:
         if len(long):
             s.rows_truncated += len(long)
             s.tokens_cut += int((lens[long] - self.max_length).sum())
-            cut = self._encode(self.cut, [inputs[i] for i in long])
+            cut = self._encode(self.cut, [inputs[i] for i in long], pretokenized)
             id_keys = np.fromiter((hash(tuple(e.ids)) for e in cut), dtype=np.int64, count=len(long))
             self.collide.add(id_keys, keys[long], row0 + long)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from defib.signals.check import CheckSignals
+from defib.signals.run import TOKEN_TASK
 from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 
@@ -67,7 +68,8 @@ class TruncationInData(Rule):
         target = min(p95, limit) if limit else p95
         side = ("tokenizer(a, b, truncation='only_first', max_length=...) keeps the second text whole; or "
                 if t.pair else "")
-        fix = f"{side}tokenizer(..., truncation=True, max_length={target})  # covers 95% of rows"
+        words = "is_split_into_words=True, " if s.task == TOKEN_TASK else ""  # lengths were counted in word pieces
+        fix = f"{side}tokenizer(..., {words}truncation=True, max_length={target})  # covers 95% of rows"
         if collide >= self.warn_collisions:
             example = f" (e.g. rows {', '.join(map(str, t.collision_examples[:3]))})" if t.collision_examples else ""
             return self.finding(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from defib.signals.check import CheckSignals
+from defib.signals.run import TOKEN_TASK
 from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
@@ -50,6 +51,10 @@ class ConstantLabelsInData(Rule):
             return None
         counts = lab.counts or {}
         fix = "Inspect the raw labels (df[label].value_counts()) and the code that converts them."
+        if s.task == TOKEN_TASK and len(counts) == 1:
+            return self.finding(f"All {lab.tags:,} tokens ({lab.rows:,} rows) have tag {next(iter(counts))!r}: "
+                                "there is nothing to learn.", confidence=0.97,
+                                evidence={"tag_counts": _shown(counts)}, fix=fix)
         if s.task == "classification" and len(counts) == 1:
             value = next(iter(counts))
             every = f"All {lab.rows:,} rows have" if lab.rows > 1 else "The only row has"

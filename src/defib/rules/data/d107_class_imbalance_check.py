@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from defib.signals.check import CheckSignals
+from defib.signals.run import TOKEN_TASK
 from defib.rules.base import Finding, Rule, Severity, register
 
 
@@ -12,8 +13,10 @@ class ClassImbalanceInData(Rule):
 
     What it detects:
         The ratio of the largest class to the smallest (for multilabel: of
-        the rows without a label to the rows with it, for the rarest label).
-        It gives the inverse-frequency class weights it recommends.
+        the rows without a label to the rows with it, for the rarest label;
+        for token classification: of the tokens carrying the commonest tag,
+        usually O, to those carrying the rarest). It gives the
+        inverse-frequency class weights it recommends.
 
     Why it flattens predictions:
         With an unweighted loss, always answering the majority class already
@@ -41,12 +44,13 @@ class ClassImbalanceInData(Rule):
     stage = "check"
 
     max_ratio = 5.0     # largest class / smallest class above this: the minority is easy to give up on
-    min_rows = 20       # rows before judging
+    min_rows = 20       # rows (tokens, for token classification) before judging
 
     def check(self, s: CheckSignals) -> Finding | None:
         lab = s.labels
         counts = lab.counts
-        if lab.rows < self.min_rows or len(counts) < 2 or s.task not in ("classification", "multilabel"):
+        seen = lab.tags if s.task == TOKEN_TASK else lab.rows
+        if seen < self.min_rows or len(counts) < 2 or s.task not in ("classification", "multilabel", TOKEN_TASK):
             return None
         if s.task == "multilabel":
             return self._multilabel(s)
@@ -57,6 +61,15 @@ class ClassImbalanceInData(Rule):
             return None
         weights = {str(c): round(n / (k * m), 3) for c, m in counts.items()}
         ordered = [weights[str(c)] for c in sorted(counts)]  # the order of a sorted label2id
+        if s.task == TOKEN_TASK:
+            return self.finding(
+                f"Tag {major!s} is on {big / n:.0%} of {n:,} tokens and tag {minor!s} on {small:,} ({ratio:.0f}x "
+                f"fewer): an unweighted loss can score well by tagging every token {major!s}.",
+                confidence=0.6,
+                evidence={"tag_counts": {str(c): m for c, m in counts.items()}, "tokens": n,
+                          "majority_tag": str(major), "majority_share": round(big / n, 4), "ratio": round(ratio, 2),
+                          "class_weights": weights},
+                fix=f"nn.CrossEntropyLoss(weight=torch.tensor({ordered}), ignore_index=-100)  # tags in sorted order")
         return self.finding(
             f"Class {major!s} has {big:,} rows and class {minor!s} {small:,} ({ratio:.1f}x fewer; "
             f"{small / n:.1%} of {n:,} rows): an unweighted loss can score well by predicting {major!s}.",
