@@ -27,7 +27,7 @@ MICRO_BATCH = 8
 ACCUM = 4
 MAX_LEN = 64
 SMOOTHING = 0.1
-N_DEV = 400
+DEV_EVERY = 35  # ~400 dev reviews
 
 
 def build_tokenizer():
@@ -114,9 +114,11 @@ def main():
     tokenizer = build_tokenizer()
     rows = load_rotten_tomatoes()
     feats = cached_features(tokenizer, rows, args.cache_dir)
-    split = np.random.RandomState(99).permutation(len(feats))
-    dev_feats = [feats[i] for i in split[:N_DEV]]
-    train_feats = [feats[i] for i in split[N_DEV:]]
+    # stratified dev split: every DEV_EVERY-th review of the class-sorted list
+    by_class = sorted(range(len(feats)), key=lambda i: feats[i]["label"])
+    dev_ids = set(by_class[::DEV_EVERY])
+    dev_feats = [feats[i] for i in by_class if i in dev_ids]
+    train_feats = [feats[i] for i in by_class if i not in dev_ids]
 
     collate = PadCollator(tokenizer.pad_token_id)
     gen = torch.Generator().manual_seed(args.seed)
