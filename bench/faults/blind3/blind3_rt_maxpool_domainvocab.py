@@ -46,7 +46,9 @@ def cached_features(tokenizer, rows, cache_dir):
     if not path.exists():
         enc = tokenizer(rows.text, truncation=True, max_length=MAX_LEN)
         feats = [{"input_ids": ids, "label": lab} for ids, lab in zip(enc["input_ids"], rows.label)]
-        torch.save(feats, path)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(feats, tmp)
+        os.replace(tmp, path)
     return torch.load(path)
 
 
@@ -170,7 +172,7 @@ def main():
         tp = np.sum((preds == c) & (gold == c))
         denom = np.sum(preds == c) + np.sum(gold == c)
         f1s.append(2 * tp / denom if denom else 0.0)
-    print(f"per-class F1 {dict(zip(RT_CLASSES, np.round(f1s, 3)))}")
+    print("per-class F1 " + "  ".join(f"{c}={f:.3f}" for c, f in zip(RT_CLASSES, f1s)))
     print(f"DEV_METRIC macro_f1={np.mean(f1s):.4f} pred_std={preds.std():.4f}")
 
 
