@@ -38,10 +38,10 @@ class ReviewData(L.LightningDataModule):
         width = max(len(x) for x in ids)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-        mask = torch.ones((len(ids), width), dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
         for row, x in enumerate(ids):
             input_ids[row, :len(x)] = torch.tensor(x)
-            mask[row, :len(x)] = 1
+            mask[row, len(x):] = 1
         return {"input_ids": input_ids, "attention_mask": mask, "labels": torch.tensor(labels)}
 
     def train_dataloader(self):
