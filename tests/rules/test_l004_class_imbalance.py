@@ -43,6 +43,26 @@ def test_majority_collapse_with_unweighted_loss_fires():
     assert_where(f, test_majority_collapse_with_unweighted_loss_fires)
 
 
+def test_a_collapse_with_a_third_of_the_labels_outside_the_majority_is_not_blamed_on_imbalance():
+    """54/39/7 labels that do not belong to their inputs: the model answers the majority, but not because of it."""
+    g = torch.Generator().manual_seed(15)
+    x = torch.randn(1280, 8, generator=g)
+    u = torch.rand(1280, generator=g)
+    labels = (u > 0.54).long() + (u > 0.93).long()  # independent of x
+    with watch() as w:
+        model = nn.Linear(8, 3)
+        opt = torch.optim.AdamW(model.parameters(), lr=5e-2)
+        for xb, yb in batches(x, labels, size=32):
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    p = w.watcher.s.preds
+    major = max(p.pred_counts.values()) / sum(p.pred_counts.values())
+    assert major >= 0.9, p.pred_counts  # it did collapse onto the majority ...
+    assert find(w.diagnosis, "L004") is None  # ... yet a third of the labels is too much to give up for imbalance
+
+
 def test_imbalanced_classes_that_the_model_tells_apart_are_silent():
     x, labels = _data(informative=True)
     with watch() as w:
