@@ -128,3 +128,33 @@ def test_nll_on_raw_logits_fires_and_on_log_softmax_stays_silent():
     assert found is not None and found.cause == "loss.wrong_loss" and "negative" in found.message
     proper = LossSignals(fn="nll_loss", family="classification", logprob_rows_share=1.0)
     assert WrongLoss().check(Signals(loss=proper, preds=PredSignals(task="classification", n_classes=3))) is None
+
+
+def test_a_hand_written_loss_that_averages_before_the_absolute_value_fires():
+    ids, scores = _scores()
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for x, y in batches(ids, scores, size=16):
+            loss = torch.abs((model(x).squeeze(-1) - y).mean())  # planted
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "L002")
+    assert f is not None and f.evidence["reduced_first"], w.diagnosis.findings
+    assert w.diagnosis.verdict != "inconclusive"
+    assert_where(f, test_a_hand_written_loss_that_averages_before_the_absolute_value_fires)
+
+
+def test_a_hand_written_loss_that_averages_after_the_absolute_value_is_silent():
+    ids, scores = _scores()
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for x, y in batches(ids, scores, size=16):
+            loss = torch.abs(model(x).squeeze(-1) - y).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert w.watcher.s.loss.fn == "l1_loss" and not w.watcher.s.loss.reduced_first
+    assert find(w.diagnosis, "L002") is None

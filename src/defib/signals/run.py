@@ -54,6 +54,9 @@ class LossSignals:
     scale_factor: float | None = None         # loss / loss recomputed with mean reduction (1 = plain mean)
     soft_target_max: float | None = None      # cross-entropy given float (soft) targets: their largest value
     # classification whose rows are tokens: logits [B, T, K] (or [B, K, T]), or [N, K] flattened or indexed from them
+    # a hand-written loss that averages pred - target over the batch before its abs or square
+    # (``abs((pred - y).mean())``): it fits only the batch mean; no targets are read from it
+    reduced_first: bool = False
     per_token: bool = False
     ignore_index: int | None = None           # cross-entropy / NLL targets at this value are dropped (None: no index)
     # "call": a torch loss defib hooks (F.mse_loss, nn.CrossEntropyLoss); "graph": a loss written with tensor ops,

@@ -72,7 +72,7 @@ def mark_outputs_in(output: Any) -> None:
             mark_output(value)
 
 
-def read_loss(loss: torch.Tensor) -> tuple[GraphLoss | None, list[str]]:
+def read_loss(loss: torch.Tensor) -> tuple[GraphLoss | ReducedFirst | None, list[str]]:
     """Walk ``loss``'s graph breadth first for the first term that compares predictions with targets.
 
     Returns the term (None if none was recognised) and the distinct node names the walk saw, which
@@ -98,9 +98,20 @@ def read_loss(loss: torch.Tensor) -> tuple[GraphLoss | None, list[str]]:
     return None, names
 
 
-def _recognise(node: Any, name: str) -> GraphLoss | None:
+@dataclass
+class ReducedFirst:
+    """``abs((pred - y).mean())`` or ``((pred - y).mean()) ** 2``: the batch's differences are averaged *before*
+    the absolute value or the square, so the loss is zero whenever the batch mean is right, whatever each
+    prediction is. No per-example target survives in the graph (a subtraction keeps nothing), so this is
+    recognised by its shape alone."""
+
+    fn: str         # the loss the user meant: "l1_loss" for abs, "mse_loss" for a square
+    producer: Any   # the autograd node that made the predictions
+
+
+def _recognise(node: Any, name: str) -> GraphLoss | ReducedFirst | None:
     if name in ("PowBackward0", "AbsBackward0", "MulBackward0"):
-        return _difference(node, name)
+        return _difference(node, name) or _reduced_first(node, name)
     if name in ("GatherBackward0", "IndexBackward0"):
         return _picked_log_prob(node, name)
     return None
@@ -149,6 +160,25 @@ def _difference(node: Any, name: str) -> GraphLoss | None:
     value = diff.pow(2).mean() if squared else diff.abs().mean()
     return GraphLoss(fn="mse_loss" if squared else "l1_loss", family="regression", input=pred, target=target,
                      value=value, producer=pred_node)
+
+
+def _reduced_first(node: Any, name: str) -> ReducedFirst | None:
+    """An absolute value or a square of a full mean or sum of ``pred - y`` (see :class:`ReducedFirst`)."""
+    fns = node.next_functions
+    if name == "MulBackward0" and (len(fns) != 2 or fns[0][0] is not fns[1][0]):
+        return None
+    if name == "PowBackward0" and getattr(node, "_saved_exponent", None) != 2:
+        return None
+    mean = fns[0][0]
+    if type(mean).__name__ not in ("MeanBackward0", "SumBackward0"):
+        return None  # a full reduction: MeanBackward1 / SumBackward1 reduce over chosen dims only
+    sub = mean.next_functions[0][0]
+    if type(sub).__name__ != "SubBackward0":
+        return None
+    slots = [f for f, _ in sub.next_functions if f is not None]
+    if len(slots) != 1:  # both sides carry gradients: not predictions against data
+        return None
+    return ReducedFirst(fn="l1_loss" if name == "AbsBackward0" else "mse_loss", producer=slots[0])
 
 
 def _values(node: Any, shape: tuple[int, ...]) -> torch.Tensor | None:

@@ -136,6 +136,21 @@ class LossEvidence(Part):
             ls.label_where = _label_where(ls.where)
         self.loss_call.__wrapped__(self, found.fn, found.input, found.target, found.value, {})
 
+    def reduced_first(self, found: Any, where: Callable[[], Any]) -> None:
+        """A hand-written loss that reduces ``pred - y`` over the batch before its abs or square (:mod:`.graph`).
+
+        No targets reach defib through it, so only the loss's shape is recorded: L002 names it.
+        """
+        ls = self.w.s.loss
+        if ls is not None and not ls.reduced_first:
+            return  # a loss read some other way is the training loss
+        if ls is None:
+            ls = self.w.s.loss = LossSignals(fn=found.fn, family="regression", source="graph", reduced_first=True)
+            ls.where = where()
+            ls.input_requires_grad = True
+            ls.producer = _grad_fn_chain(found.producer)
+        ls.calls += 1
+
     def library_loss(self, fn: str, input: torch.Tensor, target: torch.Tensor | None, value: torch.Tensor,
                      baseline: torch.Tensor | float, where: Any) -> None:
         """A library's own loss module, read by its patch (:mod:`.sentence`): the scores it compares, the targets.

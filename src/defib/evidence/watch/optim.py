@@ -22,7 +22,7 @@ from torch import nn
 from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, where_here, where_made
 from defib.evidence.schedules import schedule_plan
-from defib.evidence.watch.graph import loss_where, read_loss
+from defib.evidence.watch.graph import ReducedFirst, loss_where, read_loss
 from defib.evidence.watch.guard import Part, guarded
 from defib.signals.common import Series
 from defib.signals.run import OptimSignals
@@ -82,7 +82,10 @@ class OptimEvidence(Part):
     def _read_graph(self, loss: torch.Tensor) -> None:
         """No hooked loss call made this loss: read its predictions and targets from its graph."""
         found, names = read_loss(loss)
-        if found is not None:
+        if isinstance(found, ReducedFirst):
+            self.w.loss.reduced_first(found, functools.partial(loss_where, True))
+            self.signals().unread_loss = []
+        elif found is not None:
             self.w.loss.graph_loss(found, functools.partial(loss_where, found.family == "regression"))
             self.signals().unread_loss = []
         else:

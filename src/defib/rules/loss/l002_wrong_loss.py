@@ -14,7 +14,10 @@ class WrongLoss(Rule):
         Cross-entropy over a single logit (the loss is always 0); an
         element-wise regression loss fed class logits and class ids; BCE fed
         continuous scores outside [0, 1]; cross-entropy fed soft targets that
-        are not distributions (continuous scores squeezed into a class axis).
+        are not distributions (continuous scores squeezed into a class axis);
+        a hand-written loss that averages ``pred - target`` over the batch
+        before its absolute value or square (``abs((pred - y).mean())``),
+        which only the batch mean can satisfy.
 
     Why it flattens predictions:
         Each of these gives the model nothing to learn from the input: a
@@ -40,10 +43,22 @@ class WrongLoss(Rule):
     cause = "loss.wrong_loss"
     title = "The loss does not fit the task"
     severity = Severity.ERROR
-    needs = ("loss", "preds")
+    needs = ("loss",)  # and preds, except for a loss whose shape alone is wrong
 
     def check(self, s: Signals) -> Finding | None:
         ls, p = s.loss, s.preds
+        if ls is not None and ls.reduced_first:
+            op = "absolute value" if ls.fn == "l1_loss" else "square"
+            return self.finding(
+                f"The loss averages pred - target over the batch before taking its {op}: it is zero whenever the "
+                "batch's mean prediction is right, whatever each example's prediction is, so nothing asks the "
+                "model to tell examples apart.",
+                confidence=0.9, where=ls.where,
+                fix=("loss = (pred - target).abs().mean()" if ls.fn == "l1_loss"
+                     else "loss = ((pred - target) ** 2).mean()") + "  # per example first, then the mean",
+                evidence={"loss": ls.fn, "reduced_first": True, "graph": list(ls.producer)[:6]})
+        if p is None:
+            return None
         width = ls.input_shape[-1] if ls.input_shape else None
         if ls.fn == "nll_loss" and ls.logprob_rows_share is not None and ls.logprob_rows_share < 0.5:
             low = ls.values.pairs()
