@@ -82,3 +82,26 @@ def test_rule_on_signals():
     assert rule.check(Signals(data=DataSignals(batches_with_pad=10, batches_pad_no_mask=4))) is None
     f = rule.check(Signals(data=DataSignals(batches_with_pad=10, batches_mask_all_ones_with_pad=9)))
     assert f is not None and "all ones" in f.message
+
+
+class DropsTheMask(BertRegressor):
+    """A wrapper whose forward takes the mask and does not pass it on to the encoder."""
+
+    def forward(self, input_ids, attention_mask=None):
+        h = self.encoder(input_ids=input_ids).last_hidden_state  # planted
+        return self.head(h[:, 0]).squeeze(-1)
+
+
+def test_a_mask_the_users_module_drops_before_the_encoder_fires_at_that_line(tiny_model_dir):
+    tok = tokenizer(str(tiny_model_dir))
+    with watch() as w:
+        model = DropsTheMask(tiny_model_dir).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for enc, y in _batches(tok):
+            loss = F.mse_loss(model(enc["input_ids"], enc["attention_mask"]), y)  # the mask reaches the wrapper ...
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "D002")
+    assert f is not None and f.evidence["no_mask"] == 6, w.diagnosis.findings
+    assert_where(f, DropsTheMask)  # ... and is lost inside it

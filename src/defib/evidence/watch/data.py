@@ -49,6 +49,10 @@ class DataEvidence(Part):
         self._loaders: dict[int, dict[str, Any]] = {}
         self._active_loader: dict | None = None  # the loader iterated last, until a forward shows its use
         self._mask_where: Any = None  # where a finding about the training batches' masks points
+        # (input_ids, attention_mask) an encoder inside the user's module received in this forward, and the line
+        # in that module that calls it (see encoder_batch)
+        self._encoder_inputs: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._encoder_mask_where: Any = None
         self._tokenizer: weakref.ref | None = None  # the tokenizer called last
         # per embedding row, on the model's device: True where the checkpoint never trained it (see _embedding_seen)
         self._untrained: torch.Tensor | None = None
@@ -85,6 +89,21 @@ class DataEvidence(Part):
         """A forward without gradients or in eval mode: the loader iterated last feeds an evaluation, not training."""
         self._active_loader = None
 
+    def encoder_batch(self, ids: torch.Tensor | None, mask: torch.Tensor | None) -> None:
+        """An encoder called inside the user's module during training: the ids and mask it received.
+
+        The outermost call may carry a right mask that the user's forward then drops (or rebuilds) before
+        the encoder; the batch check reads the encoder's inputs instead, and a mask finding points at the
+        line in the user's forward that calls the encoder. A mask of another shape (a 4-D extended one)
+        leaves the outermost call's in charge.
+        """
+        if ids is None or (mask is not None and mask.shape != ids.shape):
+            self._encoder_inputs = None
+            return
+        self._encoder_inputs = (ids, mask)
+        if self._encoder_mask_where is None:
+            self._encoder_mask_where = where_here(keyword="attention_mask", skip=3)
+
     def training_batch(self, ids: torch.Tensor, mask: torch.Tensor | None, model: Any = None) -> None:
         """The outermost model call of a training forward: its loader is the training loader; check the batch.
 
@@ -94,6 +113,12 @@ class DataEvidence(Part):
         self._adopt_loader()
         if not self._embedding_checked and model is not None:
             self._embedding_seen(model)
+        inner, self._encoder_inputs = self._encoder_inputs, None
+        if inner is not None and inner[0].shape == ids.shape:
+            # the mask the call gave was dropped or replaced on the way to the encoder: that line is the one
+            if mask is not None and inner[1] is not mask and self._mask_where is None:
+                self._mask_where = self._encoder_mask_where
+            ids, mask = inner
         if self._mask_where is None:
             self._mask_where = where_here(keyword="attention_mask", skip=3)
         self.w.later(self._check_batch, ids.detach().clone(),

@@ -193,6 +193,10 @@ class Watcher:
                     started = time.perf_counter()
                     self.model.encoder_output(hidden, find_inputs(args, kwargs)[1])
                     self.cost.own += time.perf_counter() - started
+                if self._depth > 0 and module.training:
+                    # inside the user's own module: what the encoder itself received is what counts for the
+                    # mask (a wrapper whose forward takes attention_mask and drops it before the encoder)
+                    self.data.encoder_batch(*find_inputs(args, kwargs))
             else:
                 self.model.nograd_encoder(module)
         if self._depth == 0:
