@@ -120,9 +120,9 @@ class ModelEvidence(Part):
         m.adapter_modules = list(dict.fromkeys(f.name for f in factors))
         if factors:
             m.lora_scale = sorted(f.scale for f in factors)[len(factors) // 2]
-            w = m.adapter_where
-            m.lora_scale_where = w and make_where(w.file, origin_line(w.file, w.line, "lora_alpha",
-                                                                      getattr(config, "lora_alpha", None)))
+            made = m.adapter_where
+            m.lora_scale_where = made and make_where(made.file, origin_line(made.file, made.line, "lora_alpha",
+                                                                            getattr(config, "lora_alpha", None)))
 
     def _head_input(self, module: nn.Module, args: tuple) -> None:
         if not (args and isinstance(args[0], torch.Tensor) and torch.is_grad_enabled() and module.training):
