@@ -218,7 +218,6 @@ def test_lora_scale_fix_sets_every_adapted_layers_scale_and_keeps_the_lr(fixed, 
 
 def test_lora_under_lightning_is_healthy(tiny_model_dir):
     pl = pytest.importorskip("lightning.pytorch")
-    from test_integration_lightning import Regressor
     from torch.utils.data import DataLoader
 
     from defib.integrations.lightning import DefibCallback
@@ -229,11 +228,22 @@ def test_lora_under_lightning_is_healthy(tiny_model_dir):
         texts, ys = zip(*batch)
         return tok(list(texts), padding=True, truncation=True, max_length=32, return_tensors="pt"), torch.tensor(ys)
 
-    module = Regressor(str(tiny_model_dir), broadcast=False)  # a head of its own on the mean of last_hidden_state
-    module.encoder = get_peft_model(module.encoder, LoraConfig(**LORA))
+    class LoraRegressor(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = get_peft_model(_classifier(tiny_model_dir), LoraConfig(task_type=TaskType.SEQ_CLS, **LORA))
+            self.model.train()  # from_pretrained returns eval mode, and Lightning 2.6 keeps submodules as they are
+
+        def training_step(self, batch, _):
+            enc, y = batch
+            return F.mse_loss(self.model(**enc).logits.squeeze(-1), y)
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=1e-3)
+
     callback = DefibCallback(report=False)
     trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[callback])
-    trainer.fit(module, DataLoader(ROWS, batch_size=BATCH, shuffle=True, collate_fn=collate))
+    trainer.fit(LoraRegressor(), DataLoader(ROWS, batch_size=BATCH, collate_fn=collate))
     assert_healthy(callback.diagnosis, STEPS)
     assert not callback.diagnosis.findings, _codes(callback.diagnosis)
