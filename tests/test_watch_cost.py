@@ -128,6 +128,12 @@ def test_defib_reads_values_on_a_sampled_step() -> None:
     assert counted.calls
 
 
+def _copies(snap: dict) -> list[torch.Tensor]:
+    """The values before the step that each update measure holds (its last argument: a tensor, or LoRA's (A, B))."""
+    return [t for measure in snap.values()
+            for t in (measure.args[-1] if isinstance(measure.args[-1], tuple) else (measure.args[-1],))]
+
+
 def test_update_snapshot_memory_is_bounded() -> None:
     """The copies defib holds to measure updates are a small fixed share of the weights, not a copy of them."""
     torch.manual_seed(0)
@@ -138,7 +144,7 @@ def test_update_snapshot_memory_is_bounded() -> None:
         snap = w.watcher.optim._snap
         # runs after defib's own pre-step hook (registered first), when the copies exist
         handle = register_optimizer_step_pre_hook(
-            lambda o, a, k: held.append(sum(t.numel() * t.element_size() for *_, t in snap.values())))
+            lambda o, a, k: held.append(sum(t.numel() * t.element_size() for t in _copies(snap))))
         try:
             for ids, mask, y in batches(2):
                 F.mse_loss(model(ids, mask), y).backward()

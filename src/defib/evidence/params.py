@@ -9,7 +9,12 @@ Hugging Face conventions: ``bert.encoder.layer.N``, ``roberta.encoder.layer.N``,
 ``electra.encoder.layer.N``, ModernBERT's ``model.layers.N``; the head is
 ``classifier`` (``classifier.dense``/``out_proj``), DistilBERT's
 ``pre_classifier``, ModernBERT's ``head``, or whatever the script names it.
-So grouping works for models defib never saw.
+So grouping works for models defib never saw. A model wrapped by PEFT keeps
+these names under its own prefix (``base_model.model.classifier...``), its
+LoRA factors under the layer they adapt (``...query.lora_A.default.weight``:
+that layer's group), and a head listed in ``modules_to_save`` twice: the copy
+that trains (``classifier.modules_to_save.default``) and the frozen original
+(``classifier.original_module``), which never runs while the adapter is on.
 """
 
 from __future__ import annotations
@@ -41,6 +46,11 @@ def group_of(name: str) -> str:
     return "head"
 
 
+def is_inactive_copy(name: str) -> bool:
+    """A name under PEFT's frozen ``original_module``: a copy kept for disabling the adapter, not run in training."""
+    return ".original_module." in f".{name}."
+
+
 def group_order(group: str) -> tuple[int, int]:
     """Sort key: embeddings, layers in order, the encoder's final norm, pooler, head."""
     if group.startswith("layer."):
@@ -60,7 +70,7 @@ def named_params(roots: list[nn.Module]) -> dict[int, tuple[str, nn.Parameter]]:
 def head_linears(root: nn.Module) -> list[nn.Linear]:
     """Linear layers outside the encoder, in registration order (the head)."""
     return [m for name, m in root.named_modules()
-            if isinstance(m, nn.Linear) and group_of(name + ".weight") == "head"]
+            if isinstance(m, nn.Linear) and group_of(name + ".weight") == "head" and not is_inactive_copy(name)]
 
 
 def encoder_layernorms(root: nn.Module) -> list[nn.LayerNorm]:

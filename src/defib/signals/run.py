@@ -151,6 +151,12 @@ class OptimSignals:
     never_grad: list[str] = field(default_factory=list)      # trainable, in the optimizer, grad stays None
     not_in_optimizer: list[str] = field(default_factory=list)  # get gradients, not in any optimizer
     groups_with_grad: list[str] = field(default_factory=list)
+    # groups whose update_ratio is a LoRA adapter's change of its layer, ||s (B'A' - BA)|| / ||W||, not a
+    # factor's own change (evidence/adapters.py); empty for a model PEFT did not wrap
+    adapter_groups: list[str] = field(default_factory=list)
+    # modules whose trainable LoRA factors in the optimizer got no gradient on any sampled step so far, as the
+    # model names them (at most 200): adapters on modules the forward to the loss never uses
+    adapters_idle: list[str] = field(default_factory=list)
     nonfinite: dict[str, int] = field(default_factory=dict)   # "loss"/"grad"/"weight" -> first step
     param_dtypes: list[str] = field(default_factory=list)
 
@@ -182,6 +188,12 @@ class ModelSignals:
     # sentence embeddings (a sentence-transformers model's output): mean cosine between the embeddings of the
     # different inputs of a training batch, sampled steps; near 1: every text points the same way (collapse)
     embedding_cosine: Series = field(default_factory=Series)
+    # a model wrapped by PEFT (peft.get_peft_model): its method ("LORA"), None for any other model
+    adapter_method: str | None = None
+    adapter_where: Where | None = None        # the user's line that built the PEFT config (LoraConfig(...))
+    adapter_modules: list[str] = field(default_factory=list)  # modules carrying a LoRA adapter, as the model names them
+    lora_scale: float | None = None           # median LoRA scale s (lora_alpha / r, or / sqrt(r) with rsLoRA)
+    lora_scale_where: Where | None = None     # the line that set lora_alpha (the config's line if not found)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""What defib wraps in transformers, once it is imported: tokenizer calls, ``from_pretrained``, ``TrainingArguments``.
+"""What defib wraps in transformers, once it is imported: tokenizer calls, ``from_pretrained``, ``TrainingArguments``;
+and in peft, the Hugging Face adapter library, the configs (``LoraConfig``).
 
 Applied through :class:`~defib.evidence.hooks.patching.PostImport`, so a
 script that never imports transformers never loads it because of defib.
@@ -20,6 +21,7 @@ def transformers_finder(inst: Installed, w: Watcher) -> PostImport:
         "transformers.tokenization_utils_base": functools.partial(_patch_tokenizers, inst, w),
         "transformers.modeling_utils": functools.partial(_patch_from_pretrained, inst, w),
         "transformers.training_args": functools.partial(_patch_training_args, inst, w),
+        "peft.config": functools.partial(_patch_peft_config, inst),
     })
 
 
@@ -129,3 +131,23 @@ def _planned(args: Any, passed: dict) -> tuple[int | None, int | None, Any]:
     where = where_here(keyword=keyword, skip=3, value=passed.get(keyword)) if keyword else None
     return (int(max_steps) if isinstance(max_steps, int) and max_steps > 0 else None,
             int(warmup) if isinstance(warmup, (int, float)) and warmup >= 1 else None, where)
+
+
+def _patch_peft_config(inst: Installed, module: Any) -> None:
+    """Remember the user's line that built each PEFT config (``LoraConfig(...)``): PEFT freezes the base model and
+    decides what trains there (``task_type``, ``modules_to_save``, ``target_modules``, ``lora_alpha``)."""
+    cls = getattr(module, "PeftConfigMixin", None)
+    if cls is None or "__post_init__" not in cls.__dict__:
+        return
+
+    def post_init(original):
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            try:
+                self._defib_where = where_here(skip=2)
+            except Exception:  # a config that refuses attributes just goes unmarked
+                pass
+        return run
+
+    inst.patch(cls, "__post_init__", post_init)

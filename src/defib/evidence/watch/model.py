@@ -15,8 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from defib.evidence import adapters as A
 from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here, where_picked
+from defib.evidence.provenance import origin_line
 from defib.evidence.stats import rel_spread
 from defib.evidence.watch.forward import Hook
 from defib.evidence.watch.guard import Part, guarded
@@ -37,6 +39,7 @@ class ModelEvidence(Part):
         super().__init__(watcher)
         self._roots: list[weakref.ref] = []
         self._names: dict[int, tuple[str, nn.Parameter]] = {}
+        self._lora: dict[int, A.LoraFactors] | None = None  # id(factor) -> its adapted layer, over every model seen
         self._head_hooks: list[Any] = []
         self._init_where: dict[int, Any] = {}
         # (autograd node, where) of the user's recent activation calls, until the loss is first seen
@@ -56,11 +59,17 @@ class ModelEvidence(Part):
             self._names = P.named_params(self.roots())
         return self._names
 
+    def lora(self) -> dict[int, A.LoraFactors]:
+        """id(LoRA factor) -> the adapted layer it belongs to (A and B both), over every model seen."""
+        if self._lora is None:
+            self._lora = {id(t): f for root in self.roots() for f in A.lora_factors(root) for t in (f.a, f.b)}
+        return self._lora
+
     def add_root(self, module: nn.Module) -> None:
         if any(r() is module for r in self._roots):
             return
         self._roots.append(weakref.ref(module))
-        self._names = {}  # rebuilt lazily
+        self._names, self._lora = {}, None  # rebuilt lazily
         if self.w.fix is not None:  # a confirmation rerun: the fix may change the model's inputs from its next call
             self._head_hooks.append(module.register_forward_pre_hook(Hook(self._fix_model_inputs), with_kwargs=True))
         if self.w.s.model is None:
@@ -83,7 +92,8 @@ class ModelEvidence(Part):
         heads = P.head_linears(root)
         if heads:
             first = heads[0]
-            m.head_params = [n for n, _ in root.named_parameters() if P.group_of(n) == "head"]
+            m.head_params = [n for n, _ in root.named_parameters()
+                             if P.group_of(n) == "head" and not P.is_inactive_copy(n)]
             w = first.weight.detach().float()
             m.head_fan_in = int(w.shape[1]) if w.ndim == 2 else None
             m.head_init_nonfinite = not bool(torch.isfinite(w).all())
@@ -92,9 +102,27 @@ class ModelEvidence(Part):
             m.head_init_absmax = float(finite.abs().max()) if finite.numel() else None
             self._head_hooks.append(first.register_forward_pre_hook(Hook(self._head_input)))
             self._inner_head = True
+        self._inspect_adapters(root)
         cfg = P.find_config(root)
         if cfg is not None and self.w.data.signals().pad_token_id is None:
             self.w.data.signals().pad_token_id = getattr(cfg, "pad_token_id", None)
+
+    def _inspect_adapters(self, root: nn.Module) -> None:
+        """A model wrapped by PEFT: its method, the adapted modules, the LoRA scale and the user's config line."""
+        config = A.peft_config(root)
+        if config is None:
+            return
+        m = self.w.s.model
+        method = getattr(config, "peft_type", None)
+        m.adapter_method = str(getattr(method, "value", method))
+        m.adapter_where = getattr(config, "_defib_where", None)
+        factors = A.lora_factors(root)
+        m.adapter_modules = list(dict.fromkeys(f.name for f in factors))
+        if factors:
+            m.lora_scale = sorted(f.scale for f in factors)[len(factors) // 2]
+            made = m.adapter_where
+            m.lora_scale_where = made and make_where(made.file, origin_line(made.file, made.line, "lora_alpha",
+                                                                            getattr(config, "lora_alpha", None)))
 
     def _head_input(self, module: nn.Module, args: tuple) -> None:
         if not (args and isinstance(args[0], torch.Tensor) and torch.is_grad_enabled() and module.training):

@@ -13,12 +13,13 @@ import math
 import os
 import sys
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from defib.evidence import adapters as A
 from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, where_here, where_made
 from defib.evidence.schedules import schedule_plan
@@ -44,8 +45,8 @@ class OptimEvidence(Part):
         self._probe: nn.Parameter | None = None
         self._not_cleared = 0
         self._graph_misses = 0  # backward() calls whose graph held no recognised loss
-        # id -> (group, param, the subset's flat indices, the subset before the step)
-        self._snap: dict[int, tuple[str, nn.Parameter, torch.Tensor, torch.Tensor]] = {}
+        # group -> what gives (||W before||, ||W after - W before||) of its measured tensor once the step is taken
+        self._snap: dict[str, Callable[[], torch.Tensor]] = {}
         self.training_args_where = None  # set by the TrainingArguments patch
         self.training_args_plan: tuple | None = None  # (max_steps, warmup_steps, where of the warmup), likewise
 
@@ -258,29 +259,52 @@ class OptimEvidence(Part):
             if pid not in self._opt_ids and p.grad is not None and name not in o.not_in_optimizer:
                 o.not_in_optimizer.append(name)
         o.groups_with_grad = sorted(by_group, key=P.group_order)
+        self._idle_adapters()
+
+    def _idle_adapters(self) -> None:
+        """The adapted modules whose trainable factors in the optimizer have had no gradient yet."""
+        idle = []
+        for f in {id(f): f for f in self.w.model.lora().values()}.values():
+            trainable = [id(t) for t in (f.a, f.b) if t.requires_grad and id(t) in self._opt_ids]
+            if trainable and not any(i in self._ever_grad for i in trainable):
+                idle.append(f.name)
+        self.signals().adapters_idle = idle[:200]
 
     def _snapshot(self, step: int, params: list[nn.Parameter], names: dict) -> None:
-        """Before a sampled step, copy a fixed subset of one tensor per group to measure the update.
+        """Before a sampled step, keep what measures one tensor's update per group after it.
 
         The update ratio ||W_after - W_before|| / ||W_before|| is estimated on at
         most SNAPSHOT_ELEMENTS evenly spaced elements of the tensor: a copy of
         whole tensors would cost memory in proportion to the model (7% of
         BERT-base's weights), while an update spread over a tensor gives the same
         ratio on a large even subset (the elements are the same before and after).
+        A LoRA factor stands for its adapted layer, whose update is the change the
+        adapter makes to it relative to the frozen weight (evidence/adapters.py):
+        the factors' own ratios mean nothing (B starts at exactly zero).
         """
         self._snap.clear()
         if not self.w.sampled(step):
             return
-        chosen: dict[str, nn.Parameter] = {}
+        lora = self.w.model.lora()
+        chosen: dict[str, nn.Parameter | A.LoraFactors] = {}
+        sizes: dict[str, int] = {}
         for p in params:
-            if p.grad is None or p.ndim < 2 or p.numel() > 2_000_000:
+            factors = lora.get(id(p))
+            if p.grad is None or (factors is None and (p.ndim < 2 or p.numel() > 2_000_000)):
                 continue
             group = P.group_of(names.get(id(p), ("?",))[0])
-            if group not in chosen or p.numel() > chosen[group].numel():
-                chosen[group] = p
-        for group, p in chosen.items():
-            idx = _subset(p)
-            self._snap[id(p)] = (group, p, idx, p.detach().reshape(-1)[idx].clone())
+            size = factors.base.numel() if factors is not None else p.numel()
+            if size > sizes.get(group, 0):
+                chosen[group], sizes[group] = factors if factors is not None else p, size
+        o = self.signals()
+        for group, x in chosen.items():
+            if isinstance(x, A.LoraFactors):
+                self._snap[group] = functools.partial(A.update_norms, x, A.copy_factors(x))
+                if group not in o.adapter_groups:
+                    o.adapter_groups.append(group)
+            else:
+                idx = _subset(x)
+                self._snap[group] = functools.partial(_update_norms, x, idx, x.detach().reshape(-1)[idx].clone())
 
     def after_step(self, step: int) -> None:
         """The watched optimizer took step ``step``: the update ratios, and the per-step counters start over."""
@@ -288,10 +312,8 @@ class OptimEvidence(Part):
         o.steps = step
         if self._snap:
             # (||before||, ||after - before||) per group, read in one host transfer
-            norms = torch.stack([torch.stack([before.float().norm(), (p.detach().reshape(-1)[idx].float()
-                                                                      - before.float()).norm()]).cpu()
-                                 for _, p, idx, before in self._snap.values()]).tolist()
-            for (group, *_), (denom, delta) in zip(self._snap.values(), norms):
+            norms = torch.stack([measure() for measure in self._snap.values()]).cpu().tolist()
+            for group, (denom, delta) in zip(self._snap, norms):
                 if not math.isfinite(delta):
                     o.nonfinite.setdefault("weight", step)
                 if denom > 0:
@@ -324,6 +346,11 @@ def _subset(p: torch.Tensor) -> torch.Tensor | slice:
     if n <= SNAPSHOT_ELEMENTS:
         return slice(None)
     return torch.linspace(0, n - 1, SNAPSHOT_ELEMENTS, device=p.device).long()
+
+
+def _update_norms(p: torch.Tensor, idx: torch.Tensor | slice, before: torch.Tensor) -> torch.Tensor:
+    """(||before||, ||after - before||) over the subset ``idx`` of ``p``, as a (2,) tensor on its device."""
+    return torch.stack([before.float().norm(), (p.detach().reshape(-1)[idx].float() - before.float()).norm()])
 
 
 def _opt_params(optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:

@@ -12,7 +12,7 @@ HEALTHY_UPDATE_RATIO = 5e-4  # per-step |update| / |weight| of a fine-tuned BERT
 FALLBACK_LR = 2e-5           # the low end of BERT's fine-tuning range (Devlin et al.), when no update was measured
 
 
-def _one_digit(x: float) -> float:
+def one_digit(x: float) -> float:
     """Round to one significant digit, as a person writes a learning rate."""
     exp = math.floor(math.log10(x))
     return round(x / 10 ** exp) * 10 ** exp
@@ -27,7 +27,7 @@ class SetLr(Fix):
     def plan(cls, evidence, finding):
         lr, ratio = evidence.get("lr"), evidence.get("nominal_update_ratio") or evidence.get(cls.ratio_key)
         if isinstance(lr, (int, float)) and lr > 0 and isinstance(ratio, (int, float)) and ratio > 0:
-            return {"lr": _one_digit(lr * HEALTHY_UPDATE_RATIO / ratio), "from_lr": lr}
+            return {"lr": one_digit(lr * HEALTHY_UPDATE_RATIO / ratio), "from_lr": lr}
         return {"lr": FALLBACK_LR, "from_lr": lr}
 
     @classmethod
@@ -67,7 +67,9 @@ class AddParams(Fix):
     know (``zip(..., strict=True)``).
     """
 
-    unfreeze = False
+    def unfreezes(self, name: str) -> bool:
+        """True for a frozen parameter (by its name in the model) that this fix makes trainable first."""
+        return False
 
     def __init__(self, params):
         super().__init__(params)
@@ -94,8 +96,8 @@ class AddParams(Fix):
         have = {id(p) for g in optimizer.param_groups for p in g["params"]}
         missing = []
         for root in watcher.roots():
-            for p in root.parameters():
-                if self.unfreeze and not p.requires_grad:
+            for name, p in root.named_parameters():
+                if not p.requires_grad and self.unfreezes(name):
                     p.requires_grad_(True)
                 if p.requires_grad and id(p) not in have:
                     have.add(id(p))

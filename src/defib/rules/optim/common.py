@@ -10,14 +10,6 @@ from defib.signals.run import OptimSignals
 ENCODER_PREFIXES = ("layer.", "embeddings", "encoder", "pooler")
 
 
-def median_update_ratio(o: OptimSignals, encoder_only: bool = False) -> float | None:
-    """Median |dw|/|w| over all sampled steps and groups (optionally the encoder's only)."""
-    values = [v for group, series in o.update_ratio.items()
-              if not encoder_only or group.startswith(ENCODER_PREFIXES)
-              for _, v in series.pairs() if math.isfinite(v)]
-    return statistics.median(values) if values else None
-
-
 def peak_update_ratio(o: OptimSignals) -> float | None:
     """The largest per-step median |dw|/|w| across the encoder's groups (its worst sampled step)."""
     by_step: dict[int, list[float]] = {}

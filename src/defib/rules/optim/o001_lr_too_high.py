@@ -83,6 +83,8 @@ class LearningRateTooHigh(Rule):
         lr, rms = peak_lr(o), o.encoder_weight_rms
         if not o.optimizer.startswith(LR_SIZED_STEPS) or not lr or not rms or not (collapsed(s) or not_learning(s)):
             return None
+        if o.adapter_groups:  # Adam moves LoRA factors beside frozen weights: their measured update is the step taken
+            return None
         nominal = lr / rms
         if nominal < self.max_ratio:
             return None

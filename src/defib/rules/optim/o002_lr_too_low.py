@@ -8,7 +8,7 @@ import statistics
 from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
-from defib.rules.optim.common import lr_now, median_update_ratio, peak_lr
+from defib.rules.optim.common import lr_now, peak_lr
 from defib.signals.run import Signals
 
 
@@ -20,7 +20,10 @@ class LearningRateTooLow(Rule):
         A median update/weight ratio below ``min_ratio`` over all groups that
         receive gradients, while the learning rate is still at its configured
         value (so it is not a schedule that decayed it: see O003) and the
-        loss scale is ordinary (see L005).
+        loss scale is ordinary (see L005). In a model wrapped by PEFT only the
+        LoRA adapters are judged, by the change they make to their layers
+        (``||s (B'A' - BA)|| / ||W||``, ``s = lora_alpha / r``), and a scale
+        ``s`` below ``min_lora_scale`` is named as what keeps them at zero.
 
     Why it flattens predictions:
         A freshly initialised head outputs nearly the same small value for
@@ -29,11 +32,13 @@ class LearningRateTooLow(Rule):
         level.
 
     Example:
-        ``AdamW(model.parameters(), lr=1e-8)`` (a typo for 1e-5).
+        ``AdamW(model.parameters(), lr=1e-8)`` (a typo for 1e-5);
+        ``LoraConfig(r=64, lora_alpha=0.01, ...)``.
 
     Fix:
-        ``lr=2e-5`` for BERT-family fine-tuning (1e-5 to 5e-5); run
-        ``defib probe`` for a learning-rate range test.
+        ``lr=2e-5`` for BERT-family fine-tuning (1e-5 to 5e-5), 1e-4 to 1e-3
+        for LoRA adapters; ``lora_alpha`` of r to 2r; run ``defib probe`` for
+        a learning-rate range test.
     """
 
     code = "O002"
@@ -48,6 +53,9 @@ class LearningRateTooLow(Rule):
     min_step = 3
     loss_scale = thresholds.LOSS_SCALE          # a loss scaled below 1 / this explains small steps: L005's
     healthy_update = thresholds.HEALTHY_UPDATE  # the update ratio of a healthy step: the unit of the messages
+    # LoRA scale lora_alpha / r below this is what holds the adapters back: people set alpha to r..4r (scale 1-4;
+    # peft's default 8 / 8 is 1, rsLoRA's alpha / sqrt(r) likewise), and the layer's change is linear in it
+    min_lora_scale = 0.1
 
     def check(self, s: Signals) -> Finding | None:
         o = s.optim
@@ -58,18 +66,43 @@ class LearningRateTooLow(Rule):
             return None
         # judge the steps taken at (near) the configured rate, so a schedule's warmup or decay is not blamed here
         near_peak = {st for st, v in o.lr.pairs() if v >= 0.5 * peak}
-        ratios = [v for series in o.update_ratio.values() for st, v in series.pairs()
-                  if st in near_peak and math.isfinite(v)]
-        ratio = statistics.median(ratios) if ratios else median_update_ratio(o)
+        # a PEFT model trains its adapters beside frozen weights (a head in modules_to_save may move as it likes)
+        series = [v for g, v in o.update_ratio.items() if g in o.adapter_groups or not o.adapter_groups]
+        ratios = [v for sr in series for st, v in sr.pairs() if st in near_peak and math.isfinite(v)]
+        every = [v for sr in series for _, v in sr.pairs() if math.isfinite(v)]
+        ratio = statistics.median(ratios or every) if ratios or every else None
         if ratio is None or ratio >= self.min_ratio:
             return None
         if not ratios and lr < self.schedule_share * peak:
             return None
         if s.loss is not None and s.loss.scale_factor is not None and s.loss.scale_factor < 1 / self.loss_scale:
             return None
+        evidence = {"update_ratio_median": ratio, "lr": lr, "configured_lr": peak, "optimizer": o.optimizer}
+        times = f"about {self.healthy_update / max(ratio, 1e-30):.0f}x less than a healthy fine-tuning step"
+        if o.adapter_groups:
+            return self._adapters(s, ratio, times, evidence)
         return self.finding(
-            f"Each step changes the weights by {ratio:.2g} of their norm (median), about {self.healthy_update / max(ratio, 1e-30):.0f}x "
-            f"less than a healthy fine-tuning step; learning rate {num(peak)} at its peak with {o.optimizer}.",
-            confidence=0.85, where=o.lr_where or o.where,
-            evidence={"update_ratio_median": ratio, "lr": lr, "configured_lr": peak, "optimizer": o.optimizer},
+            f"Each step changes the weights by {ratio:.2g} of their norm (median), {times}; learning rate "
+            f"{num(peak)} at its peak with {o.optimizer}.",
+            confidence=0.85, where=o.lr_where or o.where, evidence=evidence,
             fix="lr=2e-5  # typical for BERT-family fine-tuning")
+
+    def _adapters(self, s: Signals, ratio: float, times: str, evidence: dict) -> Finding:
+        """LoRA adapters left at (near) zero: by their scale lora_alpha / r when it is tiny, else by the lr."""
+        o, m = s.optim, s.model
+        scale = m.lora_scale if m is not None else None
+        evidence.update(adapter_groups=o.adapter_groups, lora_scale=scale)
+        said = (f"The LoRA adapters change their layers by {ratio:.2g} of the weights' norm per step (median), "
+                f"{times}")
+        if scale is not None and scale < self.min_lora_scale:
+            evidence["lever"] = "lora_alpha"
+            return self.finding(
+                f"{said}: their scale lora_alpha / r is {scale:.2g}, so even a full step of the factors barely moves "
+                f"a layer (learning rate {num(evidence['configured_lr'])}).",
+                confidence=0.85, where=m.lora_scale_where or m.adapter_where, evidence=evidence,
+                fix="LoraConfig(r=8, lora_alpha=16, ...)  # lora_alpha of r to 2r")
+        evidence["lever"] = "lr"
+        return self.finding(
+            f"{said}; learning rate {num(evidence['configured_lr'])} at its peak with {o.optimizer}.",
+            confidence=0.85, where=o.lr_where or o.where, evidence=evidence,
+            fix="lr=2e-4  # LoRA adapters train at 1e-4 to 1e-3")
