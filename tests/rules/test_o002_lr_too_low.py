@@ -61,3 +61,32 @@ def test_rule_on_signals():
     assert check(1e-8, 2e-5) is not None
     assert check(1e-8, 1e-9) is None   # a schedule decayed the lr: O003's business
     assert check(5e-4, 2e-5) is None
+
+
+LONG = sentences(640, seed=23)  # 40 steps of 16: past the grace period
+
+
+def _train(tiny_model_dir, make_optimizer):
+    with watch() as w:
+        model = BertRegressor(tiny_model_dir).train()
+        opt = make_optimizer(model.parameters())
+        for i in range(0, len(LONG), 16):
+            enc, y = encode(tiny_model_dir, LONG[i:i + 16])
+            loss = F.mse_loss(model(enc["input_ids"], enc["attention_mask"]), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return w
+
+
+def test_an_adam_learning_rate_given_to_sgd_is_too_low_for_the_run(tiny_model_dir):
+    w = _train(tiny_model_dir, lambda params: torch.optim.SGD(params, lr=1e-5, momentum=0.9))  # planted
+    f = find(w.diagnosis, "O002")
+    assert f is not None, w.diagnosis.findings
+    assert f.evidence["total_move"] < 1e-3 and "SGD" in f.message
+    assert_where(f, test_an_adam_learning_rate_given_to_sgd_is_too_low_for_the_run)  # the optimizer chosen
+
+
+def test_the_same_learning_rate_with_adamw_is_silent(tiny_model_dir):
+    w = _train(tiny_model_dir, lambda params: torch.optim.AdamW(params, lr=1e-5))
+    assert find(w.diagnosis, "O002") is None, w.diagnosis.findings

@@ -8,6 +8,7 @@ import statistics
 from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, register
 from defib.rules.fmt import num
+from defib.rules.measures import not_learning
 from defib.rules.optim.common import lr_now, peak_lr
 from defib.signals.run import Signals
 
@@ -18,7 +19,9 @@ class LearningRateTooLow(Rule):
 
     What it detects:
         A median update/weight ratio below ``min_ratio`` over all groups that
-        receive gradients, while the learning rate is still at its configured
+        receive gradients (or too small for the run's horizon: below
+        ``min_total_move`` summed over the planned steps while the loss stays
+        at the constant predictor's), while the learning rate is still at its configured
         value (so it is not a schedule that decayed it: see O003) and the
         loss scale is ordinary (see L005). In a model wrapped by PEFT only the
         LoRA adapters are judged, by the change they make to their layers
@@ -49,6 +52,14 @@ class LearningRateTooLow(Rule):
 
     # median update/weight ratio below this: ~100x under a healthy step (1e-4..5e-4 measured)
     min_ratio = thresholds.LR_TOO_LOW_UPDATE
+    # Or too small for the run's length: over the planned run (or the steps seen, when no plan is stated) the
+    # weights move by less than min_total_move of their norm in all (what 2-10 healthy steps do), each step is
+    # at most max_horizon_ratio (10x under a healthy one), and after the grace period the loss is still no
+    # better than the constant predictor's. An Adam learning rate handed to plain SGD (3e-5: about 3e-6 per
+    # step) is the common way there.
+    min_total_move = thresholds.HEALTHY_UPDATE
+    max_horizon_ratio = thresholds.HEALTHY_UPDATE / 10
+    adam_range = 1e-3   # a learning rate at most this with SGD is one chosen for Adam
     schedule_share = 0.1                        # current lr below this share of the configured one: the schedule's doing
     min_step = 3
     loss_scale = thresholds.LOSS_SCALE          # a loss scaled below 1 / this explains small steps: L005's
@@ -71,7 +82,11 @@ class LearningRateTooLow(Rule):
         ratios = [v for sr in series for st, v in sr.pairs() if st in near_peak and math.isfinite(v)]
         every = [v for sr in series for _, v in sr.pairs() if math.isfinite(v)]
         ratio = statistics.median(ratios or every) if ratios or every else None
-        if ratio is None or ratio >= self.min_ratio:
+        if ratio is None:
+            return None
+        horizon = max(o.planned_steps or 0, s.step)
+        short = ratio < self.max_horizon_ratio and ratio * horizon < self.min_total_move and not_learning(s)
+        if ratio >= self.min_ratio and not short:
             return None
         if not ratios and lr < self.schedule_share * peak:
             return None
@@ -81,6 +96,18 @@ class LearningRateTooLow(Rule):
         times = f"about {self.healthy_update / max(ratio, 1e-30):.0f}x less than a healthy fine-tuning step"
         if o.adapter_groups:
             return self._adapters(s, ratio, times, evidence)
+        if ratio >= self.min_ratio:  # too small for this run's length, not in itself
+            evidence.update(planned_steps=o.planned_steps, horizon_steps=horizon, total_move=ratio * horizon)
+            sgd = o.optimizer == "SGD" and peak <= self.adam_range
+            return self.finding(
+                f"Each step changes the weights by {ratio:.2g} of their norm (median), {times}: over the run's "
+                f"{horizon} steps they move by {ratio * horizon:.2g} of it in all, less than a few healthy steps do, "
+                f"and the loss is still no better than the constant predictor's. "
+                + (f"The learning rate {num(peak)} is one for Adam; plain SGD takes steps of lr x gradient, "
+                   "hundreds of times smaller." if sgd else f"Learning rate {num(peak)} with {o.optimizer}."),
+                confidence=0.8, where=o.where if sgd else (o.lr_where or o.where), evidence=evidence,
+                fix="torch.optim.AdamW(model.parameters(), lr=2e-5)" if sgd
+                else "lr=2e-5  # typical for BERT-family fine-tuning; or train longer")
         return self.finding(
             f"Each step changes the weights by {ratio:.2g} of their norm (median), {times}; learning rate "
             f"{num(peak)} at its peak with {o.optimizer}.",
