@@ -104,3 +104,37 @@ def test_an_activation_module_a_library_builds_is_not_the_users_line():
         users = torch.nn.Tanh()
     assert not hasattr(library, "_defib_built_at")
     assert users._defib_built_at[1] == test_an_activation_module_a_library_builds_is_not_the_users_line.__code__.co_firstlineno + 6
+
+
+def _pairs(scale: float):
+    a, sa = word_data(320, seed=41)
+    b, sb = word_data(320, seed=42)
+    sim = (torch.sigmoid(sa - sb) * scale)  # a similarity score in 0..scale
+    return a, b, sim
+
+
+def _biencoder(scale: float):
+    a, b, sim = _pairs(scale)
+    with watch() as w:
+        model = BagOfWords(n_out=8)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for xa, xb, y in batches(a, b, sim, size=16):
+            cos = F.cosine_similarity(model(xa), model(xb))
+            loss = F.mse_loss(cos, y)  # planted
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return w
+
+
+def test_a_cosine_regressed_onto_0_to_5_scores_fires():
+    f = find(_biencoder(5.0).diagnosis, "M003")
+    assert f is not None and f.evidence["activation"] == "cosine similarity"
+    assert f.evidence["targets_outside"] > 0.2
+    assert_where(f, _biencoder)
+
+
+def test_a_cosine_regressed_onto_scores_in_its_range_is_silent():
+    w = _biencoder(1.0)
+    assert w.watcher.s.loss.bounded_input == ("cosine similarity", -1.0, 1.0)  # seen ...
+    assert find(w.diagnosis, "M003") is None  # ... and the targets fit it

@@ -265,6 +265,18 @@ def _patch_activations(inst: Installed, w: Watcher) -> None:
     for cls in ACTIVATION_MODULES:
         inst.patch(cls, "__init__", built)
 
+    def bounded(original):  # a cosine similarity regressed onto labels: its range is what M003 checks
+        @functools.wraps(original)
+        def run(*args, **kwargs):
+            out = original(*args, **kwargs)
+            if is_user_file(sys._getframe(1).f_code.co_filename):
+                w.model.bounded_called(out, "cosine similarity", -1.0, 1.0)
+            return out
+        return run
+
+    for owner in (torch, F):
+        inst.patch(owner, "cosine_similarity", bounded)
+
 
 def _activation_site(caller: Any) -> tuple[str, int] | None:
     """(file, line) of the user's code behind an activation call, or None for a library's own call.

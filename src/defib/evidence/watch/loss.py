@@ -86,6 +86,7 @@ class LossEvidence(Part):
             ls.input_requires_grad = bool(input.requires_grad)
             ls.producer = _grad_fn_chain(input.grad_fn)
             ls.producer_where = self.w.model.activation_where(input.grad_fn)
+            ls.bounded_input = self.w.model.bounded_range(input.grad_fn)
             ls.module_where = _loss_module_where()
             ls.label_where = _label_where(ls.where)
         ls.calls += 1

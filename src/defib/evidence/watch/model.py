@@ -44,6 +44,8 @@ class ModelEvidence(Part):
         self._init_where: dict[int, Any] = {}
         # (autograd node, where) of the user's recent activation calls, until the loss is first seen
         self._activations: deque = deque(maxlen=8)
+        # (autograd node, (name, low, high)) of the user's recent bounded scores (cosine similarity), likewise
+        self._bounded: deque = deque(maxlen=8)
         self._inner_head = False  # the model's own head is hooked (else a head the script calls at top level is)
         self._linear_modules: dict[int, tuple[weakref.ref, bool]] = {}  # id(module) -> (module, holds a Linear)
         # the last encoder output of a sampled training forward (weakly: the user's forward holds it), for the head's
@@ -254,6 +256,25 @@ class ModelEvidence(Part):
         """The user's code applied an activation: remember its autograd node and line (last few)."""
         if self.w._grad and isinstance(out, torch.Tensor) and out.grad_fn is not None and self.w.s.loss is None:
             self._activations.append((out.grad_fn, make_where(filename, line)))
+
+    def bounded_called(self, out: Any, name: str, lo: float, hi: float) -> None:
+        """The user's code computed a score of known range (a cosine similarity): remember its autograd node."""
+        if self.w._grad and isinstance(out, torch.Tensor) and out.grad_fn is not None and self.w.s.loss is None:
+            self._bounded.append((out.grad_fn, (name, lo, hi)))
+
+    def bounded_range(self, fn: Any) -> tuple[str, float, float] | None:
+        """(name, low, high) when the loss input made by autograd node ``fn`` is such a score, through views."""
+        known = {id(node): rng for node, rng in self._bounded}
+        self._bounded.clear()
+        for _ in range(4):  # a squeeze or a view between the score and the loss
+            if fn is None:
+                return None
+            if id(fn) in known:
+                return known[id(fn)]
+            if not type(fn).__name__.startswith(("View", "Squeeze", "Unsqueeze", "Reshape", "Clone", "ToCopy")):
+                return None
+            fn = fn.next_functions[0][0] if fn.next_functions else None
+        return None
 
     def activation_where(self, fn: Any) -> Any:
         """Where the user applied an activation that feeds the loss input made by autograd node ``fn``, if they did."""
