@@ -183,12 +183,13 @@ def _assemble(signals: Any, findings: list[Finding], skipped: dict[str, list[str
         verdict = _probe_verdict(signals, flat, findings)
     elif flat is not None:
         verdict = "flatlined"
-    elif steps == 0:
-        verdict = "inconclusive"
     elif any(f.severity >= Severity.WARNING for f in causes):
         # a cause seen during training is a risk even when the predictions were not (a loss cut off from
-        # the model's outputs hides them): "inconclusive" would undersell a run no gradient ever reached
+        # the model's outputs hides them), or when no step was taken at all (an optimizer that never steps):
+        # "inconclusive" would undersell a run no gradient ever reached
         verdict = "at_risk"
+    elif steps == 0:
+        verdict = "inconclusive"
     elif not observed_preds:
         verdict = "inconclusive"
     else:

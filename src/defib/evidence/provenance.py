@@ -349,3 +349,26 @@ def loss_line(filename: str, line: int, comparison: bool) -> int | None:
     if origin is None or not comparison:
         return origin
     return _subtraction(tree, _assigned_value(tree, origin), origin) or origin
+
+
+def _steps_optimizer(node: ast.AST) -> bool:
+    """``optimizer.step()``, ``self.opt.step()``: a no-argument ``.step()`` on something named like an optimizer."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "step"):
+        return False
+    owner = ast.unparse(node.func.value).lower()
+    return "opt" in owner and not node.args
+
+
+def step_guard_line(filename: str, line: int) -> int | None:
+    """In the function that calls ``backward()`` on ``line``: the ``if`` that guards its optimizer's ``.step()``
+    (the condition that decides the cadence), else the step call itself; None when neither is there."""
+    tree = _tree(filename)
+    if tree is None:
+        return None
+    scope = _scope(tree, line)
+    guards = [n.lineno for n in ast.walk(scope) if isinstance(n, ast.If)
+              and any(_steps_optimizer(c) for stmt in n.body for c in ast.walk(stmt))]
+    if guards:
+        return min(guards, key=lambda g: (g < line, abs(g - line)))  # the nearest guard after the backward first
+    calls = [n.lineno for n in ast.walk(scope) if _steps_optimizer(n)]
+    return min(calls) if calls else None

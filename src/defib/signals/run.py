@@ -129,6 +129,8 @@ class OptimSignals:
     update_ratio: dict[str, Series] = field(default_factory=dict)  # |dw| / |w| per module group
     grad_total: Series = field(default_factory=Series)
     backward_calls: int = 0
+    optimizers_built: int = 0                 # optimizers constructed, stepped or not
+    step_guard_where: Where | None = None     # the `if` around the user's optimizer.step() (or that call), if found
     backward_where: Where | None = None
     # backward() on a loss that no hooked loss call made and whose graph defib could not read as predictions
     # against targets: the autograd node names it saw, for the report to say what the loss was made of

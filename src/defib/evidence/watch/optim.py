@@ -22,6 +22,7 @@ from torch import nn
 from defib.evidence import adapters as A
 from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, where_here, where_made
+from defib.evidence.provenance import step_guard_line
 from defib.evidence.schedules import schedule_plan
 from defib.evidence.watch.graph import ReducedFirst, loss_where, read_loss
 from defib.evidence.watch.guard import Part, guarded
@@ -62,6 +63,7 @@ class OptimEvidence(Part):
         o.backward_calls += 1
         if o.backward_where is None:
             o.backward_where = where_here(skip=4)
+            o.step_guard_where = _step_guard_where(o.backward_where)
         if tensor.grad_fn is None and o.leaf_loss_where is None:  # a loss rebuilt outside the graph
             o.leaf_loss_where = where_made("backward", skip=4) or where_here(skip=4)
         if tensor.numel() == 1:
@@ -120,6 +122,7 @@ class OptimEvidence(Part):
             lr_where = where_here(keyword="lr", skip=4, value=float(first) if first is not None else None)
             if self.training_args_where is not None and _built_by_trainer():
                 lr_where = where = self.training_args_where
+        self.signals().optimizers_built += 1
         self._optimizers[id(optimizer)] = {
             "ref": weakref.ref(optimizer), "where": where, "lr_where": lr_where,
             "lr": [float(g.get("lr", math.nan)) if not torch.is_tensor(g.get("lr")) else float(g["lr"])
@@ -365,3 +368,12 @@ def _built_by_trainer() -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def _step_guard_where(backward: Any) -> Any:
+    """Where the user's code decides to step the optimizer, found in the source of the backward() call's function."""
+    if backward is None:
+        return None
+    filename = os.path.abspath(backward.file)
+    line = step_guard_line(filename, backward.line)
+    return make_where(filename, line) if line else None
