@@ -393,7 +393,8 @@ def _loop_without_step(n: int):
 def test_memory_bounded_when_no_optimizer_step_ever_comes():
     """Per-step accumulators are emptied at each optimizer step; without steps they must still stay bounded."""
     w = _loop_without_step(CONTAINER_BOUND + 300)
-    assert w.diagnosis.steps == 0 and w.diagnosis.verdict == "inconclusive"
+    assert w.diagnosis.steps == 0 and w.diagnosis.verdict == "at_risk"  # the bug is named (O011), not a shrug
+    assert [f.code for f in w.diagnosis.causes] == ["O011"]
     _, sizes = _watcher_state(w.watcher)
     too_big = {k: v for k, v in sizes.items() if v > CONTAINER_BOUND}
     assert not too_big, too_big
