@@ -319,3 +319,16 @@ def test_import_defib_does_not_import_ipython():
     code = "import sys, defib; print(sorted(m for m in ('IPython', 'ipykernel') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip() == "[]", out
+
+
+def test_the_magics_options_parse_as_documented():
+    """``%%defib [--steps N] [--confirm]`` as the issue writes it; ``--max-steps`` as on the command line."""
+    from IPython.core.error import UsageError
+
+    from defib.integrations.notebook import _parser
+
+    args = _parser().parse_args(["--steps", "7", "--confirm", "--confirm-steps", "30", "--ignore", "L004"])
+    assert (args.max_steps, args.confirm, args.confirm_steps, args.confirm_runs, args.ignore) == (7, True, 30, 2, ["L004"])
+    assert _parser().parse_args(["--max-steps", "9"]).max_steps == 9
+    with pytest.raises(UsageError, match="%%defib: unrecognized arguments: --stpes"):
+        _parser().parse_args(["--stpes", "7"])

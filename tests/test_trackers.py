@@ -227,12 +227,23 @@ def test_the_trainers_mlflow_run_gets_defib_metrics_and_findings(mlflow_store, t
     assert f"step {l001.step}: **L001**" in text, text
 
 
-def test_lightnings_mlflow_logger_run_gets_defib_metrics(mlflow_store):
-    import lightning.pytorch as pl
-    from lightning.pytorch.loggers import MLFlowLogger
+def test_log_to_on_the_watch_picks_one_tracker_of_two(mlflow_store, tmp_path):
+    """``log_to="tensorboard"``: the open SummaryWriter gets defib's series, the active MLflow run nothing."""
+    import mlflow
     from mlflow.tracking import MlflowClient
+    from torch.utils.tensorboard import SummaryWriter
 
-    from defib.integrations.lightning import DefibCallback
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    with mlflow.start_run() as run:
+        w = _train(log=lambda step, loss: writer.add_scalar("train/loss", loss, step), log_to="tensorboard")
+    writer.close()
+    scalars, _ = _events(tmp_path / "tb")
+    assert SERIES <= set(scalars) and w.watcher.s.config["trackers"] == ["tensorboard"]
+    assert not [k for k in MlflowClient().get_run(run.info.run_id).data.metrics if k.startswith("defib/")]
+
+
+def _regressor_module():
+    import lightning.pytorch as pl
 
     class Regressor(pl.LightningModule):
         def __init__(self):
@@ -248,14 +259,45 @@ def test_lightnings_mlflow_logger_run_gets_defib_metrics(mlflow_store):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.05)
 
+    return Regressor()
+
+
+def _fit(logger, callback) -> None:
+    import lightning.pytorch as pl
+
     pl.seed_everything(0, verbose=False)
     x = torch.randn(512, 8)
     data = torch.utils.data.TensorDataset(x, x @ torch.randn(8))
-    logger = MLFlowLogger(experiment_name="lightning", tracking_uri=mlflow_store)
-    callback = DefibCallback(report=False)
     pl.Trainer(max_steps=STEPS, accelerator="cpu", logger=logger, log_every_n_steps=5, enable_checkpointing=False,
                enable_progress_bar=False, enable_model_summary=False, callbacks=[callback]).fit(
-        Regressor(), torch.utils.data.DataLoader(data, batch_size=32, shuffle=True))
+        _regressor_module(), torch.utils.data.DataLoader(data, batch_size=32, shuffle=True))
+
+
+def test_lightnings_tensorboard_logger_run_gets_defib_series(tmp_path):
+    pytest.importorskip("lightning")
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from defib.integrations.lightning import DefibCallback
+
+    logger = TensorBoardLogger(str(tmp_path), name="lightning")
+    callback = DefibCallback(report=False)
+    _fit(logger, callback)
+    scalars, _ = _events(logger.log_dir)
+    assert "train_loss" in scalars and SERIES <= set(scalars), sorted(scalars)
+    steps = scalars["defib/spread_ratio"]
+    assert steps[0] == 1 and set(steps) <= set(EVAL_STEPS), steps
+    assert callback.diagnosis.verdict == "healthy"
+
+
+def test_lightnings_mlflow_logger_run_gets_defib_metrics(mlflow_store):
+    from lightning.pytorch.loggers import MLFlowLogger
+    from mlflow.tracking import MlflowClient
+
+    from defib.integrations.lightning import DefibCallback
+
+    logger = MLFlowLogger(experiment_name="lightning", tracking_uri=mlflow_store)
+    callback = DefibCallback(report=False)
+    _fit(logger, callback)
     # Lightning's logger keeps its run off MLflow's active-run stack: the callback hands it over
     history = MlflowClient(mlflow_store).get_metric_history(logger.run_id, "defib/spread_ratio")
     steps = [m.step for m in history]
