@@ -117,6 +117,9 @@ def _banner(report: dict[str, Any]) -> str:
     if "check" in report:
         rows = (report.get("check") or {}).get("rows")
         lines.append(f"Data check: {_num(rows)} rows, task {task}.")
+    elif report.get("probe"):
+        probe = report["probe"]
+        lines.append(f"Probe of {_num(probe.get('rows'))} rows from {probe.get('source')}, task {task}.")
     elif "predict" in report:
         rows = (report.get("predict") or {}).get("rows")
         lines.append(f"Predictions of {_num(rows)} rows, task {task} (defib predict).")
