@@ -9,7 +9,7 @@ import html
 import re
 
 from defib.stages.run import export_signals
-from defib.report.html import SIZE_BOUND, render_html, write_html
+from defib.report.html import SIZE_BOUND, render_fragment, render_html, write_html
 from defib.rules.base import all_rules
 from html_reports import GROUPS, PAYLOADS, check_report, classification_run, finding, long_run_signals, payload_report
 
@@ -89,6 +89,15 @@ def test_user_text_is_escaped_everywhere():
         assert payload not in page
         assert html.escape(payload) in page
     assert "<script" not in page.lower() and "<img" not in page.lower()
+
+
+def test_user_text_is_escaped_in_a_notebooks_output_too():
+    """The block a notebook shows under a cell (``Diagnosis._repr_html_``) is the same sections, escaped the same."""
+    block = render_fragment(payload_report())
+    for payload in PAYLOADS:
+        assert payload not in block
+        assert html.escape(payload) in block
+    assert "<script" not in block.lower() and "<img" not in block.lower()
 
 
 def test_100k_step_report_stays_under_the_size_bound(tmp_path):

@@ -4,7 +4,9 @@ One notebook, executed once by nbclient on an ipykernel (kernel start-up is
 slow on a busy machine): the tiny-BERT training script of the ``defib run``
 tests pasted into cells, healthy twice (a rerun), with a planted
 ``[B, 1]`` vs ``[B]`` loss, crashing, stopped by SIGINT (what the stop button
-sends), under ``--max-steps``, and inside a ``with defib.watch()`` block.
+sends), under ``--max-steps``, and inside a ``with defib.watch()`` block;
+then ``--confirm`` on the planted fault (the cell rerun with the fix) and on a
+cell whose model was built in the cell before (a rerun it must refuse).
 After each, a cell lists what defib could have left in torch: global module
 and optimizer hooks, hooks on the model, patched functions, import hooks.
 The planted fault's finding must show in the cell's HTML within the steps
@@ -34,6 +36,7 @@ pytestmark = pytest.mark.timeout(900)
 FAULT_STEPS = 40
 HEALTHY_STEPS = 30
 MAX_STEPS = 7
+CONFIRM_STEPS = 120  # as tests/test_confirm.py: by then the fixed tiny model's loss is clearly below the baseline
 
 SETUP = '''
 %load_ext defib
@@ -66,6 +69,23 @@ def hooks_left():
             "finders": [type(f).__name__ for f in sys.meta_path if type(f).__module__.startswith("defib")]}
 '''
 CHECK = 'print("HOOKS", json.dumps(hooks_left()))'
+BUILT_BEFORE = """
+import torch
+torch.manual_seed(0)
+net = torch.nn.Linear(8, 1)
+sgd = torch.optim.SGD(net.parameters(), lr=0.05)
+X = torch.randn(512, 8)
+Y = X @ torch.randn(8)
+"""
+TRAINED_HERE = """%%defib --confirm
+for i in range(60):
+    j = (i * 16) % 512
+    loss = torch.nn.functional.mse_loss(net(X[j:j + 16]), Y[j:j + 16])  # [16, 1] against [16]: the planted fault
+    sgd.zero_grad()
+    loss.backward()
+    sgd.step()
+net_weight = net.weight.detach().clone()
+"""
 CLEAN = {"module_hooks": 0, "optimizer_hooks": 0, "model_hooks": 0, "patched": [], "finders": []}
 
 
@@ -136,6 +156,12 @@ def run(tiny_model_dir, tmp_path_factory) -> Executed:
         ("watch-shown", CHECK + "\nw.diagnosis"),
         ("left-open", "w2 = defib.watch().start()\n" + CHECK),
         ("left-open-check", CHECK + "\nprint('RUNNING', w2.running)"),
+        ("confirm", script_cell("%%defib --confirm", m, "--fault", "shape", "--steps", str(CONFIRM_STEPS),
+                                "--print-losses")),
+        ("confirm-check", CHECK),
+        ("built-before", BUILT_BEFORE),
+        ("trained-here", TRAINED_HERE),
+        ("trained-here-check", CHECK + "\nprint('UNTOUCHED', bool((net.weight == net_weight).all()))"),
     ]
     nb = nbformat.v4.new_notebook()
     for name, source in cells:
@@ -179,7 +205,8 @@ def test_healthy_cell_shows_the_report_and_one_live_line(run):
 
 
 def test_no_hooks_leak_into_the_next_cell(run):
-    for name in ("healthy", "rerun", "crash", "interrupt", "fault", "max-steps", "watch", "left-open"):
+    for name in ("healthy", "rerun", "crash", "interrupt", "fault", "max-steps", "watch", "left-open", "confirm",
+                 "trained-here"):
         assert run.hooks(f"{name}-check" if name != "watch" else "watch-shown") == CLEAN, name
 
 
@@ -237,6 +264,33 @@ def test_planted_fault_found_within_the_steps_of_defib_run(run, defib_run_fault)
                                  f"{defib_run_fault['flatline']['step']}"]
 
 
+def _stdout(run: Executed, name: str) -> str:
+    return "".join(o.text for o in run.outputs(name) if o.output_type == "stream" and o.name == "stdout")
+
+
+def test_confirm_reruns_the_cell_with_the_fix_and_the_report_shows_it(run):
+    (html,) = run.html("confirm")  # the report under the cell, updated in place with the rerun's result
+    assert "verdict-flatlined" in html
+    block = re.search(r'<section id="confirmed">(.*?)</section>', html, re.S)
+    assert block is not None and "loss.shape_mismatch: confirmed: the collapse went away" in block.group(1), html
+    out = _stdout(run, "confirm")
+    assert f"rerun 1/2, {CONFIRM_STEPS} optimizer steps" in out and "defib: confirmed: spread" in out, out
+    # the rerun trained as the cell does, but its prints are defib's business, not the cell's: one run's losses
+    assert len(re.findall(r"^step \d+ loss ", out, re.M)) == CONFIRM_STEPS, out
+    # the text form, for a front end without HTML, says it too
+    (report,) = [o for o in run.outputs("confirm") if "text/html" in o.get("data", {})]
+    assert "fix for loss.shape_mismatch" in report.data["text/plain"] and "- confirmed" in report.data["text/plain"]
+
+
+def test_confirm_refuses_to_rerun_a_model_built_in_another_cell(run):
+    out = _stdout(run, "trained-here")
+    assert "rerun 1/2" in out and "the cell trains a model built before it" in out, out
+    (html,) = run.html("trained-here")
+    assert "verdict-flatlined" in html and 'id="confirmed"' not in html  # nothing claimed
+    # refused at the rerun's first call of the model: its weights are what the first run left
+    assert "UNTOUCHED True" in "".join(o.get("text", "") for o in run.outputs("trained-here-check"))
+
+
 def test_fault_cell_html_in_chromium(run, tmp_path):
     """The cell's HTML in a page of its own, beside the notebook's content: drawn, inert, its styles kept inside."""
     from browser import assert_clean, assert_plots_drawn, require_chromium, visit
@@ -265,3 +319,16 @@ def test_import_defib_does_not_import_ipython():
     code = "import sys, defib; print(sorted(m for m in ('IPython', 'ipykernel') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip() == "[]", out
+
+
+def test_the_magics_options_parse_as_documented():
+    """``%%defib [--steps N] [--confirm]`` as the issue writes it; ``--max-steps`` as on the command line."""
+    from IPython.core.error import UsageError
+
+    from defib.integrations.notebook import _parser
+
+    args = _parser().parse_args(["--steps", "7", "--confirm", "--confirm-steps", "30", "--ignore", "L004"])
+    assert (args.max_steps, args.confirm, args.confirm_steps, args.confirm_runs, args.ignore) == (7, True, 30, 2, ["L004"])
+    assert _parser().parse_args(["--max-steps", "9"]).max_steps == 9
+    with pytest.raises(UsageError, match="%%defib: unrecognized arguments: --stpes"):
+        _parser().parse_args(["--stpes", "7"])

@@ -2,8 +2,10 @@
 
 The reports are made once for the module: a run with the shape-mismatch
 fault (flatlined, L001) and a healthy run, each written by ``defib run --json
---html``, and a ``defib check`` report of a small CSV. ``defib report`` must
-print what the command printed and write the same HTML bytes; ``defib
+--html``, and the reports of ``defib check``, ``defib probe`` and ``defib
+predict`` on a small CSV. ``defib report`` must print what the command printed
+(each stage's report as what it is: rows checked, a probe, predictions of
+rows, never a run that saw no step) and write the same HTML bytes; ``defib
 compare`` must line the two runs up in the terminal and in one page that
 headless Chromium opens without a request, a script or an undrawn plot (the
 page test skips where chromium is absent, as tests/test_html_browser.py does).
@@ -74,6 +76,38 @@ def checked(tmp_path_factory, tiny_model_dir) -> Saved:
     return Saved(tmp, tmp / "check.json", tmp / "check.html", r)
 
 
+def _scores_csv(path: Path) -> Path:
+    rows = ["text,score"] + [f"{'good ' * (i % 4)}{'bad ' * (i % 3)}movie number {i},{i % 4 - i % 3 + 0.5}"
+                             for i in range(40)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory, tiny_model_dir) -> Saved:
+    """``defib probe --json --html`` of a small regression CSV."""
+    tmp = tmp_path_factory.mktemp("probed")
+    r = run_defib(tmp, "probe", "--model", str(tiny_model_dir), "--data", str(_scores_csv(tmp / "data.csv")),
+                  "--label", "score", "--json", str(tmp / "probe.json"), "--html", str(tmp / "probe.html"),
+                  command=None)
+    assert r.returncode in (0, 1) and (tmp / "probe.json").exists(), r
+    return Saved(tmp, tmp / "probe.json", tmp / "probe.html", r)
+
+
+@pytest.fixture(scope="module")
+def predicted(tmp_path_factory, tiny_model_dir) -> Saved:
+    """``defib predict --json --html`` with a model from a short ``defib train`` (a few steps: any model will do)."""
+    tmp = tmp_path_factory.mktemp("predicted")
+    data = _scores_csv(tmp / "data.csv")
+    r = run_defib(tmp, "train", str(data), "--label", "score", "--model", str(tiny_model_dir), "--out",
+                  str(tmp / "model"), "--max-steps", "4", "--no-progress", command=None)
+    assert r.returncode in (0, 1), r
+    r = run_defib(tmp, "predict", str(tmp / "model"), str(data), "--out", str(tmp / "preds.csv"),
+                  "--json", str(tmp / "predict.json"), "--html", str(tmp / "predict.html"), command=None)
+    assert r.returncode in (0, 1) and (tmp / "predict.json").exists(), r
+    return Saved(tmp, tmp / "predict.json", tmp / "predict.html", r)
+
+
 def _defib(tmp: Path, *args: str) -> RunResult:
     return run_defib(tmp, *args, command=None)
 
@@ -96,6 +130,31 @@ def test_report_of_a_data_check(checked, tmp_path):
     assert r.returncode == checked.run.returncode, r
     assert r.stdout == checked.run.stdout
     assert (tmp_path / "again.html").read_bytes() == checked.html.read_bytes()
+
+
+@pytest.mark.parametrize("which, what", [("checked", "40 rows checked"), ("probed", "probe of 40 rows"),
+                                         ("predicted", "predictions of 40 rows")])
+def test_report_of_each_stage_says_what_ran(which, what, request, tmp_path):
+    """Not "INCONCLUSIVE (0 optimizer steps observed)": a check, a probe and a prediction have no steps to see."""
+    saved: Saved = request.getfixturevalue(which)
+    assert saved.report["verdict"] in ("healthy", "at_risk"), saved.report
+    r = _defib(tmp_path, "report", str(saved.json), "--html", str(tmp_path / "again.html"))
+    assert r.returncode == saved.run.returncode, r
+    verdict = saved.report["verdict"].upper().replace("_", " ")
+    assert f"{verdict}  ({saved.report['task']}, {what}" in r.stdout, r.stdout
+    assert "optimizer steps" not in r.stdout and "No training step" not in r.stdout, r.stdout
+    page = (tmp_path / "again.html").read_text(encoding="utf-8")
+    assert page == saved.html.read_text(encoding="utf-8")
+    assert "optimizer steps observed" not in page and "No training step" not in page
+
+
+def test_report_of_a_prediction_run_shows_what_was_measured(predicted, tmp_path):
+    section = predicted.report["predict"]
+    assert section["rows"] == 40 and section["source"].endswith("data.csv") and section["model"].endswith("model")
+    r = _defib(tmp_path, "report", str(predicted.json))
+    assert "data.csv: predicted by" in r.stdout and "40 distinct inputs" in r.stdout, r.stdout
+    page = predicted.html.read_text(encoding="utf-8")
+    assert '<section id="predict"><h2>The predictions</h2>' in page and "Predictions of 40 rows" in page
 
 
 # ------------------------------------------------------------------ defib compare
@@ -148,7 +207,7 @@ def test_compare_page_is_one_file_and_the_same_for_the_same_reports(flatlined, h
 
 
 # ------------------------------------------------------------------ bad inputs
-def _bad_files(tmp: Path, run: dict, check: Path) -> dict[str, Path]:
+def _bad_files(tmp: Path, run: dict, others: dict[str, Path]) -> dict[str, Path]:
     def put(name: str, content: object) -> Path:
         path = tmp / name
         path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
@@ -168,7 +227,7 @@ def _bad_files(tmp: Path, run: dict, check: Path) -> dict[str, Path]:
         "bad confidence": put("badconfidence.json", dict(run, findings=[dict(run["findings"][0], confidence="high")])),
         "later version": put("later.json", dict(run, defib_version="99.0.0")),
         "not a version": put("noversion.json", dict(run, defib_version="latest")),
-        "check report": check,
+        **{f"{kind} report": path for kind, path in others.items()},
         "no signals": put("nosignals.json", no_signals),
         "no spread": put("nospread.json", no_spread),
         "broken series": put("broken.json", broken_series),
@@ -177,16 +236,18 @@ def _bad_files(tmp: Path, run: dict, check: Path) -> dict[str, Path]:
 
 REPORT_REFUSES = ("missing", "folder", "not json", "a list", "no findings", "bad finding", "bad confidence",
                   "later version", "not a version")
-COMPARE_ONLY_REFUSES = ("check report", "no signals", "no spread", "broken series")
+COMPARE_ONLY_REFUSES = ("check report", "probe report", "predict report", "no signals", "no spread", "broken series")
 EXPECTED = {"missing": "no such report", "later version": "a later version than this defib",
-            "check report": "a defib check report", "no signals": "no recorded series", "no spread": "no spread series",
+            "check report": "a defib check report", "probe report": "a defib probe report",
+            "predict report": "a defib predict report", "no signals": "no recorded series", "no spread": "no spread series",
             "not json": "not JSON", "no findings": "no findings", "bad finding": "finding 1 has no code",
             "bad confidence": "finding L001: confidence is a str"}
 
 
 @pytest.mark.parametrize("case", REPORT_REFUSES + COMPARE_ONLY_REFUSES)
-def test_a_bad_input_is_one_line_and_exit_2(case, flatlined, healthy, checked, tmp_path):
-    bad = _bad_files(tmp_path, flatlined.report, checked.json)[case]
+def test_a_bad_input_is_one_line_and_exit_2(case, flatlined, healthy, checked, probed, predicted, tmp_path):
+    bad = _bad_files(tmp_path, flatlined.report, {"check": checked.json, "probe": probed.json,
+                                                   "predict": predicted.json})[case]
     runs = [_defib(tmp_path, "compare", str(bad), str(healthy.json)),
             _defib(tmp_path, "compare", str(healthy.json), str(bad))]
     if case in REPORT_REFUSES:

@@ -99,7 +99,11 @@ def test_a_run_without_a_tracker_gets_none_and_imports_none(defib_run, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # no runs/, mlruns/, wandb/
 
 
-def test_the_trainers_tensorboard_run_gets_defib_series(tiny_model_dir, tmp_path):
+def _trainer(tiny_model_dir, tmp_path, report_to: str, *, shape_fault: bool = False):
+    """20 steps of the tiny BERT under the transformers Trainer with ``report_to=[report_to]`` and defib's callback.
+
+    ``shape_fault``: the loss compares the ``[B, 1]`` logits with the ``[B]`` labels (L001, then a flatline).
+    """
     from rules.helpers import sentences
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
@@ -110,12 +114,19 @@ def test_the_trainers_tensorboard_run_gets_defib_series(tiny_model_dir, tmp_path
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     data = [dict(tok(text, truncation=True, max_length=32), labels=score) for text, score in sentences(320)]
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=16, max_steps=20,
-                             learning_rate=1e-3, report_to=["tensorboard"], logging_steps=5, save_strategy="no",
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=16, max_steps=STEPS // 2,
+                             learning_rate=1e-3, report_to=[report_to], logging_steps=5, save_strategy="no",
                              disable_tqdm=True, use_cpu=True, seed=0)
+    broadcast = (lambda outputs, labels, num_items_in_batch=None: F.mse_loss(outputs.logits, labels.float())) \
+        if shape_fault else None
     callback = DefibCallback(report=False)
     Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tok),
-            callbacks=[callback]).train()
+            callbacks=[callback], compute_loss_func=broadcast).train()
+    return callback
+
+
+def test_the_trainers_tensorboard_run_gets_defib_series(tiny_model_dir, tmp_path):
+    _trainer(tiny_model_dir, tmp_path, "tensorboard")
     # the Trainer's TensorBoardCallback built its writer before defib's callback began: found among live objects
     scalars, _ = _events(glob.glob(str(tmp_path / "out" / "runs" / "*"))[0])
     assert "train/loss" in scalars and SERIES <= set(scalars), sorted(scalars)
@@ -178,6 +189,7 @@ def mlflow_store(tmp_path, monkeypatch):
     before = mlflow.get_tracking_uri()
     uri = (tmp_path / "mlruns").as_uri()
     mlflow.set_tracking_uri(uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # where the Trainer's MLflowCallback looks
     yield uri
     mlflow.set_tracking_uri(before)
 
@@ -198,12 +210,40 @@ def test_the_active_mlflow_run_gets_defib_metrics_and_findings(mlflow_store, tmp
     assert len(client.search_runs([run.info.experiment_id])) == 1  # defib started no run of its own
 
 
-def test_lightnings_mlflow_logger_run_gets_defib_metrics(mlflow_store):
-    import lightning.pytorch as pl
-    from lightning.pytorch.loggers import MLFlowLogger
+def test_the_trainers_mlflow_run_gets_defib_metrics_and_findings(mlflow_store, tiny_model_dir, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from defib.integrations.lightning import DefibCallback
+    callback = _trainer(tiny_model_dir, tmp_path, "mlflow", shape_fault=True)
+    client = MlflowClient(mlflow_store)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert len(runs) == 1, runs  # the run the Trainer's MLflowCallback opened, and no run of defib's own
+    run_id = runs[0].info.run_id
+    metrics = set(client.get_run(run_id).data.metrics)
+    assert "loss" in metrics and SERIES <= metrics, sorted(metrics)  # the Trainer's own series beside defib's
+    steps = [m.step for m in client.get_metric_history(run_id, "defib/spread_ratio")]
+    assert steps and steps[0] == 1 and set(steps) <= set(EVAL_STEPS), steps
+    text = open(client.download_artifacts(run_id, "defib/findings.md", str(tmp_path))).read()
+    l001 = next(f for f in callback.diagnosis.findings if f.code == "L001")
+    assert f"step {l001.step}: **L001**" in text, text
+
+
+def test_log_to_on_the_watch_picks_one_tracker_of_two(mlflow_store, tmp_path):
+    """``log_to="tensorboard"``: the open SummaryWriter gets defib's series, the active MLflow run nothing."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    with mlflow.start_run() as run:
+        w = _train(log=lambda step, loss: writer.add_scalar("train/loss", loss, step), log_to="tensorboard")
+    writer.close()
+    scalars, _ = _events(tmp_path / "tb")
+    assert SERIES <= set(scalars) and w.watcher.s.config["trackers"] == ["tensorboard"]
+    assert not [k for k in MlflowClient().get_run(run.info.run_id).data.metrics if k.startswith("defib/")]
+
+
+def _regressor_module():
+    import lightning.pytorch as pl
 
     class Regressor(pl.LightningModule):
         def __init__(self):
@@ -219,14 +259,45 @@ def test_lightnings_mlflow_logger_run_gets_defib_metrics(mlflow_store):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.05)
 
+    return Regressor()
+
+
+def _fit(logger, callback) -> None:
+    import lightning.pytorch as pl
+
     pl.seed_everything(0, verbose=False)
     x = torch.randn(512, 8)
     data = torch.utils.data.TensorDataset(x, x @ torch.randn(8))
-    logger = MLFlowLogger(experiment_name="lightning", tracking_uri=mlflow_store)
-    callback = DefibCallback(report=False)
     pl.Trainer(max_steps=STEPS, accelerator="cpu", logger=logger, log_every_n_steps=5, enable_checkpointing=False,
                enable_progress_bar=False, enable_model_summary=False, callbacks=[callback]).fit(
-        Regressor(), torch.utils.data.DataLoader(data, batch_size=32, shuffle=True))
+        _regressor_module(), torch.utils.data.DataLoader(data, batch_size=32, shuffle=True))
+
+
+def test_lightnings_tensorboard_logger_run_gets_defib_series(tmp_path):
+    pytest.importorskip("lightning")
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from defib.integrations.lightning import DefibCallback
+
+    logger = TensorBoardLogger(str(tmp_path), name="lightning")
+    callback = DefibCallback(report=False)
+    _fit(logger, callback)
+    scalars, _ = _events(logger.log_dir)
+    assert "train_loss" in scalars and SERIES <= set(scalars), sorted(scalars)
+    steps = scalars["defib/spread_ratio"]
+    assert steps[0] == 1 and set(steps) <= set(EVAL_STEPS), steps
+    assert callback.diagnosis.verdict == "healthy"
+
+
+def test_lightnings_mlflow_logger_run_gets_defib_metrics(mlflow_store):
+    from lightning.pytorch.loggers import MLFlowLogger
+    from mlflow.tracking import MlflowClient
+
+    from defib.integrations.lightning import DefibCallback
+
+    logger = MLFlowLogger(experiment_name="lightning", tracking_uri=mlflow_store)
+    callback = DefibCallback(report=False)
+    _fit(logger, callback)
     # Lightning's logger keeps its run off MLflow's active-run stack: the callback hands it over
     history = MlflowClient(mlflow_store).get_metric_history(logger.run_id, "defib/spread_ratio")
     steps = [m.step for m in history]
@@ -257,11 +328,16 @@ def _wandb_history(run_dir) -> list[dict[str, str]]:
     return rows
 
 
-def test_an_offline_wandb_run_gets_defib_series_on_its_own_step_axis(tmp_path, monkeypatch):
+def _wandb_offline(tmp_path, monkeypatch):
     wandb = pytest.importorskip("wandb")
     for key, value in {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true",
-                       "WANDB_CONSOLE": "off"}.items():
+                       "WANDB_CONSOLE": "off", "WANDB_PROJECT": "defib-test"}.items():
         monkeypatch.setenv(key, value)
+    return wandb
+
+
+def test_an_offline_wandb_run_gets_defib_series_on_its_own_step_axis(tmp_path, monkeypatch):
+    wandb = _wandb_offline(tmp_path, monkeypatch)
     try:
         run = wandb.init(project="defib-test", dir=str(tmp_path))
     except Exception as exc:  # wandb's service process cannot start here
@@ -281,3 +357,29 @@ def test_an_offline_wandb_run_gets_defib_series_on_its_own_step_axis(tmp_path, m
     assert _at_evaluation_points([int(r["defib/step"]) for r in ours]) and SERIES <= set(ours[0])
     findings = "".join(r.get("defib/findings", "") for r in ours)
     assert "**L001**" in findings and "**S001**" in findings
+
+
+def test_the_trainers_wandb_run_gets_defib_series_and_findings(tiny_model_dir, tmp_path, monkeypatch):
+    wandb = _wandb_offline(tmp_path, monkeypatch)
+    try:
+        callback = _trainer(tiny_model_dir, tmp_path, "wandb", shape_fault=True)
+    except Exception as exc:  # wandb's service process cannot start here
+        pytest.skip(f"wandb cannot run offline here: {type(exc).__name__}: {exc}")
+    run = wandb.run
+    assert run is not None  # the run the Trainer's WandbCallback started (it leaves finishing it to the script)
+    run_dir = os.path.dirname(run.dir)
+    run.finish()
+    for _ in range(100):  # wandb's service process may still be writing the file when finish() returns
+        rows = _wandb_history(run_dir)
+        if any("defib/step" in r for r in rows) and any("train/loss" in r for r in rows):
+            break
+        time.sleep(0.1)
+    assert len(glob.glob(str(tmp_path / "wandb" / "offline-run-*"))) == 1  # defib started no run of its own
+    assert any("train/loss" in r for r in rows), rows  # the Trainer's own rows
+    ours = [r for r in rows if "defib/step" in r]
+    assert ours and SERIES <= set().union(*ours), ours
+    steps = [int(r["defib/step"]) for r in ours]
+    assert steps == sorted(steps) and set(steps) <= set(EVAL_STEPS), steps
+    findings = "".join(r.get("defib/findings", "") for r in ours)
+    assert "**L001**" in findings, findings
+    assert any(f.code == "L001" for f in callback.diagnosis.findings)

@@ -43,11 +43,13 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
         self.watcher = Watcher(model, optimizer, sample_every=sample_every)
         if announce is stderr_announce and in_notebook():
             announce = None  # the live line says it, in place
-        self._live = LiveDiagnosis(self.watcher, announce, ignore=tuple(c.upper() for c in ignore))
+        self.ignore = tuple(c.upper() for c in ignore)
+        self._live = LiveDiagnosis(self.watcher, announce, ignore=self.ignore)
         self.trackers = TrackerLog(self._live, log_to)
         self._installed: Installed | None = None
         self._cell: CellWatch | None = None
         self.diagnosis: Diagnosis | None = None
+        self.shown: Any = None  # in a notebook, the display of the diagnosis under the cell (updated by %%defib --confirm)
 
     @property
     def running(self) -> bool:
@@ -84,7 +86,7 @@ class watch:  # noqa: N801 - used like a function: ``with defib.watch(...)``
         if shown:
             from IPython.display import display
 
-            display(diagnosis)
+            self.shown = display(diagnosis, display_id=True)
 
     def to_dict(self) -> dict:
         """The JSON report's dict: the diagnosis, what was observed, and the recorded series (``signals``) for plots."""

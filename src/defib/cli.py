@@ -413,6 +413,7 @@ def predict_cmd(
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror or exc}")
     report = result.diagnosis.to_dict()
+    report["predict"].update(model=str(model_dir), source=str(data))
     write_reports(report, json_path, html_path)
     codes = [f.code for f in result.diagnosis.findings]
     warned = f"; warnings {', '.join(codes)}" if quiet and codes else ""  # quiet: the codes alone, on this line

@@ -143,10 +143,11 @@ def diagnose(signals: Any, *, first_fired: dict[str, int] | None = None, ignore:
     return _assemble(signals, findings, skipped, stage)
 
 
-def _verdict_before_training(signals: Any, findings: list[Finding]) -> str:
-    """A data check has no steps and no predictions: its rows are its evidence.
+def _verdict_from_rows(signals: Any, findings: list[Finding]) -> str:
+    """A data check, or a prediction run (``defib predict``), has no training steps: its rows are its evidence.
 
-    ``at_risk`` when any finding warns (the collapse can only come later),
+    ``at_risk`` when any finding warns (for a check: the collapse can only
+    come later; for predictions: they are not what the model learned),
     ``healthy`` when none does, ``inconclusive`` when there were no rows to look at.
     """
     if not int(getattr(signals, "rows", 0) or 0):
@@ -177,8 +178,8 @@ def _assemble(signals: Any, findings: list[Finding], skipped: dict[str, list[str
     flat = next((f for f in symptoms if f.code == flat_code), None)
     steps = int(getattr(signals, "step", 0) or 0)
     observed_preds = getattr(signals, "preds", None) is not None
-    if stage == "check":
-        verdict = _verdict_before_training(signals, findings)
+    if stage in ("check", "predict"):
+        verdict = _verdict_from_rows(signals, findings)
     elif stage == "probe":
         verdict = _probe_verdict(signals, flat, findings)
     elif flat is not None:

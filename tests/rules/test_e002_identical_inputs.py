@@ -26,7 +26,6 @@ def _predict(model_dir, max_length: int):
     return predict(loaded, Columns(None, texts, None, None))
 
 
-
 def test_truncated_shared_prefix_fires(tiny_model_dir):
     r = _predict(tiny_model_dir, max_length=12)  # planted: the prefix alone fills the 12 tokens
     f = find(r.diagnosis, "E002")
@@ -34,9 +33,13 @@ def test_truncated_shared_prefix_fires(tiny_model_dir):
     assert f.cause == "eval.inputs" and f.severity == Severity.WARNING
     assert f.evidence["distinct_encodings"] == 1 and f.evidence["distinct_texts"] > 50
     assert f.evidence["rows_at_max_length"] == 64
+    # predictions of rows, not a run without steps: the finding makes them at risk, and the report says what ran
+    assert r.diagnosis.verdict == "at_risk"
+    assert r.diagnosis.to_dict()["predict"]["distinct_encodings"] == 1
 
 
 def test_room_for_the_text_is_silent(tiny_model_dir):
     r = _predict(tiny_model_dir, max_length=64)
     assert r.signals.distinct_encodings == r.signals.distinct_texts
     assert find(r.diagnosis, "E002") is None, r.diagnosis.findings
+    assert r.diagnosis.verdict == "healthy", r.diagnosis.findings

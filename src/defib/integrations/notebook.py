@@ -122,36 +122,48 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="%%defib", add_help=False)
-    parser.add_argument("--max-steps", type=int, default=0,
+    # --steps: the issue's and defib run's older spelling of --max-steps, kept as on the command line
+    parser.add_argument("--max-steps", "--steps", type=int, default=0,
                         help="Stop the cell's training after N optimizer steps (0: run to the end).")
     parser.add_argument("--ignore", action="append", default=[], metavar="CODE",
                         help="A rule code to leave out of the diagnosis (repeatable).")
+    parser.add_argument("--confirm", action="store_true",
+                        help="Rerun the cell with the fix for the top cause and show whether the collapse goes away.")
+    parser.add_argument("--confirm-runs", type=int, default=2, help="At most this many reruns to confirm a fix.")
+    parser.add_argument("--confirm-steps", type=int, default=0,
+                        help="Optimizer steps per confirmation rerun (0: as many as the run observed, at most 200).")
     return parser
 
 
 def defib_cell(line: str, cell: str) -> Any:
-    """``%%defib [--max-steps N] [--ignore CODE]``: watch the training this cell runs; the report shows under it.
+    """``%%defib [--max-steps N] [--ignore CODE] [--confirm]``: watch the training this cell runs; the report shows under it.
 
     The cell runs as it would without the magic (its names land in the
     notebook, its last expression is its result); an error in it still fails
-    the cell, after the report of what ran before it.
+    the cell, after the report of what ran before it. ``--confirm``, after a
+    cell that ended normally: the cell's code runs again with the fix for the
+    top cause applied, as ``defib run --confirm`` reruns a script, and the
+    report under the cell gains what the rerun showed.
     """
     from IPython import get_ipython
 
     from defib.api import watch
 
     args = _parser().parse_args(shlex.split(line, comments=True))
-    if args.max_steps < 0:
-        _parser().error("--max-steps must be 0 or more")
+    for name in ("max_steps", "confirm_steps"):
+        if getattr(args, name) < 0:
+            _parser().error(f"--{name.replace('_', '-')} must be 0 or more")
+    if args.confirm_runs < 1:
+        _parser().error("--confirm-runs must be 1 or more")
     shell = get_ipython()
+    code = CellCode(shell, cell)
     w = watch(ignore=tuple(args.ignore))
     if args.max_steps:
         w.watcher.on_step(_stop_after(args.max_steps))
     with w:  # a watch in a notebook shows its diagnosis when the block ends, whatever ended it
-        try:
-            result = run_cell_body(shell, cell)
-        except StopTraining:
-            result = None
+        result = code.run_until_stopped()
+    if args.confirm:
+        _confirm(w, code, args.confirm_runs, args.confirm_steps)
     if not in_notebook():  # a terminal IPython: the text report
         print(w.diagnosis)
     return result
@@ -165,17 +177,113 @@ def _stop_after(limit: int) -> Callable[[int], None]:
     return stop
 
 
-def run_cell_body(shell: Any, cell: str) -> Any:
-    """Run a cell's code as IPython would: magics expanded, in the notebook's namespace, the last expression returned.
+class CellCode:
+    """A cell's code, compiled once as IPython would: magics expanded, run in the notebook's namespace.
 
     The source goes into IPython's cache under a cell file name, so tracebacks
-    and a finding's ``where`` show the cell's lines.
+    and a finding's ``where`` show the cell's lines; a ``--confirm`` rerun runs
+    the same code object, so a fix planned for a line of the first run (its
+    file and line) meets the same line again.
     """
-    source = shell.transform_cell(cell)
-    tree = ast.parse(source)
-    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-    filename = shell.compile.cache(source)
-    exec(compile(tree, filename, "exec"), shell.user_global_ns, shell.user_ns)  # noqa: S102 - the user's own cell
-    if last is None:
-        return None
-    return eval(compile(ast.Expression(last.value), filename, "eval"), shell.user_global_ns, shell.user_ns)  # noqa: S307
+
+    def __init__(self, shell: Any, cell: str):
+        self.shell = shell
+        source = shell.transform_cell(cell)
+        tree = ast.parse(source)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        filename = shell.compile.cache(source)
+        self.body = compile(tree, filename, "exec")
+        self.last = None if last is None else compile(ast.Expression(last.value), filename, "eval")
+
+    def run(self) -> Any:
+        """Run the cell; the value of its last expression, if it ends with one."""
+        ns = (self.shell.user_global_ns, self.shell.user_ns)
+        exec(self.body, *ns)  # noqa: S102 - the user's own cell
+        return None if self.last is None else eval(self.last, *ns)  # noqa: S307
+
+    def run_until_stopped(self) -> Any:
+        """:meth:`run`; None when defib stopped the training (``--max-steps``, a rerun's steps)."""
+        try:
+            return self.run()
+        except StopTraining:
+            return None
+
+
+# ------------------------------------------------------------------ %%defib --confirm
+class TrainedBefore(Exception):
+    """A ``--confirm`` rerun called a model the first run trained: the rerun would go on training it."""
+
+
+def _confirm(w: Any, code: CellCode, runs: int, steps: int) -> None:
+    """Confirm the fix for the watched cell's top causes by rerunning the cell; the report shown gains the result."""
+    from defib.stages.launch import confirm_reruns
+
+    try:
+        confirmed = confirm_reruns(w.to_dict(), CellRerun(code, w.watcher, w.ignore), runs, steps, say=print)
+    except TrainedBefore:
+        print("defib: --confirm: the cell trains a model built before it, which its first run has trained "
+              "already; a rerun would go on training those weights and prove nothing. Build the model and its "
+              "optimizer in the cell that trains them to confirm a fix there.")
+        return
+    w.diagnosis.extra["confirmed_fixes"] = confirmed
+    if w.shown is not None:
+        w.shown.update(w.diagnosis)
+
+
+class CellRerun:
+    """One ``--confirm`` rerun of a cell (:data:`defib.fixes.confirm.RunFn`): its code again, watched, with a fix.
+
+    The rerun is defib's experiment, not the user's: its prints are kept out
+    of the cell's output, it writes into no experiment tracker, and it must
+    train from scratch: a module holding a parameter the first run trained
+    (a model built in an earlier cell) stops it at its first call, before the
+    fix or a step changes anything.
+    """
+
+    def __init__(self, code: CellCode, first: Watcher, ignore: tuple[str, ...]):
+        import weakref
+
+        self.code, self.ignore = code, ignore
+        opt = first.optim.main()
+        params = [p for m in first.roots() for p in m.parameters()]
+        params += [p for g in opt.param_groups for p in g["params"]] if opt is not None else []
+        # weak: the rerun's own model may take the first one's place (and memory) once the cell rebinds its name
+        self.trained = {id(p): weakref.ref(p) for p in params}
+
+    def __call__(self, extra_env: dict[str, str], steps: int) -> tuple[int, dict[str, Any]]:
+        import contextlib
+        import io
+        import json
+
+        import torch
+
+        from defib.evidence.hooks import install
+        from defib.fixes import build
+        from defib.stages.run import FIX_ENV, final_diagnosis, run_report
+
+        watcher = Watcher()
+        live = LiveDiagnosis(watcher, None, ignore=self.ignore)
+        watcher.fix = build(json.loads(extra_env[FIX_ENV]))
+        watcher.on_step(_stop_after(steps))
+        # registered before defib's hooks, so it runs before the fix or the watcher see the model
+        guard = torch.nn.modules.module.register_module_forward_pre_hook(self._fresh)
+        installed = install(watcher)
+        status = 0
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                self.code.run_until_stopped()
+        except TrainedBefore:
+            raise
+        except Exception:  # the cell failed with the fix in: a rerun that exits non-zero, as a script's would
+            status = 1
+        finally:
+            guard.remove()
+            installed.remove()
+            watcher.detach()
+        return status, run_report(final_diagnosis(live), watcher)
+
+    def _fresh(self, module: Any, _args: Any) -> None:
+        for p in module.parameters(recurse=False):
+            ref = self.trained.get(id(p))
+            if ref is not None and ref() is p:  # the same live object, not a new one at a freed one's address
+                raise TrainedBefore()

@@ -20,10 +20,13 @@ SEVERITIES = ("info", "warning", "error")
 # lack some)
 TOP = {"defib_version": str, "verdict": str, "task": (str, NULL), "steps_observed": int, "findings": list,
        "flatline": (dict, NULL), "signals": (dict, NULL), "confirmed_fixes": list, "script_exit": (int, NULL),
-       "stopped_after_steps": (int, NULL), "observed": (dict, NULL), "check": (dict, NULL), "probe": (dict, NULL)}
+       "stopped_after_steps": (int, NULL), "observed": (dict, NULL), "check": (dict, NULL), "probe": (dict, NULL),
+       "predict": (dict, NULL)}
 FINDING = {"cause": (str, NULL), "severity": str, "confidence": NUMBER, "step": (int, NULL),
            "title": (str, NULL), "message": (str, NULL), "evidence": (dict, NULL), "where": (dict, NULL),
            "fix": (str, NULL), "symptoms": (list, NULL)}
+PREDICT = {"rows": int, "distinct_texts": int, "distinct_encodings": int, "rows_at_max_length": int,
+           "output_spread": (NUMBER, NULL), "top_class_share": (NUMBER, NULL), "max_length": (int, NULL)}
 SERIES = ("spread", "loss", "baseline")  # the signals a confirmation and a comparison read
 
 
@@ -35,6 +38,9 @@ def report_problem(report: Any) -> str | None:
     if "findings" not in report:
         return "no findings"
     wrong = _wrong_fields(report, TOP, "")
+    if wrong:
+        return wrong
+    wrong = _wrong_fields(report.get("predict") or {}, PREDICT, "predict.")
     if wrong:
         return wrong
     if report.get("verdict") not in VERDICTS:

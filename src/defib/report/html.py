@@ -25,7 +25,7 @@ import os
 import re
 from typing import Any
 
-from defib.report.text import inconclusive_note, script_end
+from defib.report.text import inconclusive_note, predict_lines, script_end
 from defib.signals.run import TOKEN_TASK
 
 SIZE_BOUND = 1_000_000  # bytes: the most a report of any run length may take (tested on 100k steps)
@@ -39,6 +39,7 @@ VERDICT_NOTE = {
     "at_risk": "A root cause of flatlining is present; the collapse has not (yet) shown.",
     "inconclusive": "No training step with predictions was observed, so nothing can be said about a collapse.",
 }
+PREDICT_AT_RISK = "A finding below says these predictions cannot be taken as they are."
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -110,11 +111,18 @@ def _banner(report: dict[str, Any]) -> str:
     if verdict == "flatlined" and flat.get("step") is not None:
         head += f" at step {_num(flat['step'])}"
     ended_early = (report.get("observed") or {}).get("verdict_so_far")  # healthy steps, then a crash or a kill
-    lines = [inconclusive_note(report) if ended_early else VERDICT_NOTE.get(verdict, "")]
+    note = PREDICT_AT_RISK if verdict == "at_risk" and "predict" in report else VERDICT_NOTE.get(verdict, "")
+    lines = [inconclusive_note(report) if ended_early else note]
     task = report.get("task") or "unknown"
     if "check" in report:
         rows = (report.get("check") or {}).get("rows")
         lines.append(f"Data check: {_num(rows)} rows, task {task}.")
+    elif report.get("probe"):
+        probe = report["probe"]
+        lines.append(f"Probe of {_num(probe.get('rows'))} rows from {probe.get('source')}, task {task}.")
+    elif "predict" in report:
+        rows = (report.get("predict") or {}).get("rows")
+        lines.append(f"Predictions of {_num(rows)} rows, task {task} (defib predict).")
     else:
         lines.append(f"Task {task}, {_num(report.get('steps_observed', 0))} optimizer steps observed.")
     if flat:
@@ -255,6 +263,14 @@ def _check_summary(report: dict[str, Any]) -> str:
     return f'<section id="check"><h2>The data</h2><table>{body}</table></section>'
 
 
+def _predict_summary(report: dict[str, Any]) -> str:
+    predict = report.get("predict")
+    if not predict:
+        return ""
+    items = "".join(f"<li>{_e(line)}</li>" for line in predict_lines(predict))
+    return f'<section id="predict"><h2>The predictions</h2><ul>{items}</ul></section>'
+
+
 def _skipped(report: dict[str, Any]) -> str:
     skipped = report.get("skipped_rules") or {}
     if not skipped:
@@ -267,7 +283,7 @@ def _skipped(report: dict[str, Any]) -> str:
 
 def _sections(report: dict[str, Any]) -> str:
     return "".join([_banner(report), _findings(report), _confirmed(report), _check_summary(report),
-                    _plots(report), _skipped(report)])
+                    _predict_summary(report), _plots(report), _skipped(report)])
 
 
 def render_html(report: dict[str, Any]) -> str:

@@ -59,11 +59,16 @@ def _check_version(path: Path, version: str) -> None:
 
 
 def kind(report: dict[str, Any]) -> str:
-    """Which command wrote the report: check, probe, a watched run (run, train, defib.watch) or predict."""
+    """Which command wrote the report: check, probe, predict or a watched run (run, train, defib.watch).
+
+    A predict report of an older defib has no ``predict`` section: it is what is left without a run's keys.
+    """
     if report.get("check") is not None:
         return "check"
     if report.get("probe") is not None:
         return "probe"
+    if report.get("predict") is not None:
+        return "predict"
     if report.get("signals") is not None or "script_exit" in report or "observed" in report:
         return "run"
     return "predict"

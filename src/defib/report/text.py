@@ -30,6 +30,9 @@ def headline(report: dict[str, Any]) -> str:
     probe = report.get("probe")
     if probe:
         return head + f"  ({report.get('task', 'unknown')}, probe of {probe.get('rows')} rows from {probe.get('source')})"
+    predict = report.get("predict")
+    if predict is not None:
+        return head + f"  ({report.get('task', 'unknown')}, predictions of {predict.get('rows', 0):,} rows)"
     return head + f"  ({report.get('task', 'unknown')}, {report.get('steps_observed', 0)} optimizer steps observed)"
 
 
@@ -55,6 +58,19 @@ def check_lines(check: dict[str, Any]) -> list[str]:
     return lines
 
 
+def predict_lines(p: dict[str, Any]) -> list[str]:
+    """A ``defib predict`` report's summary under the headline: which model on which rows, and what came out."""
+    lines = [f"{p['source']}: predicted by {p.get('model')}"] if p.get("source") else []
+    if p.get("top_class") is not None:
+        lines.append(f"most predicted class {p['top_class']}, for {_num(p.get('top_class_share'))} of the rows; "
+                     f"raw outputs spread {_num(p.get('output_spread'))} across rows")
+    elif p.get("output_spread") is not None:
+        lines.append(f"raw outputs spread {_num(p['output_spread'])} across rows")
+    lines.append(f"{p.get('distinct_texts', 0):,} distinct inputs, {p.get('distinct_encodings', 0):,} distinct after "
+                 f"tokenization; {p.get('rows_at_max_length', 0):,} rows at max_length {p.get('max_length')}")
+    return lines
+
+
 def render(report: dict[str, Any], console: Console | None = None) -> None:
     """Print a diagnosis dict (the JSON contract) to the terminal."""
     console = console or Console(stderr=False, highlight=False)
@@ -71,6 +87,9 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     if report.get("check") is not None:
         for line in check_lines(report["check"]):
             body.append("\n" + line, style="default")
+    if report.get("predict") is not None:
+        for line in predict_lines(report["predict"]):
+            body.append("\n" + line, style="default")
     if report.get("stopped_after_steps"):
         body.append(f"\ndefib stopped the script after {report['stopped_after_steps']} steps (--max-steps)", style="default")
     console.print(Panel(body, title="defib", title_align="left", expand=False))
@@ -80,7 +99,8 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     findings = report.get("findings") or []
     if not findings:
         note = ("No findings." if verdict != "inconclusive" else
-                "No rows to check." if report.get("check") is not None else inconclusive_note(report))
+                "No rows to check." if report.get("check") is not None else
+                "No rows to predict." if report.get("predict") is not None else inconclusive_note(report))
         console.print(note)
     for i, f in enumerate(findings, 1):
         sev = f.get("severity", "info")

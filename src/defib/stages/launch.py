@@ -27,10 +27,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from defib.diagnosis import Diagnosis
 from defib.stages.run import IGNORE_ENV, LOG_TO_ENV, REPORT_ENV, STEPS_ENV
+
+if TYPE_CHECKING:
+    from defib.fixes.confirm import RunFn
 
 BOOT_DIR = Path(__file__).resolve().parent.parent / "_boot"
 CONFIRM_MAX_STEPS = 200  # a confirmation rerun is short: at most this many optimizer steps by default
@@ -268,6 +271,16 @@ def confirm_fixes(report: dict, command: list[str], runs: int, steps: int, say: 
 
     Raises :class:`Stopped` when defib is stopped during a rerun.
     """
+    # a rerun is defib's experiment, not the user's run: it writes nothing into the script's trackers
+    return confirm_reruns(report, lambda env, n: watched(command, n, env, quiet=True, stop=stop, log_to="none"),
+                          runs, steps, say)
+
+
+def confirm_reruns(report: dict, rerun: RunFn, runs: int, steps: int, say: Callable[[str], None]) -> list[dict]:
+    """The confirmation of ``report``'s top causes by ``rerun(extra_env, steps)``: a script's, or a notebook cell's.
+
+    ``steps`` 0: as many as the run observed, at most ``CONFIRM_MAX_STEPS``.
+    """
     from defib.fixes.confirm import candidates, confirm
 
     if not candidates(report, runs):
@@ -275,8 +288,6 @@ def confirm_fixes(report: dict, command: list[str], runs: int, steps: int, say: 
         return []
     steps = steps or min(int(report.get("steps_observed") or 0), CONFIRM_MAX_STEPS)
     began = time.perf_counter()
-    # a rerun is defib's experiment, not the user's run: it writes nothing into the script's trackers
-    results = confirm(report, lambda env, n: watched(command, n, env, quiet=True, stop=stop, log_to="none"),
-                      steps=steps, max_runs=runs, say=say)
+    results = confirm(report, rerun, steps=steps, max_runs=runs, say=say)
     say(f"defib: --confirm took {time.perf_counter() - began:.0f} s extra ({len(results)} rerun(s))")
     return results

@@ -168,6 +168,10 @@ class OptimEvidence(Part):
         """``optimizer`` is the watched one (False before any step)."""
         return self._main_opt is not None and self._main_opt() is optimizer
 
+    def main(self) -> torch.optim.Optimizer | None:
+        """The watched optimizer (None before any step, or once it is gone)."""
+        return None if self._main_opt is None else self._main_opt()
+
     def adopt(self, optimizer: torch.optim.Optimizer) -> bool:
         """The first optimizer that steps is the one watched (others: GANs, probes); True if this is it."""
         if self._main_opt is None:
