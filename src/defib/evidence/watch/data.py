@@ -73,9 +73,21 @@ class DataEvidence(Part):
         shuffled = {"RandomSampler": True, "SequentialSampler": False}.get(name)
         if len(self._loaders) >= MAX_LOADERS:  # a loader built per batch: forget the dead ones
             self._loaders = {k: v for k, v in self._loaders.items() if v["ref"]() is not None}
+        rebuilt = self._rebuilt_from(batch_sampler)
         # keyed by id, checked by weakref: a loader used once (iter(DataLoader(...))) dies and its id is reused
-        self._loaders[id(loader)] = {"where": where_here(keyword="shuffle", skip=4, value=shuffled), "sampler": name,
-                                     "ref": weakref.ref(loader)}
+        self._loaders[id(loader)] = {
+            "where": rebuilt["where"] if rebuilt else where_here(keyword="shuffle", skip=4, value=shuffled),
+            "sampler": rebuilt["sampler"] if rebuilt else name, "ref": weakref.ref(loader)}
+
+    def _rebuilt_from(self, batch_sampler: Any) -> dict | None:
+        """The user's loader whose batches a library's new loader reuses (``accelerator.prepare`` rebuilds the
+        DataLoader around the user's batch sampler, or a shard of it): its line is the one to edit, not prepare's."""
+        reused = [b for b in (batch_sampler, getattr(batch_sampler, "batch_sampler", None)) if b is not None]
+        for info in self._loaders.values():
+            old = info["ref"]()
+            if old is not None and any(getattr(old, "batch_sampler", None) is b for b in reused):
+                return info
+        return None
 
     @guarded
     def loader_iter(self, loader: Any) -> None:
