@@ -160,6 +160,16 @@ class OptimSignals:
     # model names them (at most 200): adapters on modules the forward to the loss never uses
     adapters_idle: list[str] = field(default_factory=list)
     nonfinite: dict[str, int] = field(default_factory=dict)   # "loss"/"grad"/"weight" -> first step
+    # torch.amp.GradScaler (plain, or inside accelerate's fp16): its step() calls on the watched optimizer, the
+    # ones it skipped for inf/NaN gradients (the optimizer's own step never ran; they still count as steps of
+    # the run), how many of the latest ones were skipped in a row, the scale at the first and the latest
+    # step (None: not read yet), and the user's scaler.step line
+    scaler_steps: int = 0
+    scaler_skipped: int = 0
+    scaler_skip_streak: int = 0
+    scaler_scale_first: float | None = None
+    scaler_scale_last: float | None = None
+    scaler_where: Where | None = None
     param_dtypes: list[str] = field(default_factory=list)
 
 

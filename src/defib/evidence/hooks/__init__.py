@@ -7,8 +7,9 @@ Two kinds of interception, both observe-only:
   ones the transformers ``Trainer`` or Lightning build.
 * Thin wrappers around functions that have no hook: the functional losses,
   ``Tensor.backward``, ``zero_grad``, the constructors of optimizers,
-  schedulers and DataLoaders (:mod:`.torch_patches`), once transformers
-  is imported, tokenizer calls and ``from_pretrained`` (:mod:`.transformers_patches`), and, once
+  schedulers and DataLoaders, ``GradScaler``'s ``scale`` and ``step``
+  (:mod:`.torch_patches`), once transformers is imported, tokenizer calls
+  and ``from_pretrained`` (:mod:`.transformers_patches`), and, once
   sentence-transformers is, its loss modules and models' forward (:mod:`.st_patches`).
   Each wrapper calls the original with the same arguments and returns its
   result untouched, so the run computes exactly what it would without defib.

@@ -5,7 +5,7 @@ reach every module and optimizer, including the ones the transformers
 ``Trainer`` or Lightning build. The rest is wrapped: the functional losses
 (``nn.MSELoss`` and friends call them too), ``Tensor.backward``,
 ``zero_grad``, the constructors of optimizers, loss modules, schedulers and
-DataLoaders, ``nn.init`` and the activation functions.
+DataLoaders, ``nn.init``, the activation functions and ``GradScaler``.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def install_torch(inst: Installed, w: Watcher) -> None:
             inst.patch(nn.init, name, init_fn)
     _patch_activations(inst, w)
     _patch_schedulers(inst, w)
+    _patch_grad_scaler(inst, w)
 
 
 def _after_init(event: Callable[[Any], None]) -> Callable[[Any], Any]:
@@ -172,6 +173,7 @@ def _step_pre_hook(w: Watcher) -> Callable:
     wrapper returns the closure's own result, so the step is unchanged.
     """
     def hook(optimizer: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        w.step_calls += 1
         positional = len(args) > 1 and callable(args[1])  # args[0] is the optimizer itself
         closure = args[1] if positional else kwargs.get("closure")
         if closure is None:
@@ -325,3 +327,36 @@ def _patch_schedulers(inst: Installed, w: Watcher) -> None:
     plateau = getattr(lr_scheduler, "ReduceLROnPlateau", None)
     if plateau is not None and not issubclass(plateau, base):
         inst.patch(plateau, "step", step)
+
+
+def _patch_grad_scaler(inst: Installed, w: Watcher) -> None:
+    """``torch.amp.GradScaler`` (``torch.cuda.amp``'s and accelerate's fp16 use it): the loss it scales and the
+    steps it skips.
+
+    ``scaler.scale(loss)`` multiplies the loss by 65536 or so: backward() must
+    read the user's loss, not that. ``scaler.step(opt)`` calls ``opt.step()``
+    only when the unscaled gradients are finite; a step it skips reaches no
+    optimizer hook, so the wrapper tells the watcher whether one ran.
+    """
+    from torch.amp import GradScaler
+
+    def scale(original):
+        @functools.wraps(original)
+        def run(self, outputs):
+            scaled = original(self, outputs)
+            w.optim.loss_scaled(outputs, scaled)
+            return scaled
+        return run
+
+    def step(original):
+        @functools.wraps(original)
+        def run(self, optimizer, *args, **kwargs):
+            before = w.step_calls
+            out = original(self, optimizer, *args, **kwargs)
+            if self.is_enabled():
+                w.scaler_step(self, optimizer, taken=w.step_calls > before)
+            return out
+        return run
+
+    inst.patch(GradScaler, "scale", scale)
+    inst.patch(GradScaler, "step", step)

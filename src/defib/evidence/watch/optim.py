@@ -46,6 +46,8 @@ class OptimEvidence(Part):
         self._probe: nn.Parameter | None = None
         self._not_cleared = 0
         self._graph_misses = 0  # backward() calls whose graph held no recognised loss
+        self._scaled: tuple[weakref.ref, torch.Tensor] | None = None  # (GradScaler's output, the loss it scaled)
+        self.skipped = False  # the step being observed is one GradScaler skipped (see Watcher.scaler_step)
         # group -> what gives (||W before||, ||W after - W before||) of its measured tensor once the step is taken
         self._snap: dict[str, Callable[[], torch.Tensor]] = {}
         self.training_args_where = None  # set by the TrainingArguments patch
@@ -59,6 +61,7 @@ class OptimEvidence(Part):
     # ------------------------------------------------------------------ backward / zero_grad
     @guarded
     def backward_pre(self, tensor: torch.Tensor) -> None:
+        tensor = self._unscaled(tensor)
         o = self.signals()
         o.backward_calls += 1
         if o.backward_where is None:
@@ -76,6 +79,13 @@ class OptimEvidence(Part):
             if g is not None:
                 self.w.later(self._count_not_cleared, (g != 0).any())
         self._zeroed_after_backward = False
+
+    def _unscaled(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The loss before ``scaler.scale(loss)`` multiplied it, if ``tensor`` is that product: the scaler's scale
+        is neither the user's loss scale (L005) nor a NaN in the loss when it overflows (the scaler skips that step)."""
+        if self._scaled is not None and self._scaled[0]() is tensor:
+            tensor, self._scaled = self._scaled[1], None
+        return tensor
 
     def _count_not_cleared(self, nonzero: torch.Tensor) -> None:
         """Read at a flush: the head's gradient was not zero when a step's first backward began."""
@@ -185,6 +195,34 @@ class OptimEvidence(Part):
             self._opt_ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
         return self._main_opt() is optimizer
 
+    # ------------------------------------------------------------------ torch.amp.GradScaler
+    def loss_scaled(self, loss: Any, scaled: Any) -> None:
+        """``scaler.scale(loss)`` returned ``scaled``: the next backward() on it reads ``loss`` instead."""
+        if isinstance(loss, torch.Tensor) and isinstance(scaled, torch.Tensor):
+            self._scaled = (weakref.ref(scaled), loss)
+
+    @guarded
+    def scaler_stepped(self, scaler: Any, optimizer: torch.optim.Optimizer, taken: bool) -> None:
+        """``scaler.step(optimizer)`` returned; ``taken``: the optimizer's own step ran (False: inf/NaN gradients)."""
+        if not self.may_be_main(optimizer):
+            return
+        o = self.signals()
+        o.scaler_steps += 1
+        if o.scaler_where is None:
+            o.scaler_where = where_here(skip=4)
+        o.scaler_skipped += 0 if taken else 1
+        o.scaler_skip_streak = 0 if taken else o.scaler_skip_streak + 1
+        scale = getattr(scaler, "_scale", None)  # the scale this step used; get_scale() would read it now
+        if isinstance(scale, torch.Tensor):
+            self.w.later(self._scale_read, scale.detach().clone())
+
+    def _scale_read(self, scale: torch.Tensor) -> None:
+        o = self.signals()
+        value = float(scale)
+        if o.scaler_scale_first is None:
+            o.scaler_scale_first = value
+        o.scaler_scale_last = value
+
     # ------------------------------------------------------------------ around the step
     def before_step(self, step: int, optimizer: torch.optim.Optimizer) -> None:
         """The watched optimizer is about to take step ``step``: gradients, learning rate, a copy for the update."""
@@ -250,17 +288,8 @@ class OptimEvidence(Part):
                 self._ever_grad.add(id(p))
                 name = names.get(id(p), ("?",))[0]
                 by_group.setdefault(P.group_of(name), []).append(p.grad.detach())
-        # one squared norm per group, all read in one host transfer (each float() would wait for the device)
-        squares = [torch.stack(torch._foreach_norm([g.float() for g in gs])).pow(2).sum().cpu()
-                   for gs in by_group.values()]
-        total_sq = 0.0
-        for group, sq in zip(by_group, torch.stack(squares).tolist() if squares else []):
-            total_sq += sq
-            o.grad_norm.setdefault(group, Series()).add(step, math.sqrt(sq))
-        if by_group:
-            o.grad_total.add(step, math.sqrt(total_sq))
-            if not math.isfinite(total_sq):
-                o.nonfinite.setdefault("grad", step)
+        if by_group and not self.skipped:  # a step GradScaler skipped has inf/NaN gradients: the scaler's evidence
+            self._grad_norms(step, by_group)
         # parameters that get gradients but are in no optimizer
         for pid, (name, p) in names.items():
             if pid not in self._opt_ids and p.grad is not None and name not in o.not_in_optimizer:
@@ -277,6 +306,19 @@ class OptimEvidence(Part):
                 idle.append(f.name)
         self.signals().adapters_idle = idle[:200]
 
+    def _grad_norms(self, step: int, by_group: dict[str, list[torch.Tensor]]) -> None:
+        o = self.signals()
+        # one squared norm per group, all read in one host transfer (each float() would wait for the device)
+        squares = [torch.stack(torch._foreach_norm([g.float() for g in gs])).pow(2).sum().cpu()
+                   for gs in by_group.values()]
+        total_sq = 0.0
+        for group, sq in zip(by_group, torch.stack(squares).tolist()):
+            total_sq += sq
+            o.grad_norm.setdefault(group, Series()).add(step, math.sqrt(sq))
+        o.grad_total.add(step, math.sqrt(total_sq))
+        if not math.isfinite(total_sq):
+            o.nonfinite.setdefault("grad", step)
+
     def _snapshot(self, step: int, params: list[nn.Parameter], names: dict) -> None:
         """Before a sampled step, keep what measures one tensor's update per group after it.
 
@@ -290,7 +332,7 @@ class OptimEvidence(Part):
         the factors' own ratios mean nothing (B starts at exactly zero).
         """
         self._snap.clear()
-        if not self.w.sampled(step):
+        if not self.w.sampled(step) or self.skipped:  # a skipped step changes no weight: no update to measure
             return
         lora = self.w.model.lora()
         chosen: dict[str, nn.Parameter | A.LoraFactors] = {}

@@ -78,6 +78,7 @@ class Watcher:
         self.fix: Any = None  # a candidate fix (defib.fixes) applied by the wrappers, only in a --confirm rerun
         self.started = time.time()
         self._later: list[tuple[Callable, tuple]] = []  # host reads put off until the next flush
+        self.step_calls = 0  # optimizer steps that ran, of any optimizer (counted by the pre-step hook)
         self.model = ModelEvidence(self)
         self.data = DataEvidence(self)
         self.loss = LossEvidence(self, window)
@@ -254,6 +255,26 @@ class Watcher:
             share = self.cost.check(started)
             if step > PACE_FROM_STEP:
                 self._pace(share)
+
+    def scaler_step(self, scaler: Any, optimizer: torch.optim.Optimizer, taken: bool) -> None:
+        """``GradScaler.step(optimizer)`` returned; ``taken``: it ran the optimizer's step.
+
+        A step the scaler skips (inf/NaN in the unscaled gradients) never
+        reaches the optimizer's hooks, yet it is a step of the user's loop: it
+        goes through the step clock like a taken one, without the gradient
+        norms and update ratios a skipped step does not have, so that a run
+        whose every step is skipped is judged on its steps (O009 names the
+        scaler), not left inconclusive for want of any.
+        """
+        self.optim.scaler_stepped(scaler, optimizer, taken)
+        if taken:
+            return
+        self.optim.skipped = True
+        try:
+            self.step_pre(optimizer)
+            self.step_post(optimizer)
+        finally:
+            self.optim.skipped = False
 
     def _pace(self, share: float | None) -> None:
         """Sample (and evaluate) half as often when defib's share of the run's time is over budget, twice as

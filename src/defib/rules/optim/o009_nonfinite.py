@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from defib.rules.base import Finding, Rule, Severity, register
-from defib.signals.run import Signals
+from defib.rules.fmt import rnd
+from defib.signals.run import OptimSignals, Signals
 
 _ORIGIN_ORDER = ("loss", "grad", "weight")
 
@@ -21,22 +22,33 @@ class NonFinite(Rule):
 
     What it detects:
         The first step with a non-finite loss value, gradient norm or weight
-        update, and parameters kept in float16 under a plain optimizer.
+        update, parameters kept in float16 under a plain optimizer, and a
+        ``GradScaler`` that keeps skipping the optimizer's step because the
+        unscaled gradients hold inf or NaN every time.
 
     Why it flattens predictions:
         One NaN gradient step turns every weight it touches into NaN; from
         then on every input gets the same output (NaN, or the same class
         after an argmax over NaNs). float16 weights updated by a plain Adam
-        underflow in its second moment and overflow in its update.
+        underflow in its second moment and overflow in its update. Under
+        mixed precision ``GradScaler`` protects the weights by skipping such
+        steps and halving its scale: if every step has a NaN, no step is ever
+        taken, the weights stay where they started (a fresh head's flat
+        output included) and the scale sinks towards zero.
 
     Example:
         ``loss = -(y * torch.log(p)).mean()`` with ``p`` reaching 0; or
-        ``model.half()`` followed by ``AdamW``.
+        ``model.half()`` followed by ``AdamW``; under a ``GradScaler``,
+        ``torch.where(pred > 0, pred.sqrt(), pred)`` (the branch not taken
+        still back-propagates NaN).
 
     Fix:
         Use the library's numerically safe losses (``cross_entropy``,
         ``binary_cross_entropy_with_logits``), keep weights in float32 and use
-        ``torch.autocast`` for mixed precision, clip gradients.
+        ``torch.autocast`` for mixed precision, clip gradients. Under a
+        ``GradScaler`` that skips every step, find the operation whose
+        gradient is inf/NaN (``torch.autograd.set_detect_anomaly(True)`` for
+        one step) and clamp its input.
     """
 
     code = "O009"
@@ -45,9 +57,22 @@ class NonFinite(Rule):
     severity = Severity.ERROR
     needs = ("optim",)
 
+    # a healthy GradScaler skips a few steps while its scale (65536 at first) halves down to what the gradients
+    # allow; the latest this many in a row, or as many spread over this share of all steps, never settle
+    scaler_streak = 8
+    scaler_share = 0.9
+
     def check(self, s: Signals) -> Finding | None:
         o = s.optim
         half = [d for d in o.param_dtypes if d in ("float16", "bfloat16")]
+        scaler = self._scaler_stuck(o)
+        if scaler is not None and not o.nonfinite:
+            return self.finding(
+                f"{scaler['sentence']}: the unscaled gradients held inf or NaN at each of them, so the optimizer "
+                "never took those steps and the weights did not move.",
+                confidence=0.9, where=o.scaler_where or o.step_where, evidence=scaler["evidence"],
+                fix="Find the operation whose gradient is inf/NaN (torch.autograd.set_detect_anomaly(True) for one "
+                    "step); a torch.where over sqrt/log computes both branches: clamp the input first")
         if not o.nonfinite and not half:
             return None
         if o.nonfinite:
@@ -57,8 +82,12 @@ class NonFinite(Rule):
             msg = f"Non-finite values appeared: {what}."
             if half:
                 msg += f" Parameters are {', '.join(half)} under {o.optimizer}."
+            evidence = {"first_nonfinite": dict(o.nonfinite), "param_dtypes": o.param_dtypes}
+            if scaler is not None:
+                msg += f" {scaler['sentence']}."
+                evidence.update(scaler["evidence"])
             return self.finding(msg, confidence=0.95, where=where if not half else (o.where or where),
-                                evidence={"first_nonfinite": dict(o.nonfinite), "param_dtypes": o.param_dtypes},
+                                evidence=evidence,
                                 fix="Keep weights in float32 (use torch.autocast for speed), use numerically safe "
                                     "losses, clip gradients: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)")
         return self.finding(
@@ -67,3 +96,16 @@ class NonFinite(Rule):
             confidence=0.6, severity=Severity.WARNING, where=o.where,
             evidence={"param_dtypes": o.param_dtypes, "optimizer": o.optimizer},
             fix="model.float(); use torch.autocast(device_type, dtype=torch.bfloat16) for the forward pass")
+
+    def _scaler_stuck(self, o: OptimSignals) -> dict | None:
+        """A GradScaler that skipped most steps, or the latest ``scaler_streak`` in a row: the sentence and evidence."""
+        skipped, steps = o.scaler_skipped, o.scaler_steps
+        mostly = skipped >= self.scaler_streak and skipped >= self.scaler_share * steps
+        if o.scaler_skip_streak < self.scaler_streak and not mostly:
+            return None
+        sentence = f"GradScaler skipped {skipped} of {steps} steps"
+        if o.scaler_scale_first is not None and o.scaler_scale_last is not None:
+            sentence += f", scale fell from {o.scaler_scale_first:.3g} to {o.scaler_scale_last:.3g}"
+        return {"sentence": sentence,
+                "evidence": {"scaler_skipped": skipped, "scaler_steps": steps, "scaler_skip_streak": o.scaler_skip_streak,
+                             "scale_first": rnd(o.scaler_scale_first), "scale_last": rnd(o.scaler_scale_last)}}
