@@ -331,10 +331,11 @@ class LossEvidence(Part):
             if w.size:
                 p.window_std, p.window_mean = float(w.std()), float(w.mean())
                 ref = self._label_std() if p.task == "multilabel" else p.target_std
-                if ref and self._batch_pred_std:
+                if self._batch_pred_std:
                     # within-batch spread: blind to the drift of a bias chasing batch means
                     p.batch_std = float(np.mean(self._batch_pred_std))
-                    p.spread.add(step, p.batch_std / ref)
+                    if ref:  # none when the loss takes no labels (in-batch negatives)
+                        p.spread.add(step, p.batch_std / ref)
                 if sampled:
                     _add_quantiles(p.pred_quantiles, step, w)
                     ys = self._target_window.array()

@@ -29,6 +29,13 @@ class FlatPredictions(Rule):
         by 0.15^2 of it and not climbing back between the halves, and the
         spread widening by a quarter (that is S002, a slow start).
 
+        A loss that takes no labels (sentence-transformers' in-batch
+        negatives, MultipleNegativesRankingLoss) has no target spread to
+        compare with: there, flat means the sentence embeddings of different
+        texts have a mean cosine above ``max_cosine`` on ``sustain``
+        consecutive sampled steps while the loss stays at the same level of
+        its baseline, log(candidates per anchor), and has stopped falling.
+
     Why it flattens predictions:
         This is the flatline itself, measured. A regressor whose predictions
         correlate with the targets at r has a prediction std of about r times
@@ -44,7 +51,9 @@ class FlatPredictions(Rule):
         For sentence embeddings (sentence-transformers) the evidence adds the
         mean cosine between the embeddings of different texts in a batch: near
         1, every text points the same way (the embeddings collapsed), which
-        says what flattened, not why.
+        says what flattened, not why. With in-batch negatives that is the
+        flatline itself: every candidate scores alike, so the loss is that of
+        picking the positive at random.
 
     Example:
         step 120: prediction std 0.004 against target std 1.52; loss 2.31,
@@ -67,6 +76,9 @@ class FlatPredictions(Rule):
     sustain = 3                            # consecutive flat measurements needed
     plateau_steps = 20                     # look this many steps back to see whether the loss still falls
     min_progress = 0.1                     # a loss still falling by this share over plateau_steps is converging, not flat
+    # No labels (in-batch negatives): unit embeddings whose mean pairwise cosine is c keep a variance of about
+    # 1 - c around their common direction; above 0.95, under 5% of what unrelated directions (c = 0) have.
+    max_cosine = 0.95
 
     def check(self, s: Signals) -> Finding | None:
         since = self.flat_since(s)
@@ -78,6 +90,7 @@ class FlatPredictions(Rule):
         p = s.preds
         points = p.spread.pairs()
         loss, base = p.loss_window.last, p.baseline.last
+        cosine = s.model.embedding_cosine.last if s.model is not None else None
         if p.task == "classification":
             top, n = (max(p.pred_counts.items(), key=lambda kv: kv[1]) if p.pred_counts else (None, 0))
             total = sum(p.pred_counts.values()) or 1
@@ -100,16 +113,21 @@ class FlatPredictions(Rule):
                    f"inputs and {above} ({_f(100 * _mean(p.label_pos_rate))}% of the targets are 1); loss {_f(loss)} "
                    f"vs {_f(base)} for always predicting each label's rate.")
             pred_std, target_std = p.batch_std, _mean([math.sqrt(q * (1 - q)) for q in p.label_pos_rate])
+        elif p.target_std is None:  # no labels: the embeddings themselves flattened
+            msg = (f"Since step {max(since, 1)} the embeddings of different texts have mean cosine {_f(cosine)}, so "
+                   f"every candidate scores alike: loss {_f(loss)} vs {_f(base)} for picking the positive among the "
+                   f"batch's candidates at random.")
+            pred_std, target_std = p.batch_std, None
         else:
             msg = (f"Since step {max(since, 1)} predictions vary by {_f(p.batch_std)} (std within a batch) while "
                    f"targets vary by {_f(p.target_std)}; loss {_f(loss)} vs {_f(base)} for always predicting the mean.")
             pred_std, target_std = p.batch_std, p.target_std
         evidence = {"since_step": since, "pred_std": _r(pred_std), "target_std": _r(target_std),
-                    "spread_ratio": _r(points[-1][1]), "loss": _r(loss), "baseline_loss": _r(base)}
-        cosine = s.model.embedding_cosine.last if s.model is not None else None
+                    "spread_ratio": _r(points[-1][1]) if points else None, "loss": _r(loss), "baseline_loss": _r(base)}
         if cosine is not None:  # sentence embeddings: how alike the texts' vectors have become
             evidence["embedding_cosine"] = _r(cosine)
-            msg += f" Embeddings of different texts have mean cosine {_f(cosine)}."
+            if target_std is not None:
+                msg += f" Embeddings of different texts have mean cosine {_f(cosine)}."
         return self.finding(
             msg, confidence=0.95,
             evidence=evidence,
@@ -118,11 +136,8 @@ class FlatPredictions(Rule):
     def flat_since(self, s: Signals) -> int | None:
         """The step since which predictions are flat and the loss stuck at the baseline's level, else None."""
         p = s.preds
-        points = p.spread.pairs()
-        if s.step < self.min_step or len(points) < self.sustain:
-            return None
-        flat = [v for _, v in points[-self.sustain:] if not (math.isfinite(v) and v >= self.max_spread)]
-        if len(flat) < self.sustain:
+        points = self._flat_points(s)
+        if s.step < self.min_step or len(points) < self.sustain or not all(f for _, f in points[-self.sustain:]):
             return None
         loss, base = p.loss_window.last, p.baseline.last
         if loss is not None and base is not None and math.isfinite(loss) and loss < self.loss_margin * base:
@@ -130,11 +145,19 @@ class FlatPredictions(Rule):
         if self._still_falling(p.loss_window.pairs(), s.step):
             return None
         since = points[-1][0]
-        for st, v in reversed(points):
-            if math.isfinite(v) and v >= self.max_spread:
+        for st, flat in reversed(points):
+            if not flat:
                 break
             since = st
         return since
+
+    def _flat_points(self, s: Signals) -> list[tuple[int, bool]]:
+        """(step, flat) for each measurement of the predictions' spread, oldest first."""
+        p = s.preds
+        if p.task == "regression" and p.target_std is None and s.model is not None:
+            # no labels to spread against (in-batch negatives): flat is every text's embedding alike
+            return [(st, v > self.max_cosine) for st, v in _by_step(s.model.embedding_cosine.pairs())]
+        return [(st, not (math.isfinite(v) and v >= self.max_spread)) for st, v in p.spread.pairs()]
 
     def _still_falling(self, losses: list[tuple[int, float]], step: int) -> bool:
         """True while the loss keeps dropping: a slow start, not a collapse."""
@@ -143,6 +166,14 @@ class FlatPredictions(Rule):
         if not past or now is None or not math.isfinite(now):
             return False
         return (past[-1] - now) > self.min_progress * abs(past[-1])
+
+
+def _by_step(pairs: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """One point a step: the lowest of that step's values (a bi-encoder embeds each column in its own call)."""
+    out: dict[int, float] = {}
+    for st, v in pairs:
+        out[st] = min(v, out.get(st, v))
+    return sorted(out.items())
 
 
 def _shares(counts: dict[int, int]) -> str:
