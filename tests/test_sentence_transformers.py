@@ -15,6 +15,7 @@ import random
 
 import pytest
 import torch
+from torch import nn
 from rules.helpers import assert_where, find, watch
 
 pytest.importorskip("sentence_transformers")
@@ -140,3 +141,48 @@ def test_cross_encoder_bce_is_read_and_healthy(tiny_model_dir):
     assert s.loss.fn == "binary_cross_entropy_with_logits" and s.preds.n_seen == STEPS * BATCH
     assert s.model.name == "CrossEncoder" and s.data.batches >= STEPS
     assert d.verdict == "healthy", [(f.code, f.message) for f in d.findings]
+
+
+def test_in_batch_negatives_collapse_is_a_flatline(tiny_model_dir):
+    """MNRL takes no labels: its flatline is every text's embedding alike and the loss at log(candidates)."""
+    model = bi_encoder(tiny_model_dir)
+    with watch() as w:
+        train(model, losses.MultipleNegativesRankingLoss(model), pairs(STEPS * BATCH), lr=0.3)  # a step far too large
+    d = w.diagnosis
+    assert d.verdict == "flatlined" and d.findings[0].code == "O001", [(f.code, f.message) for f in d.findings]
+    flat = find(d, "S001")
+    assert flat.evidence["embedding_cosine"] > 0.95 and flat.evidence["target_std"] is None
+    assert flat.evidence["baseline_loss"] == pytest.approx(math.log(BATCH), rel=1e-4)
+    assert flat.evidence["loss"] >= 0.9 * math.log(BATCH) and "embeddings of different texts" in flat.message
+
+
+def test_in_batch_negatives_learning_from_near_the_baseline_is_healthy(tiny_model_dir):
+    """Near-miss: the tiny model starts within 10% of log(candidates), its embeddings alike (cosine ~0.87), and learns."""
+    model = bi_encoder(tiny_model_dir)
+    with watch() as w:
+        train(model, losses.MultipleNegativesRankingLoss(model), pairs(STEPS * BATCH))
+    d, s = w.diagnosis, w.watcher.s
+    losses_seen = s.preds.loss_window.pairs()
+    assert losses_seen[0][1] >= 0.9 * math.log(BATCH) > losses_seen[-1][1]
+    assert d.verdict == "healthy" and not d.findings, [(f.code, f.message) for f in d.findings]
+
+
+class EmbeddingLayerCLS(nn.Module):
+    """A custom pooling that reads [CLS] from the embedding layer's output: the same vector for every text."""
+
+    def forward(self, features):
+        features["sentence_embedding"] = features["all_layer_embeddings"][0][:, 0]  # planted
+        return features
+
+
+def test_custom_pooling_reading_a_constant_names_the_pooling(tiny_model_dir):
+    torch.manual_seed(0)
+    encoder = Transformer(str(tiny_model_dir), max_seq_length=32, config_kwargs={"output_hidden_states": True})
+    model = SentenceTransformer(modules=[encoder, EmbeddingLayerCLS()], device="cpu")
+    with watch() as w:
+        train(model, losses.CosineSimilarityLoss(model), pairs(STEPS * BATCH))
+    d = w.diagnosis
+    f = d.findings[0]
+    assert f.code == "M004" and f.cause == "model.pooling", [(g.code, g.message) for g in d.findings]
+    assert f.evidence["head_input_spread"] < 0.01 < f.evidence["token_spread"]
+    assert_where(f, EmbeddingLayerCLS)

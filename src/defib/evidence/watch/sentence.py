@@ -21,6 +21,7 @@ dicts, and the model is called one level down. The patches in
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defib.evidence.callsite import where_here
+from defib.evidence.callsite import is_user_file, make_where, where_here
 from defib.evidence.watch.data import find_inputs
 from defib.evidence.watch.guard import Part, guarded
 
@@ -63,6 +64,12 @@ class SentenceEvidence(Part):
         """``CoSENTLoss(model)``: the user's line, for findings about the loss."""
         if getattr(loss, "_defib_where", None) is None:
             loss._defib_where = where_here(skip=3)
+        # CosineSimilarityLoss's ``loss_fct=nn.MSELoss()`` is a default argument, built when the library was
+        # imported: its own line is the user's import line, so a finding about it points at this loss instead
+        defaults = [p.default for p in inspect.signature(type(loss).__init__).parameters.values()]
+        for sub in loss.children():
+            if isinstance(sub, nn.modules.loss._Loss) and any(sub is d for d in defaults):
+                sub._defib_where = loss._defib_where
 
     @guarded
     def model_called(self, model: nn.Module, features: Any, output: Any) -> None:
@@ -76,6 +83,9 @@ class SentenceEvidence(Part):
                 and emb.ndim == 2 and emb.shape[0] == ids.shape[0] > 1):
             return
         self.w.model.pooled_vectors(emb)
+        m = self.w.s.model
+        if m is not None and m.head_input_where is None:
+            m.head_input_where = _pooling_where(model)
         self.w.later(self._embedding_cosine, self.w.s.step, _mean_cosine(emb[:MAX_ROWS], ids[:MAX_ROWS]))
 
     def _embedding_cosine(self, step: int, value: torch.Tensor) -> None:
@@ -121,6 +131,25 @@ class SentenceEvidence(Part):
             ls.module_where = getattr(loss, "_defib_where", None)
         if ls.bounded_input is None and isinstance(getattr(loss, "cos_score_transformation", None), nn.Identity):
             ls.bounded_input = ("cosine similarity", -1.0, 1.0)
+
+
+def _pooling_where(model: nn.Module) -> Any:
+    """The line of the user's own module that writes the model's ``sentence_embedding`` (a custom pooling), if any.
+
+    The library's ``Pooling`` finds each row's real tokens from the attention mask; a module of the user's,
+    placed after the encoder, is where a sentence vector gets read from the wrong place."""
+    for module in reversed(list(model.children())):
+        try:
+            file = inspect.getsourcefile(type(module).forward)
+            lines, start = inspect.getsourcelines(type(module).forward)
+        except (OSError, TypeError):
+            continue
+        if file is None or not is_user_file(file):
+            continue
+        hits = [start + i for i, line in enumerate(lines) if "sentence_embedding" in line]
+        if hits:
+            return make_where(file, hits[-1])
+    return None
 
 
 def _mean_cosine(emb: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
