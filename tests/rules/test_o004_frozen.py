@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from defib.rules.measures import collapsed, not_learning
 import torch.nn.functional as F
 from helpers import BertRegressor, assert_where, encode, find, sentences, watch
 
 from defib.rules.base import Severity
+from defib.rules.measures import collapsed, not_learning
 from defib.rules.optim.o004_frozen import FrozenParameters
-from defib.signals.run import ModelSignals, OptimSignals, Signals
+from defib.signals.run import ModelSignals, OptimSignals, PredSignals, Signals
 
 ROWS = sentences(96, seed=24)
 
@@ -72,3 +72,38 @@ def test_rule_on_signals():
     assert rule.check(Signals(optim=o)) is None  # nothing frozen
     o = OptimSignals(n_params=1000, n_trainable=500, frozen=["encoder.embeddings.word_embeddings.weight"])
     assert rule.check(Signals(optim=o, model=ModelSignals(head_params=["head.weight"]))) is None  # partial freeze
+
+
+class ReadsALowerLayer(BertRegressor):
+    """The head reads the first layer's output (hidden_states[1]): the layers above it feed nothing."""
+
+    def forward(self, input_ids, attention_mask=None):
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return self.head(out.hidden_states[1][:, 0]).squeeze(-1)
+
+
+def test_unfrozen_layers_that_do_not_feed_the_head_get_no_gradient(tiny_model_dir):
+    """The measurement: only the head's group receives gradients when the trainable layer feeds nothing."""
+    with watch() as w:
+        model = ReadsALowerLayer(tiny_model_dir)
+        model.encoder.embeddings.requires_grad_(False)
+        model.encoder.encoder.layer[0].requires_grad_(False)  # everything below hidden_states[1] frozen
+        _train(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+    assert w.watcher.s.optim.groups_with_grad == ["head"], w.watcher.s.optim.groups_with_grad
+
+
+def _only_head_learns(loss: float) -> Signals:
+    """Half the weights trainable on paper, gradients only in the head, 40 steps, a loss against the baseline 1.0."""
+    o = OptimSignals(n_params=1000, n_trainable=500, frozen=["encoder.embeddings.word_embeddings.weight"],
+                     groups_with_grad=["head"])
+    p = PredSignals(task="regression")
+    p.loss_window.add(40, loss)
+    p.baseline.add(40, 1.0)
+    return Signals(step=40, optim=o, preds=p, model=ModelSignals(head_params=["head.weight"]))
+
+
+def test_only_the_head_learning_while_stuck_fires_and_while_learning_is_silent():
+    rule = FrozenParameters()
+    f = rule.check(_only_head_learns(loss=1.0))
+    assert f is not None and f.evidence["groups_with_grad"] == ["head"] and f.severity == Severity.WARNING
+    assert rule.check(_only_head_learns(loss=0.5)) is None  # a probe that learns is a choice

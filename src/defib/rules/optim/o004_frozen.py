@@ -97,6 +97,16 @@ class FrozenParameters(Rule):
                 f"Only {share:.2%} of the model's {o.n_params:,} weights can learn ({len(o.frozen)} tensors are frozen).",
                 confidence=0.85, evidence=evidence, where=o.frozen_where,
                 fix="Unfreeze the encoder's top layers and the head; freeze only what you mean to.")
+        if o.groups_with_grad == ["head"] and s.step >= self.min_step and (collapsed(s) or not_learning(s)):
+            # enough weights are trainable on paper, but the ones left unfrozen do not feed the loss (the head reads
+            # a layer below them): in effect a linear probe, and this one is stuck
+            evidence["groups_with_grad"] = o.groups_with_grad
+            return self.finding(
+                f"Only the head receives gradients: {len(o.frozen)} tensors are frozen and the encoder weights left "
+                f"trainable ({share:.2%} of all, head included) are not on the path to the loss, so the encoder "
+                "cannot learn and the predictions stay flat.",
+                confidence=0.7, evidence=evidence, where=o.frozen_where, severity=Severity.WARNING,
+                fix="Unfreeze the layers the head reads (e.g. those below hidden_states[k]), or read the layer you train")
         return None
 
     def _peft_head(self, s: Signals, share: float, head_frozen: list[str], evidence: dict) -> Finding:
