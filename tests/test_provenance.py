@@ -110,3 +110,18 @@ def test_label_line_finds_where_targets_are_made(tmp_path):
     assert label_line(f, 15) == 4     # trainer.train(): the Trainer reads "labels"
     assert label_line(f, 16) is None  # y comes from nowhere this file shows
     assert label_line(f, 17) == 9
+
+
+def test_a_setting_not_passed_at_the_call_is_found_where_the_file_sets_it(tmp_path):
+    """HfArgumentParser builds TrainingArguments inside the library: the line is the set_defaults keyword."""
+    f = tmp_path / "train.py"
+    f.write_text("from transformers import HfArgumentParser, TrainingArguments\n"
+                 "parser = HfArgumentParser((TrainingArguments,))\n"
+                 "parser.set_defaults(\n"
+                 "    learning_rate=3e-5,\n"
+                 "    warmup_steps=500,\n"
+                 ")\n"
+                 "(args,) = parser.parse_args_into_dataclasses()\n")
+    assert origin_line(str(f), 7, "warmup_steps", 500) == 5
+    assert origin_line(str(f), 7, "warmup_steps", 100) == 7  # another value: not the run's, stay at the call
+    assert origin_line(str(f), 7, "warmup_steps") == 7       # the run's value unknown: stay at the call

@@ -112,6 +112,11 @@ def _attr_origin(tree: ast.AST, attr: str, value: object) -> int | None:
             default = next((kw.value for kw in node.keywords if kw.arg == "default"), None)
             if _matches(default, value):
                 return default.lineno
+        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"):
+            # parser.set_defaults(warmup_steps=500), dict(warmup_steps=500), TrainingArguments(warmup_steps=500)
+            kw = next((k for k in node.keywords if k.arg == attr and _matches(k.value, value)), None)
+            if kw is not None:
+                return kw.value.lineno
         if isinstance(node, ast.Dict):
             for key, val in zip(node.keys, node.values):
                 if isinstance(key, ast.Constant) and key.value == attr and _matches(val, value):
@@ -175,7 +180,9 @@ def origin_line(filename: str, line: int, keyword: str, value: object = None) ->
         return line
     run_value, value = value, _call_value(tree, line, keyword)
     if value is None:
-        return line
+        # not passed at this call (``HfArgumentParser.parse_args_into_dataclasses()`` builds the arguments):
+        # the one place in the file that sets this setting to the value the run used, if there is one
+        return (_attr_origin(tree, keyword, run_value) if run_value is not None else None) or line
     found = None
     if isinstance(value, ast.Name):
         found = _name_origin(tree, line, value.id)

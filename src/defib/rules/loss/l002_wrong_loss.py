@@ -67,7 +67,8 @@ class WrongLoss(Rule):
                                    f"rows are raw scores (their exp does not sum to 1)"
                                    + (f"; the loss went negative ({neg:.3g}), which no log-probability allows" if neg < 0
                                       else "") + ": it rewards inflating one logit, not ranking the right class.",
-                               "loss = F.cross_entropy(logits, labels)  # or F.nll_loss(F.log_softmax(logits, -1), labels)")
+                               "loss = F.cross_entropy(logits, labels)  # or F.nll_loss(F.log_softmax(logits, -1), labels)",
+                               chosen=True)
         if ls.family == "classification" and p.n_classes == 1:
             return self._found(ls, f"{ls.fn} is applied to a single logit per row: softmax over one value is "
                                    "always 1, so the loss is 0 and nothing learns.",
