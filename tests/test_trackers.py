@@ -333,6 +333,9 @@ def _wandb_offline(tmp_path, monkeypatch):
     for key, value in {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true",
                        "WANDB_CONSOLE": "off", "WANDB_PROJECT": "defib-test"}.items():
         monkeypatch.setenv(key, value)
+    # wandb keeps its settings (the run folder among them) from the first setup in a process: start afresh so
+    # this test's WANDB_DIR applies when an earlier test already ran wandb
+    wandb.teardown()
     return wandb
 
 
