@@ -139,22 +139,18 @@ def _difference(node: Any, name: str) -> GraphLoss | None:
     fns = node.next_functions
     if name == "MulBackward0" and (len(fns) != 2 or fns[0][0] is not fns[1][0]):
         return _weighted_log(node)
-    if name == "PowBackward0" and getattr(node, "_saved_exponent", None) != 2:
-        return None
-    sub = fns[0][0]
-    if type(sub).__name__ != "SubBackward0" or getattr(sub, "_saved_alpha", 1) != 1:
-        return None
-    slots = [i for i, (f, _) in enumerate(sub.next_functions) if f is not None]
-    if len(slots) != 1:  # targets that carry gradients too: not predictions against data
+    sub = _under_square_or_abs(node, name)
+    slot = _prediction_slot(sub)
+    if slot is None:
         return None
     diff = getattr(node, "_saved_self", None)
-    pred_node, nr = sub.next_functions[slots[0]]
+    pred_node, nr = sub.next_functions[slot]
     shape = tuple(pred_node._input_metadata[nr].shape)
     pred = _values(pred_node, shape)
     if diff is None or pred is None:
         return None
     pred = pred.to(diff.dtype)
-    full = pred - diff if slots[0] == 0 else diff + pred
+    full = pred - diff if slot == 0 else diff + pred
     target = _snap_integers(_unbroadcast(full, shape))
     squared = name != "AbsBackward0"
     value = diff.pow(2).mean() if squared else diff.abs().mean()
@@ -164,21 +160,33 @@ def _difference(node: Any, name: str) -> GraphLoss | None:
 
 def _reduced_first(node: Any, name: str) -> ReducedFirst | None:
     """An absolute value or a square of a full mean or sum of ``pred - y`` (see :class:`ReducedFirst`)."""
+    mean = _under_square_or_abs(node, name)
+    if type(mean).__name__ not in ("MeanBackward0", "SumBackward0"):
+        return None  # a full reduction: MeanBackward1 / SumBackward1 reduce over chosen dims only
+    sub = mean.next_functions[0][0]
+    slot = _prediction_slot(sub)
+    if slot is None:
+        return None
+    return ReducedFirst(fn="l1_loss" if name == "AbsBackward0" else "mse_loss", producer=sub.next_functions[slot][0])
+
+
+def _under_square_or_abs(node: Any, name: str) -> Any:
+    """The node a square (``x ** 2``, ``x * x``) or an absolute value is taken of; None for any other node."""
     fns = node.next_functions
     if name == "MulBackward0" and (len(fns) != 2 or fns[0][0] is not fns[1][0]):
         return None
     if name == "PowBackward0" and getattr(node, "_saved_exponent", None) != 2:
         return None
-    mean = fns[0][0]
-    if type(mean).__name__ not in ("MeanBackward0", "SumBackward0"):
-        return None  # a full reduction: MeanBackward1 / SumBackward1 reduce over chosen dims only
-    sub = mean.next_functions[0][0]
-    if type(sub).__name__ != "SubBackward0":
+    return fns[0][0] if fns else None
+
+
+def _prediction_slot(sub: Any) -> int | None:
+    """The input of ``pred - y`` (a plain subtraction) that carries gradients, the predictions; None when ``sub``
+    is no such subtraction or both sides carry gradients (not predictions against data)."""
+    if type(sub).__name__ != "SubBackward0" or getattr(sub, "_saved_alpha", 1) != 1:
         return None
-    slots = [f for f, _ in sub.next_functions if f is not None]
-    if len(slots) != 1:  # both sides carry gradients: not predictions against data
-        return None
-    return ReducedFirst(fn="l1_loss" if name == "AbsBackward0" else "mse_loss", producer=slots[0])
+    slots = [i for i, (f, _) in enumerate(sub.next_functions) if f is not None]
+    return slots[0] if len(slots) == 1 else None
 
 
 def _values(node: Any, shape: tuple[int, ...]) -> torch.Tensor | None:
