@@ -143,6 +143,31 @@ def test_cross_encoder_bce_is_read_and_healthy(tiny_model_dir):
     assert d.verdict == "healthy", [(f.code, f.message) for f in d.findings]
 
 
+
+def test_cross_encoder_on_0_to_5_scores_is_the_sigmoids_range(tiny_model_dir):
+    """The CrossEncoder's BCE on raw 0-5 scores: its sigmoid cannot reach them (M003), not a class-id error."""
+    from sentence_transformers.cross_encoder import CrossEncoder
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    torch.manual_seed(0)
+    model = CrossEncoder(str(tiny_model_dir), num_labels=1, max_length=48, device="cpu")
+    loss_fn = BinaryCrossEntropyLoss(model)
+    rows = pairs(STEPS * BATCH)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with watch() as w:
+        model.train()
+        for step in range(STEPS):
+            batch = rows[step * BATCH:(step + 1) * BATCH]
+            loss = loss_fn([[r[0] for r in batch], [r[1] for r in batch]],
+                           torch.tensor([5 * float(r[2]) for r in batch]))
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    d = w.diagnosis
+    causes = [f for f in d.findings if f.cause]
+    assert causes and causes[0].code == "M003", [(f.code, f.message) for f in d.findings]
+    assert find(d, "D007") is None and find(d, "L002") is None
+
 def test_in_batch_negatives_collapse_is_a_flatline(tiny_model_dir):
     """MNRL takes no labels: its flatline is every text's embedding alike and the loss at log(candidates)."""
     model = bi_encoder(tiny_model_dir)

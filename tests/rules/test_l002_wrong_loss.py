@@ -1,7 +1,8 @@
 """L002: the loss function does not fit the task.
 
-Planted: BCE-with-logits on continuous 0..5 scores; cross-entropy fed the
-scores as soft targets. Near-misses: BCE-with-logits on the scores divided by 5
+Planted: BCE-with-logits on continuous 0..5 scores over two outputs per row
+(one output per row is a regression through BCE's sigmoid: M003); cross-entropy
+fed the scores as soft targets. Near-misses: BCE-with-logits on the scores divided by 5
 (a soft-label BCE in [0, 1], a legitimate choice); cross-entropy on
 label-smoothed one-hot targets over 3 classes (float targets that are
 distributions).
@@ -22,13 +23,18 @@ def _scores(n: int = 160) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, ((score + 4) * 5 / 8).clamp(0, 5) + 0.1 * torch.rand(n)  # continuous 0..5, like STS-B
 
 
-def test_bce_on_continuous_scores_fires():
+def _two_scores() -> tuple[torch.Tensor, torch.Tensor]:
     ids, scores = _scores()
+    return ids, torch.stack([scores, 5 - scores], dim=1)  # two continuous 0..5 scores per row, as "labels"
+
+
+def test_bce_on_continuous_scores_fires():
+    ids, scores = _two_scores()
     with watch() as w:
-        model = BagOfWords()
+        model = BagOfWords(n_out=2)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
         for x, y in batches(ids, scores, size=16):
-            loss = F.binary_cross_entropy_with_logits(model(x).squeeze(-1), y)  # planted
+            loss = F.binary_cross_entropy_with_logits(model(x), y)  # planted
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -39,13 +45,13 @@ def test_bce_on_continuous_scores_fires():
 
 
 def test_a_loss_module_of_the_wrong_kind_points_at_the_line_that_chose_it():
-    ids, scores = _scores()
+    ids, scores = _two_scores()
     with watch() as w:
-        model = BagOfWords()
+        model = BagOfWords(n_out=2)
         criterion = torch.nn.BCEWithLogitsLoss()  # planted
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
         for x, y in batches(ids, scores, size=16):
-            loss = criterion(model(x).squeeze(-1), y)
+            loss = criterion(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -138,3 +138,36 @@ def test_a_cosine_regressed_onto_scores_in_its_range_is_silent():
     w = _biencoder(1.0)
     assert w.watcher.s.loss.bounded_input == ("cosine similarity", -1.0, 1.0)  # seen ...
     assert find(w.diagnosis, "M003") is None  # ... and the targets fit it
+
+
+def _bce_single_output(targets):
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for x, y in batches(IDS, targets, size=16):
+            loss = F.binary_cross_entropy_with_logits(model(x).squeeze(-1), y)  # planted
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return w.diagnosis
+
+
+def test_bce_on_one_output_against_0_to_5_scores_is_the_sigmoids_range():
+    """A CrossEncoder(num_labels=1) trained on raw STS-B scores: BCE's own sigmoid cannot reach them."""
+    d = _bce_single_output(TARGETS)
+    f = find(d, "M003")
+    assert f is not None and f.evidence["activation"].startswith("sigmoid")
+    assert f.evidence["targets_outside"] > 0.5 and "labels / 5" in f.fix
+    assert find(d, "D007") is None and find(d, "L002") is None  # continuous scores are neither class ids nor multi-label
+    assert d.findings[0].code == "M003"
+
+
+def test_bce_on_one_output_against_unit_scores_is_silent():
+    d = _bce_single_output(TARGETS / 5)
+    assert find(d, "M003") is None and find(d, "D007") is None and find(d, "L002") is None
+
+
+def test_bce_on_one_output_against_class_ids_stays_a_label_encoding_error():
+    d = _bce_single_output(TARGETS.round().clamp(0, 3))
+    assert find(d, "M003") is None
+    assert find(d, "D007") is not None

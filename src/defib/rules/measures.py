@@ -126,3 +126,20 @@ def collapsed(s: Signals) -> bool:
         return False
     last = p.spread.last
     return last is not None and (not math.isfinite(last) or last < thresholds.FLAT_SPREAD)
+
+
+def bce_regression(s: Signals) -> bool:
+    """BCE scoring one output per row against continuous targets: a regression through the loss's own sigmoid.
+
+    Three rules read BCE's targets, and this splits them: integer targets are class ids handed to BCE
+    (``data.label_encoding``, D007); continuous targets over several outputs per row are scores fed to a
+    multi-label loss (``loss.wrong_loss``, L002); one output per row with continuous targets is a regression
+    whose bounded output is BCE's sigmoid (``model.output_range``, M003), as sentence-transformers'
+    ``CrossEncoder(num_labels=1)`` trains on similarity scores.
+    """
+    ls, p = s.loss, s.preds
+    if ls is None or p is None or ls.family != "multilabel" or not ls.fn.startswith("binary_cross_entropy"):
+        return False
+    shape = tuple(ls.input_shape or ())
+    one_output = len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
+    return one_output and p.target_integer is False

@@ -391,7 +391,7 @@ class LossEvidence(Part):
         """Multilabel: the mean over labels of the 0/1 targets' std (each label's own rate)."""
         if not self._label_rows:
             return None
-        q = self._label_pos / self._label_rows
+        q = np.clip(self._label_pos / self._label_rows, 0.0, 1.0)  # targets outside 0..1 are another rule's finding
         return float(np.mean(np.sqrt(q * (1 - q))))
 
     def _label_rates(self) -> None:

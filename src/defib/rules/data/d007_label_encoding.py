@@ -59,7 +59,9 @@ class LabelEncoding(Rule):
                     confidence=0.75, severity=Severity.WARNING, where=ls.label_where or ls.where,
                     evidence={"label_min": lo, "label_max": hi, "num_logits": k},
                     fix="labels = labels - 1; and num_labels = number of classes")
-        if ls.family == "multilabel" and p.target_min is not None and (p.target_min < 0 or p.target_max > 1):
+        # continuous targets are not class ids: scores over one output (M003) or several (L002)
+        if ls.family == "multilabel" and p.target_integer and p.target_min is not None \
+                and (p.target_min < 0 or p.target_max > 1):
             return self.finding(
                 f"{ls.fn} needs targets in [0, 1] but they range over {p.target_min:.3g}..{p.target_max:.3g}.",
                 confidence=0.9, where=ls.label_where or ls.where,

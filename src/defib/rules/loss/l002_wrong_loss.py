@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from defib.rules.base import Finding, Rule, Severity, register
+from defib.rules.measures import bce_regression
 from defib.signals.run import Signals
 
 
@@ -78,7 +79,8 @@ class WrongLoss(Rule):
             return self._found(ls, f"{ls.fn} compares {width} logits per row with integer class ids: a regression "
                                    "loss on a classification head.",
                                "loss = F.cross_entropy(logits, labels.long())", chosen=True)
-        if ls.family == "multilabel" and p.target_max is not None and p.target_max > 1 and not p.target_integer:
+        if ls.family == "multilabel" and p.target_max is not None and p.target_max > 1 and not p.target_integer \
+                and not bce_regression(s):  # one output per row: the sigmoid's range (M003)
             return self._found(ls, f"{ls.fn} is fed continuous targets up to {p.target_max:.3g}: BCE needs 0/1 "
                                    "targets; continuous scores want MSE.",
                                "loss = F.mse_loss(pred.squeeze(-1), scores)", chosen=True)
