@@ -119,38 +119,14 @@ def test_angle_and_in_batch_negatives_losses_are_read(tiny_model_dir):
     assert s.loss.baseline == pytest.approx(math.log(BATCH))  # one positive among the batch's candidates
 
 
-def test_cross_encoder_bce_is_read_and_healthy(tiny_model_dir):
+def _cross_encoder(model_dir, label):
+    """The CrossEncoderTrainer's step (loss(columns, labels)) on a CrossEncoder(num_labels=1); ``label`` maps
+    a pair's 0..1 similarity to its training label."""
     from sentence_transformers.cross_encoder import CrossEncoder
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
     torch.manual_seed(0)
-    model = CrossEncoder(str(tiny_model_dir), num_labels=1, max_length=48, device="cpu")
-    loss_fn = BinaryCrossEntropyLoss(model)
-    rows = pairs(STEPS * BATCH)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    with watch() as w:
-        model.train()
-        for step in range(STEPS):  # the CrossEncoderTrainer's step: loss(columns, labels)
-            batch = rows[step * BATCH:(step + 1) * BATCH]
-            loss = loss_fn([[r[0] for r in batch], [r[1] for r in batch]],
-                           torch.tensor([float(r[2] > 0.5) for r in batch]))
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-    d, s = w.diagnosis, w.watcher.s
-    assert s.loss.fn == "binary_cross_entropy_with_logits" and s.preds.n_seen == STEPS * BATCH
-    assert s.model.name == "CrossEncoder" and s.data.batches >= STEPS
-    assert d.verdict == "healthy", [(f.code, f.message) for f in d.findings]
-
-
-
-def test_cross_encoder_on_0_to_5_scores_is_the_sigmoids_range(tiny_model_dir):
-    """The CrossEncoder's BCE on raw 0-5 scores: its sigmoid cannot reach them (M003), not a class-id error."""
-    from sentence_transformers.cross_encoder import CrossEncoder
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-
-    torch.manual_seed(0)
-    model = CrossEncoder(str(tiny_model_dir), num_labels=1, max_length=48, device="cpu")
+    model = CrossEncoder(str(model_dir), num_labels=1, max_length=48, device="cpu")
     loss_fn = BinaryCrossEntropyLoss(model)
     rows = pairs(STEPS * BATCH)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -158,15 +134,28 @@ def test_cross_encoder_on_0_to_5_scores_is_the_sigmoids_range(tiny_model_dir):
         model.train()
         for step in range(STEPS):
             batch = rows[step * BATCH:(step + 1) * BATCH]
-            loss = loss_fn([[r[0] for r in batch], [r[1] for r in batch]],
-                           torch.tensor([5 * float(r[2]) for r in batch]))
+            loss = loss_fn([[r[0] for r in batch], [r[1] for r in batch]], torch.tensor([label(r[2]) for r in batch]))
             loss.backward()
             opt.step()
             opt.zero_grad()
-    d = w.diagnosis
+    return w
+
+
+def test_cross_encoder_bce_is_read_and_healthy(tiny_model_dir):
+    w = _cross_encoder(tiny_model_dir, lambda sim: float(sim > 0.5))
+    d, s = w.diagnosis, w.watcher.s
+    assert s.loss.fn == "binary_cross_entropy_with_logits" and s.preds.n_seen == STEPS * BATCH
+    assert s.model.name == "CrossEncoder" and s.data.batches >= STEPS
+    assert d.verdict == "healthy", [(f.code, f.message) for f in d.findings]
+
+
+def test_cross_encoder_on_0_to_5_scores_is_the_sigmoids_range(tiny_model_dir):
+    """The CrossEncoder's BCE on raw 0-5 scores: its sigmoid cannot reach them (M003), not a class-id error."""
+    d = _cross_encoder(tiny_model_dir, lambda sim: 5 * sim).diagnosis
     causes = [f for f in d.findings if f.cause]
     assert causes and causes[0].code == "M003", [(f.code, f.message) for f in d.findings]
     assert find(d, "D007") is None and find(d, "L002") is None
+
 
 def test_in_batch_negatives_collapse_is_a_flatline(tiny_model_dir):
     """MNRL takes no labels: its flatline is every text's embedding alike and the loss at log(candidates)."""
