@@ -247,3 +247,22 @@ def test_lora_under_lightning_is_healthy(tiny_model_dir):
     trainer.fit(LoraRegressor(), DataLoader(ROWS, batch_size=BATCH, collate_fn=collate))
     assert_healthy(callback.diagnosis, STEPS)
     assert not callback.diagnosis.findings, _codes(callback.diagnosis)
+
+
+@pytest.mark.parametrize("targets", [["pooler.dense"], ["query", "value", "pooler.dense"]])
+def test_adapters_only_on_the_pooler_are_a_frozen_encoder(tiny_model_dir, targets):
+    """``target_modules=["pooler.dense"]`` on a classifier that reads the pooler: its adapter learns, no layer can.
+    Near-miss: the pooler adapted beside the attention layers."""
+    with watch() as w:
+        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8, target_modules=targets)  # planted
+        model = get_peft_model(_classifier(tiny_model_dir), config)
+        _train(model, tiny_model_dir)
+    d = w.diagnosis
+    assert find(d, "O001") is None, _codes(d)  # the pooler's steps are a head's, not the encoder's
+    f = find(d, "O004")
+    if targets != ["pooler.dense"]:
+        assert f is None and d.verdict == "healthy", _codes(d)
+        return
+    assert f is not None and f.evidence["adapter_groups"] == ["pooler"], _codes(d)
+    assert d.findings[0].cause == "optim.frozen", _codes(d)
+    assert_where(f, test_adapters_only_on_the_pooler_are_a_frozen_encoder)

@@ -7,7 +7,9 @@ import statistics
 
 from defib.signals.run import OptimSignals
 
-ENCODER_PREFIXES = ("layer.", "embeddings", "encoder", "pooler")
+# the weights pretraining put there; not the pooler, a dense layer after them that many checkpoints never trained
+# (sentence-transformers drops it) and that steps like a fresh head when it is the only one adapted
+ENCODER_PREFIXES = ("layer.", "embeddings", "encoder")
 
 
 def peak_update_ratio(o: OptimSignals) -> float | None:

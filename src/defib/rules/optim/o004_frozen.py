@@ -34,7 +34,10 @@ class FrozenParameters(Rule):
         freezes every weight it does not adapt), and adapters attached only to
         modules the forward to the loss never uses (none of them ever gets a
         gradient: a ``target_modules`` naming the pooler of a model whose head
-        reads ``last_hidden_state``, or a layer the forward skips).
+        reads ``last_hidden_state``, or a layer the forward skips), or only
+        on modules after the encoder's layers (the pooler), where no layer
+        that reads the tokens can adapt: in effect a linear probe, named once
+        it is stuck.
 
     Example:
         ``for p in model.parameters(): p.requires_grad = False`` meant for
@@ -81,8 +84,8 @@ class FrozenParameters(Rule):
                 f"{share:.1%} of the model's weights can learn.",
                 confidence=0.9, evidence=evidence, where=o.frozen_where,
                 fix="for p in model.<head>.parameters(): p.requires_grad = True")
-        if peft and m.adapter_modules:
-            return self._idle_adapters(s, evidence)  # a sliver of trainable weights is what PEFT is for
+        if peft and m.adapter_modules:  # a sliver of trainable weights is what PEFT is for
+            return self._idle_adapters(s, evidence) or self._adapters_above_the_layers(s, evidence)
         if share < self.min_trainable:
             trainable_head = bool(head_total) and len(head_frozen) < len(head_total)
             stuck = collapsed(s) or not_learning(s)
@@ -137,6 +140,23 @@ class FrozenParameters(Rule):
             fix='LoraConfig(target_modules=["query", "value"], ...)  # modules on the path to the loss')
 
 
+    def _adapters_above_the_layers(self, s: Signals, evidence: dict) -> Finding | None:
+        """Every adapter sits after the transformer layers (the pooler): the encoder is frozen in effect."""
+        m = s.model
+        groups = sorted({group_of(n) for n in m.adapter_modules})
+        if any(g not in AFTER_THE_LAYERS for g in groups) or s.step < self.min_step \
+                or not (collapsed(s) or not_learning(s)):
+            return None
+        evidence["adapter_groups"] = groups
+        return self.finding(
+            f"Every LoRA adapter sits after the encoder's layers (on {', '.join(m.adapter_modules[:3])}): no layer "
+            "that reads the tokens can adapt, so only the pooler and the head learn, on features pretraining made "
+            "for another task. In effect a linear probe, and this one is stuck.",
+            confidence=0.7, severity=Severity.WARNING, evidence=evidence, where=m.adapter_where or s.optim.where,
+            fix='LoraConfig(target_modules=["query", "value"], ...)  # the attention layers, where fine-tuning happens')
+
+
+AFTER_THE_LAYERS = ("pooler", "head")  # params.group_of's groups that read the encoder's output, not the tokens
 PEFT_PREFIX = "base_model.model."  # what PeftModel puts before the wrapped model's own names
 
 
