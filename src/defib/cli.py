@@ -299,7 +299,8 @@ def _probe_with_progress(net, tok, texts, labels, task, source, ignore, show=Tru
 
 @app.command("train")
 def train_cmd(
-        data: Path = typer.Argument(..., help="Training data: CSV, TSV, JSON Lines, Parquet or a save_to_disk folder."),
+        data: Path = typer.Argument(..., help="Training data: CSV, TSV, JSON Lines, Parquet, a save_to_disk folder, "
+                                              "or for tagging (--task token_classification) a CoNLL file."),
         text: str = text_option(),
         label: str = label_option(),
         model: str = model_option(),
@@ -335,7 +336,7 @@ def train_cmd(
         html_path: Optional[Path] = html_option(),
         ignore: list[str] = ignore_option(),
         no_progress: bool = no_progress_option()) -> None:
-    """Fine-tune a BERT-family model the way that does not flatline, with defib watching."""
+    """Fine-tune a BERT-family model (scores, classes, labels or word tags) the way that does not flatline, watched."""
     from defib.evidence.distributed import is_main_process
     from defib.evidence.readers import InputError
     from defib.train import pipeline
@@ -388,7 +389,8 @@ def train_cmd(
 def predict_cmd(
         model_dir: Path = typer.Argument(..., help="A folder written by defib train."),
         data: Path = typer.Argument(..., help="Rows to predict: CSV, TSV, JSON Lines, Parquet or a save_to_disk folder."),
-        out: Path = typer.Option(..., "--out", help="CSV to write: row, prediction (and class probabilities)."),
+        out: Path = typer.Option(..., "--out", help="CSV to write: row, prediction (and class probabilities); a "
+                                                     "tagger's: row, word, token, prediction."),
         text: Optional[str] = typer.Option(None, "--text", help="The text column (default: the one trained on)."),
         text_pair: Optional[str] = typer.Option(None, "--text-pair", help="A second text column, for sentence pairs "
                                                                           "(default: the one trained on)."),
@@ -409,7 +411,7 @@ def predict_cmd(
         fail(str(exc))
     result = P.predict(loaded, col, batch_size=batch_size, ignore=tuple(c.upper() for c in ignore))
     try:
-        P.write_csv(out, loaded.space, result.values, result.outputs)
+        P.write_csv(out, loaded.space, result.values, result.outputs, words=col.texts)
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror or exc}")
     report = result.diagnosis.to_dict()

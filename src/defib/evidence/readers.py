@@ -111,13 +111,14 @@ def open_table(path: str | Path, columns: list[str], *, delimiter: str | None = 
 
 
 def load_columns(path: str | Path, columns: list[str], *, roles: list[str] | None = None,
-                 max_rows: int | None = None) -> dict[str, list[Any]]:
+                 max_rows: int | None = None, sniff_conll: bool = False) -> dict[str, list[Any]]:
     """Every row (or the first ``max_rows``) of ``columns`` as Python lists, for commands that hold rows in memory.
 
     Text formats give strings; JSON Lines, Parquet and Arrow give their
-    values' own types (None where missing).
+    values' own types (None where missing); a CoNLL file gives lists of
+    tokens and tags. ``sniff_conll`` as for :func:`open_table`.
     """
-    table = open_table(path, columns, roles=roles)
+    table = open_table(path, columns, roles=roles, sniff_conll=sniff_conll)
     out: dict[str, list[Any]] = {c: [] for c in columns}
     read = 0
     try:
@@ -160,6 +161,12 @@ def check_field_lengths(source: str, names: list[str], arrays: list[pa.Array], r
 
 
 # ---------------------------------------------------------------- format
+def is_conll(path: str | Path, columns: list[str]) -> bool:
+    """Whether :func:`open_table` reads ``path`` as a CoNLL file when the caller expects tokens and tags."""
+    path = Path(path)
+    return path.is_file() and _format(path, columns)[0] == "conll"
+
+
 def _format(path: Path, conll_columns: list[str] | None = None) -> tuple[str, str | None]:
     """(format, compression) from the name, checked against the file's first bytes.
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from defib.evidence.preflight.labels import LabelCounter
+from defib.evidence.preflight.tags import TagCounter
 from defib.evidence.readers import InputError
 from defib.signals.check import LabelSignals
 from defib.signals.run import TOKEN_TASK
@@ -47,11 +49,22 @@ def infer_task(lab: LabelSignals) -> tuple[str, str]:
     return "regression", f"the labels are whole numbers with more than {MAX_CLASSES} distinct values"
 
 
-def infer_task_of(values: Sequence[Any] | pa.Array, column: str, source: str) -> tuple[str, str]:
+def infer_task_of(values: Sequence[Any] | pa.Array, column: str, source: str,
+                  tokens: Sequence[Sequence[str]] | None = None) -> tuple[str, str]:
     """(task, why) of a label column held in memory, read as the data check reads one.
 
     A missing, NaN or infinite label, or a column mixing numbers and text, is
     an :class:`~defib.evidence.readers.InputError` naming the row.
+    """
+    return infer_task(label_signals_of(values, column, source, tokens))
+
+
+def label_signals_of(values: Sequence[Any] | pa.Array, column: str, source: str,
+                     tokens: Sequence[Sequence[str]] | None = None) -> LabelSignals:
+    """A label column held in memory, through the check's own counters.
+
+    ``tokens``: each row's list of words (token classification); the labels
+    are then read as tag lists against them, as the check reads a CoNLL file.
     """
     if not isinstance(values, pa.Array):
         try:
@@ -59,7 +72,13 @@ def infer_task_of(values: Sequence[Any] | pa.Array, column: str, source: str) ->
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise InputError(f"{source}: column {column!r} mixes label types "
                              f"({str(exc).splitlines()[0][:160]})") from None
-    counter = LabelCounter(column, source)
-    if len(values):
-        counter.update(values, 1)
-    return infer_task(counter.signals())
+    counter: LabelCounter | TagCounter
+    if tokens is None:
+        counter = LabelCounter(column, source)
+        if len(values):
+            counter.update(values, 1)
+    else:
+        counter = TagCounter(column, source)
+        if len(values):
+            counter.update(values, np.array([len(t) for t in tokens]), 1)
+    return counter.signals()

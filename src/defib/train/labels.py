@@ -1,7 +1,7 @@
 """Labels as the model trains on them: the task, class ids, standardised targets, class weights.
 
 Everything that must be undone or repeated at prediction time (the target
-scale, the class names) is kept in :class:`LabelSpace`, which is saved with
+scale, the class or tag names) is kept in :class:`LabelSpace`, which is saved with
 the model as ``defib_train.json``. Without ``--task``, the task is the one
 ``defib check`` infers from the same labels (:mod:`defib.evidence.task`).
 """
@@ -15,8 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from defib.evidence.preflight.labels import check_task
 from defib.evidence.readers import InputError
-from defib.evidence.task import infer_task_of
+from defib.evidence.task import infer_task, label_signals_of
+from defib.signals.check import LabelSignals
+from defib.signals.run import TOKEN_TASK
 from defib.train.data import Columns
 
 IMBALANCE_RATIO = 1.5     # largest class / smallest class above this: weight the loss (Rotten Tomatoes: 6.7)
@@ -28,9 +31,10 @@ class LabelSpace:
     """How labels map to model outputs, and back."""
 
     task: str
-    names: list[str] = field(default_factory=list)   # class names (classification / multilabel), in id order
+    names: list[str] = field(default_factory=list)   # class names (classification / multilabel) or tags, in id order
     target_mean: float = 0.0                          # regression: targets are (y - mean) / std for training
     target_std: float = 1.0
+    outside: str | None = None                        # tokens: the tag of no entity ("O", else the commonest tag)
 
     @property
     def num_outputs(self) -> int:
@@ -42,15 +46,25 @@ class LabelSpace:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "LabelSpace":
         return cls(task=data["task"], names=list(data.get("names", [])), target_mean=float(data["target_mean"]),
-                   target_std=float(data["target_std"]))
+                   target_std=float(data["target_std"]), outside=data.get("outside"))
 
     # ---------------------------------------------------------------- encode
-    def encode(self, col: Columns, column: str) -> np.ndarray:
-        """Labels as training targets: standardised floats, class ids, or multi-hot rows."""
+    def encode(self, col: Columns, column: str) -> np.ndarray | list[np.ndarray]:
+        """Labels as training targets: standardised floats, class ids, multi-hot rows, or tag ids per word."""
         raw = col.labels or []
         if self.task == "regression":
             return (_floats(raw, col, column) - self.target_mean) / self.target_std
         index = {name: i for i, name in enumerate(self.names)}
+        if self.task == TOKEN_TASK:
+            rows = []
+            for row, tags in enumerate(raw):
+                keys = [_class_key(t) for t in tags]
+                unknown = next((k for k in keys if k not in index), None)
+                if unknown is not None:
+                    raise InputError(f"{col.path}: row {row + 1}: tag {unknown!r} in column {column!r} is not a tag "
+                                     f"of the training data ({', '.join(self.names[:10])})")
+                rows.append(np.array([index[k] for k in keys], dtype=np.int64))
+            return rows
         if self.task == "classification":
             ids = np.empty(len(raw), dtype=np.int64)
             for row, value in enumerate(raw):
@@ -72,30 +86,54 @@ class LabelSpace:
         """Model outputs (N, num_outputs) as predictions on the user's scale / names."""
         if self.task == "regression":
             return (outputs.reshape(-1) * self.target_std + self.target_mean).tolist()
-        if self.task == "classification":
+        if self.task in ("classification", TOKEN_TASK):  # tokens: one row of outputs per word
             return [self.names[i] for i in outputs.argmax(-1)]
         return ["|".join(self.names[j] for j in np.flatnonzero(row > 0)) for row in outputs]
 
-    def class_counts(self, targets: np.ndarray) -> np.ndarray:
+    def class_counts(self, targets: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """Rows per class (multilabel: per label); tags count tokens."""
+        if self.task == TOKEN_TASK:
+            return np.bincount(np.concatenate(targets), minlength=len(self.names))
         if self.task == "classification":
             return np.bincount(targets, minlength=len(self.names))
         return targets.sum(0) if self.task == "multilabel" else np.zeros(0)
 
 
-def implied_task(col: Columns, column: str) -> str:
+def implied_task(col: Columns, column: str, task: str | None = None) -> str:
     """The task the labels imply, every label checked as ``defib check`` checks it, whatever ``--task`` says.
 
     A missing, NaN or infinite label, or a column mixing numbers and text, is
-    an :class:`InputError` naming the row.
+    an :class:`InputError` naming the row; so are token lists whose tag lists
+    differ in length (D111 in defib check), and a ``task`` of token
+    classification for labels that are not tags per token, or the reverse.
     """
-    return infer_task_of(col.labels or [], column, str(col.path))[0]
+    return _signals_and_task(col, column, task)[1]
+
+
+def _signals_and_task(col: Columns, column: str, task: str | None) -> tuple[LabelSignals, str]:
+    lab = label_signals_of(col.labels or [], column, str(col.path), tokens=col.texts if col.per_token else None)
+    inferred = infer_task(lab)[0]
+    if task is not None and TOKEN_TASK in (task, inferred):
+        check_task(task, lab, str(col.path))
+    if lab.misaligned_rows:
+        shown = ", ".join(f"row {e['row']} ({e['tokens']} tokens, {e['tags']} tags)"
+                          for e in lab.misaligned_examples[:3])
+        raise InputError(f"{col.path}: {lab.misaligned_rows} rows have a tag list not as long as their token list: "
+                         f"{shown}; one tag per word is needed (defib check lists them: D111)")
+    return lab, inferred
 
 
 def build(col: Columns, column: str, task: str | None) -> LabelSpace:
     """Infer (or check) the task from the training labels and fit the label space on them."""
     raw = col.labels or []
-    inferred = implied_task(col, column)  # checks every label even when --task is given
+    lab, inferred = _signals_and_task(col, column, task)  # checks every label even when --task is given
     task = task or inferred
+    if task == TOKEN_TASK:
+        names = _ordered({_class_key(k) for k in lab.counts or {}})
+        if len(names) < 2:
+            raise InputError(f"{col.path}: column {column!r} holds one tag ({names[0]!r}): nothing to learn")
+        commonest = _class_key(next(iter(lab.counts or {})))  # counts come commonest first
+        return LabelSpace(task, names=names, outside="O" if "O" in names else commonest)
     if task == "regression":
         y = _floats(raw, col, column)
         std = float(y.std())

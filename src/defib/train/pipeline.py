@@ -1,4 +1,4 @@
-"""``defib train``: fine-tune a BERT-family encoder for regression or classification, the way that does not flatline.
+"""``defib train``: fine-tune a BERT-family encoder for regression, classification or tagging, the way that does not flatline.
 
 The order of work, and why:
 
@@ -40,8 +40,9 @@ from defib.report.paths import unwritable
 from defib.train import labels as L
 from defib.train import metrics as M
 from defib.train.data import Columns, read_columns
-from defib.train.losses import FAMILY, LOSSES, Loss, default_loss
+from defib.train.losses import FAMILY, IGNORE, LOSSES, Loss, default_loss
 from defib.train.model import resolve_model
+from defib.train.tokens import align, encode_words
 
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "plateau": "reduce_lr_on_plateau"}
 META_FILE = "defib_train.json"      # beside the safetensors: the label space, options and dev metrics
@@ -113,8 +114,8 @@ class Prepared:
     train: Columns
     dev: Columns
     space: L.LabelSpace
-    y_train: np.ndarray
-    y_dev: np.ndarray
+    y_train: np.ndarray | list[np.ndarray]     # token classification: tag ids per word, row by row
+    y_dev: np.ndarray | list[np.ndarray]
     model: str
     loss: str
     weights: np.ndarray | None
@@ -126,12 +127,13 @@ def prepare(opts: TrainOptions) -> Prepared:
     _check_options(opts)
     _check_out(opts)
     model = resolve_model(opts.model)
-    train = read_columns(opts.data, opts.text, opts.text_pair, opts.label)
+    tagged = opts.task == TOKEN_TASK  # a .txt / .tsv without a header is then a CoNLL file
+    train = read_columns(opts.data, opts.text, opts.text_pair, opts.label, sniff_conll=tagged)
     space = L.build(train, opts.label, opts.task)  # every label checked, with its row in the file
     notes: list[str] = []
     if opts.dev is not None:
-        dev = read_columns(opts.dev, opts.text, opts.text_pair, opts.label)
-        L.implied_task(dev, opts.label)  # its labels checked as the training file's are
+        dev = read_columns(opts.dev, opts.text, opts.text_pair, opts.label, sniff_conll=space.task == TOKEN_TASK)
+        L.implied_task(dev, opts.label, space.task)  # its labels checked as the training file's are
     else:
         train, dev = _split(train, opts.dev_share, opts.seed)
         notes.append(f"dev set: {len(dev)} rows held out of {opts.data.name} ({opts.dev_share:.0%}, seed {opts.seed})")
@@ -139,18 +141,27 @@ def prepare(opts: TrainOptions) -> Prepared:
             space = L.build(train, opts.label, space.task)  # the target scale of the rows trained on
     y_train, y_dev = space.encode(train, opts.label), space.encode(dev, opts.label)
     counts = space.class_counts(y_train)
-    weights = L.class_weights(counts, how=opts.class_weights) if space.task == "classification" else None
+    classes = space.task in ("classification", TOKEN_TASK)
+    weights = L.class_weights(counts, how=opts.class_weights) if classes else None
     loss = opts.loss or default_loss(space.task, weights is not None)
-    if FAMILY[loss] != space.task:
+    family = "classification" if space.task == TOKEN_TASK else space.task  # tags take the class losses
+    if FAMILY[loss] != family:
         raise InputError(f"--loss {loss} is for {FAMILY[loss]}, but the labels make this {space.task}"
                          + ("" if opts.task else f" (inferred; pass --task {FAMILY[loss]} if that is meant)"))
-    if loss in ("weighted-ce", "focal") and weights is None and space.task == "classification":
+    if loss in ("weighted-ce", "focal") and weights is None and classes:
         weights = L.class_weights(counts, always=True, how=opts.class_weights)
     if loss not in ("weighted-ce", "focal"):
         weights = None  # asked for plain cross-entropy: nothing is weighted
     if space.task == "regression":
         notes.append(f"targets standardised for training: (y - {space.target_mean:.4g}) / {space.target_std:.4g}; "
                      "predictions are mapped back")
+    elif space.task == TOKEN_TASK:
+        order = np.argsort(-counts, kind="stable")
+        shares = ", ".join(f"{space.names[i]} {counts[i] / counts.sum():.1%}" for i in order[:6])
+        more = f" and {len(order) - 6} more" if len(order) > 6 else ""
+        notes.append(f"tags over {int(counts.sum())} words: {shares}{more}; each word's tag on its first word piece "
+                     f"(the others -100), {loss} loss" + (f" with class weights ({opts.class_weights})"
+                                                          if weights is not None else ""))
     elif space.task == "classification":
         shares = ", ".join(f"{n} {c / counts.sum():.0%}" for n, c in zip(space.names, counts))
         if loss == "weighted-ce":
@@ -171,9 +182,6 @@ def prepare(opts: TrainOptions) -> Prepared:
 def _check_options(opts: TrainOptions) -> None:
     if opts.task is not None and opts.task not in TASKS:
         raise InputError(f"--task {opts.task}: use one of {', '.join(TASKS)}")
-    if opts.task == TOKEN_TASK:
-        raise InputError(f"--task {TOKEN_TASK}: defib train trains sequence-level models only; defib check reads "
-                         "token-level data, and defib run watches a token classification script")
     if opts.loss is not None and opts.loss not in LOSSES:
         raise InputError(f"--loss {opts.loss}: use one of {', '.join(LOSSES)}")
     if opts.class_weights not in L.WEIGHTINGS:
@@ -248,7 +256,7 @@ def check_training_data(opts: TrainOptions, prep: Prepared) -> Any:
 class _Encoded:
     """Tokenized rows (no padding) with their targets, as the Trainer's dataset."""
 
-    def __init__(self, enc: dict[str, list], targets: np.ndarray):
+    def __init__(self, enc: dict[str, list], targets: np.ndarray | list[list[int]]):
         self.enc, self.targets = enc, targets
 
     def __len__(self) -> int:
@@ -256,7 +264,8 @@ class _Encoded:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = {k: v[i] for k, v in self.enc.items()}
-        row["labels"] = self.targets[i].tolist() if self.targets.ndim > 1 else self.targets[i].item()
+        t = self.targets[i]
+        row["labels"] = t if isinstance(t, list) else t.tolist() if t.ndim else t.item()  # tokens: a label per position
         return row
 
 
@@ -264,6 +273,14 @@ def encode(tokenizer: Any, col: Columns, max_length: int, keys: tuple[str, ...])
     """The tokenizer's outputs named in ``keys`` (:func:`defib.evidence.params.input_keys` of the model)."""
     enc = tokenizer(col.texts, col.pairs, truncation=True, max_length=max_length)
     return {k: v for k, v in enc.items() if k in keys}
+
+
+def _dataset(tokenizer: Any, col: Columns, targets: Any, max_length: int, keys: tuple[str, ...]) -> _Encoded:
+    """The Trainer's dataset; for tags, each word's tag id at its first word piece and -100 elsewhere."""
+    if not col.per_token:
+        return _Encoded(encode(tokenizer, col, max_length, keys), targets)
+    enc = encode_words(tokenizer, col.texts, max_length)
+    return _Encoded({k: v for k, v in enc.items() if k in keys}, align(enc, targets))
 
 
 def train(opts: TrainOptions, prep: Prepared) -> TrainResult:
@@ -274,8 +291,9 @@ def train(opts: TrainOptions, prep: Prepared) -> TrainResult:
 
 def _train(opts: TrainOptions, prep: Prepared) -> TrainResult:
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              EarlyStoppingCallback, Trainer, TrainingArguments)
+    from transformers import (AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer,
+                              DataCollatorForTokenClassification, DataCollatorWithPadding, EarlyStoppingCallback,
+                              Trainer, TrainingArguments)
 
     from defib.integrations.hf import DefibCallback
 
@@ -284,18 +302,21 @@ def _train(opts: TrainOptions, prep: Prepared) -> TrainResult:
     work = work_dir(opts.out)
     tok = AutoTokenizer.from_pretrained(prep.model)
     config: dict[str, Any] = {"num_labels": space.num_outputs}
+    tagging = space.task == TOKEN_TASK
     if space.task == "regression":
         config["problem_type"] = "regression"
     else:
-        config["problem_type"] = ("single_label_classification" if space.task == "classification"
-                                  else "multi_label_classification")
+        if not tagging:
+            config["problem_type"] = ("single_label_classification" if space.task == "classification"
+                                      else "multi_label_classification")
         config["id2label"] = dict(enumerate(space.names))
         config["label2id"] = {n: i for i, n in enumerate(space.names)}
     torch.manual_seed(opts.seed)  # the new head's initialisation
-    model = AutoModelForSequenceClassification.from_pretrained(prep.model, use_safetensors=True, **config)
+    auto = AutoModelForTokenClassification if tagging else AutoModelForSequenceClassification
+    model = auto.from_pretrained(prep.model, use_safetensors=True, **config)
     keys = input_keys(model.config)
-    train_ds = _Encoded(encode(tok, prep.train, opts.max_length, keys), prep.y_train)
-    dev_ds = _Encoded(encode(tok, prep.dev, opts.max_length, keys), prep.y_dev)
+    train_ds = _dataset(tok, prep.train, prep.y_train, opts.max_length, keys)
+    dev_ds = _dataset(tok, prep.dev, prep.y_dev, opts.max_length, keys)
 
     steps_per_epoch = math.ceil(len(train_ds) / (opts.batch_size * opts.accumulation * _world_size()))
     total_steps = max(1, math.ceil(steps_per_epoch * opts.epochs))
@@ -324,8 +345,10 @@ def _train(opts: TrainOptions, prep: Prepared) -> TrainResult:
     weights = torch.tensor(prep.weights) if prep.weights is not None else None
     callback = DefibCallback(json_path=work / "model" / REPORT_FILE, report=False, ignore=opts.ignore)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
-                      data_collator=DataCollatorWithPadding(tok), processing_class=tok,
-                      compute_loss_func=Loss(prep.loss, weights), compute_metrics=_metrics_fn(space),
+                      data_collator=DataCollatorForTokenClassification(tok) if tagging else DataCollatorWithPadding(tok),
+                      processing_class=tok, compute_loss_func=Loss(prep.loss, weights), compute_metrics=_metrics_fn(space),
+                      # tags: keep each position's argmax, not (rows, positions, tags) logits for the whole dev set
+                      preprocess_logits_for_metrics=_argmax if tagging else None,
                       callbacks=[callback, EarlyStoppingCallback(early_stopping_patience=opts.patience)])
     _bar_without_logs(trainer, opts.progress)
     resume = str(_last_checkpoint(work)) if opts.resume else None
@@ -408,6 +431,8 @@ def _metrics_fn(space: L.LabelSpace) -> Callable[[Any], dict[str, float]]:
     """
     def compute(pred: Any) -> dict[str, float]:
         out = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        if space.task == TOKEN_TASK:  # tag ids per position (_argmax); the truth is -100 but at first pieces
+            return _tag_metrics(space, np.asarray(out), np.asarray(pred.label_ids))
         out, truth = np.asarray(out, dtype=np.float64), np.asarray(pred.label_ids)
         if space.task == "regression":
             scale = lambda v: v.reshape(-1) * space.target_std + space.target_mean  # noqa: E731
@@ -417,6 +442,19 @@ def _metrics_fn(space: L.LabelSpace) -> Callable[[Any], dict[str, float]]:
         return M.multilabel(out, truth)
 
     return compute
+
+
+def _argmax(logits: Any, labels: Any) -> Any:
+    return (logits[0] if isinstance(logits, tuple) else logits).argmax(-1)
+
+
+def _tag_metrics(space: L.LabelSpace, pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Entity and token metrics over the words (first pieces); padded positions and later pieces are -100."""
+    names = np.array(space.names, dtype=object)
+    keep = truth != IGNORE
+    pred_rows = [names[p[k]].tolist() for p, k in zip(pred, keep)]
+    true_rows = [names[t[k]].tolist() for t, k in zip(truth, keep)]
+    return M.tokens(pred_rows, true_rows, space.outside or "O")
 
 
 def _write_meta(path: Path, opts: TrainOptions, prep: Prepared, result: TrainResult) -> None:

@@ -1,7 +1,8 @@
 """``defib predict``: a fine-tuned model's predictions on the user's scale, with checks on them.
 
 The model folder is what ``defib train`` wrote (or any transformers
-sequence-classification model saved as safetensors). Before predicting, the
+sequence- or token-classification model saved as safetensors). A tagger
+writes one line per word: its sentence, its place, the word and its tag. Before predicting, the
 folder must prove it holds a trained head; after predicting, the
 predict-stage rules (E0xx) compare the reported predictions with the raw
 outputs and the inputs with their token ids.
@@ -23,12 +24,16 @@ from defib.evidence import weights
 from defib.evidence.model_files import check_model_files, read_json_object
 from defib.evidence.params import input_keys
 from defib.evidence.preflight.tokens import load_model_config, pick_max_length
-from defib.evidence.readers import InputError, first_line
+from defib.evidence.readers import InputError, first_line, is_conll
 from defib.evidence.task import TASKS
+from defib.signals.run import TOKEN_TASK
 from defib.stages.predict import predict_diagnosis
 from defib.train.data import Columns, read_columns
 from defib.train.labels import LabelSpace
 from defib.train.pipeline import META_FILE, quiet_transformers
+from defib.train.tokens import encode_words, first_pieces
+
+HEADS = ("ForSequenceClassification", "ForTokenClassification")
 
 
 @dataclass
@@ -53,22 +58,24 @@ def load(model_dir: str | Path) -> Loaded:
     check_model_files(folder)
     config = read_json_object(folder / "config.json") or {}
     arch = config.get("architectures") or []
-    if not isinstance(arch, list) or not any(isinstance(a, str) and a.endswith("ForSequenceClassification")
-                                             for a in arch):
+    head_of = [h for a in arch if isinstance(a, str) for h in HEADS if a.endswith(h)] if isinstance(arch, list) else []
+    if not head_of:
         raise InputError(f"{folder}: a bare encoder ({', '.join(map(str, arch)) or 'no architecture'}), not a "
                          "fine-tuned model: its prediction head was never trained (train one with defib train)")
     meta = read_json_object(folder / META_FILE)
     if meta is not None:
         space, columns, max_length = _from_meta(folder / META_FILE, meta)
     else:  # a transformers model trained elsewhere: its config says the task; no target scaling is known
-        space = _space_from_config(config)
+        space = _space_from_config(config, tagger=head_of[0] == "ForTokenClassification")
         columns, max_length = {"text": None, "text_pair": None, "label": None}, None
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
+    if (space.task == TOKEN_TASK) != (head_of[0] == "ForTokenClassification"):
+        raise InputError(f"{folder}: {META_FILE} describes {space.task} but the model is a {arch[0]}")
+    auto = AutoModelForTokenClassification if space.task == TOKEN_TASK else AutoModelForSequenceClassification
     try:
         with quiet_transformers():
-            model, info = AutoModelForSequenceClassification.from_pretrained(str(folder), output_loading_info=True,
-                                                                             use_safetensors=True)
+            model, info = auto.from_pretrained(str(folder), output_loading_info=True, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     except Exception as exc:  # noqa: BLE001 - a user's folder can fail in any way transformers or tokenizers has
         raise InputError(f"{folder}: cannot load the model ({type(exc).__name__}: {first_line(exc)})") from None
@@ -100,19 +107,21 @@ def _from_meta(path: Path, meta: dict[str, Any]) -> tuple[LabelSpace, dict[str, 
     return space, columns, max_length
 
 
-def _space_from_config(config: dict[str, Any]) -> LabelSpace:
+def _space_from_config(config: dict[str, Any], tagger: bool) -> LabelSpace:
     n = int(config.get("num_labels") or len(config.get("id2label") or {}) or 2)
+    names = [str(config.get("id2label", {}).get(str(i), i)) for i in range(n)]
+    if tagger:
+        return LabelSpace(TOKEN_TASK, names=names, outside="O" if "O" in names else None)
     if config.get("problem_type") == "regression" or n == 1:
         return LabelSpace("regression")
-    names = [str(config.get("id2label", {}).get(str(i), i)) for i in range(n)]
     task = "multilabel" if config.get("problem_type") == "multi_label_classification" else "classification"
     return LabelSpace(task, names=names)
 
 
 @dataclass
 class Predictions:
-    values: list[Any]
-    outputs: np.ndarray
+    values: list[Any]        # a prediction per row; a tagger's: a list of tags per row ("" for a word cut off)
+    outputs: np.ndarray      # (rows, num_outputs); a tagger's: (words, tags) for the words it tagged
     signals: PredictSignals
     diagnosis: Any
 
@@ -122,27 +131,52 @@ def predict(loaded: Loaded, col: Columns, batch_size: int = 64, ignore: tuple[st
     import torch
     from transformers import DataCollatorWithPadding
 
-    enc = loaded.tokenizer(col.texts, col.pairs, truncation=True, max_length=loaded.max_length)
+    tagging = loaded.space.task == TOKEN_TASK
+    if tagging:
+        enc = encode_words(loaded.tokenizer, col.texts, loaded.max_length)
+    else:
+        enc = loaded.tokenizer(col.texts, col.pairs, truncation=True, max_length=loaded.max_length)
     ids = enc["input_ids"]
     keys = [k for k in input_keys(loaded.model.config) if k in enc]
     collate = DataCollatorWithPadding(loaded.tokenizer)
     order = np.argsort([len(r) for r in ids], kind="stable")
-    outputs = np.zeros((len(ids), loaded.space.num_outputs), dtype=np.float32)
+    outputs: list[np.ndarray] = [np.empty(0)] * len(ids)
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             batch = collate([{k: enc[k][i] for k in keys} for i in rows])
-            logits = loaded.model(**batch).logits.float()  # (B, num_outputs)
-            outputs[rows] = logits.cpu().numpy()
-    values = loaded.space.decode(outputs)
+            logits = loaded.model(**batch).logits.float().cpu().numpy()  # (B, num_outputs), tagger (B, T, num_outputs)
+            for b, row in enumerate(rows):
+                outputs[row] = logits[b, first_pieces(enc, row)] if tagging else logits[b]
+    if tagging:  # one output row per word tagged; words cut off by max_length get no tag
+        tags = [loaded.space.decode(out) for out in outputs]
+        values = [t + [""] * (len(words) - len(t)) for t, words in zip(tags, col.texts)]
+        flat = np.concatenate(outputs).reshape(-1, loaded.space.num_outputs)
+        signals, diagnosis = predict_diagnosis(TOKEN_TASK, loaded.max_length, [tuple(w) for w in col.texts], ids,
+                                               flat, [t for row in tags for t in row], ignore=ignore)
+        return Predictions(values, flat, signals, diagnosis)
+    stacked = np.stack(outputs).astype(np.float32)
+    values = loaded.space.decode(stacked)
     texts = list(zip(col.texts, col.pairs)) if col.pairs is not None else col.texts
-    signals, diagnosis = predict_diagnosis(loaded.space.task, loaded.max_length, texts, ids, outputs, values,
+    signals, diagnosis = predict_diagnosis(loaded.space.task, loaded.max_length, texts, ids, stacked, values,
                                            ignore=ignore)
-    return Predictions(values, outputs, signals, diagnosis)
+    return Predictions(values, stacked, signals, diagnosis)
 
 
-def write_csv(path: Path, space: LabelSpace, values: list[Any], outputs: np.ndarray) -> None:
-    """``row,prediction`` (plus one probability column per class), written atomically."""
+def write_csv(path: Path, space: LabelSpace, values: list[Any], outputs: np.ndarray,
+              words: list[list[str]] | None = None) -> None:
+    """``row,prediction`` (plus one probability column per class), written atomically.
+
+    A tagger's (``words`` given): ``row,word,token,prediction``, a line per
+    word, ``word`` counted from 1 within its row.
+    """
+    if space.task == TOKEN_TASK:
+        with atomic_file(path, newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["row", "word", "token", "prediction"])
+            for i, (tokens, tags) in enumerate(zip(words or [], values)):
+                w.writerows([i + 1, j + 1, token, tag] for j, (token, tag) in enumerate(zip(tokens, tags)))
+        return
     header = ["row", "prediction"]
     extra: np.ndarray | None = None
     if space.task == "classification":
@@ -163,8 +197,16 @@ def write_csv(path: Path, space: LabelSpace, values: list[Any], outputs: np.ndar
 
 
 def read_inputs(loaded: Loaded, data: str | Path, text: str | None, text_pair: str | None) -> Columns:
+    """The rows to predict; a tagger's are lists of words (a CoNLL file's tags are read, and ignored)."""
     text = text or loaded.columns.get("text")
     if text is None:
         raise InputError("--text: this model does not record its text column; name it with --text")
+    if loaded.space.task == TOKEN_TASK:
+        tags = loaded.columns.get("label") or "label"
+        col = read_columns(data, text, label=tags if is_conll(data, [text, tags]) else None, sniff_conll=True)
+        if not col.per_token:
+            raise InputError(f"{data}: column {text!r} holds text, not lists of words: a token classification model "
+                             "tags words (a CoNLL file, or a list of tokens per row)")
+        return col
     pair = text_pair if text_pair is not None else loaded.columns.get("text_pair")
     return read_columns(data, text, pair)

@@ -9,7 +9,9 @@ from rich.table import Table
 
 from defib.train.pipeline import REPORT_FILE, TrainResult
 
-METRIC_ORDER = ("pearson", "spearman", "rmse", "accuracy", "macro_f1", "micro_f1", "exact_match")
+METRIC_ORDER = ("pearson", "spearman", "rmse", "accuracy", "macro_f1", "micro_f1", "exact_match", "entity_f1",
+                "entity_precision", "entity_recall", "token_accuracy")
+COLLAPSED = 0.1   # predicted non-O words below this share of the true ones: the model tags (almost) everything O
 
 
 def final_table(result: TrainResult, console: Console | None = None) -> None:
@@ -22,13 +24,16 @@ def final_table(result: TrainResult, console: Console | None = None) -> None:
     for name in METRIC_ORDER:
         if name in result.metrics:
             table.add_row(name, f"{result.metrics[name]:.4f}")
+    if "pred_non_o_share" in result.metrics:
+        table.add_row("non-O words (dev truth)", f"{result.metrics['pred_non_o_share']:.1%} "
+                                                 f"({result.metrics.get('true_non_o_share', 0.0):.1%})")
     table.add_row("epochs run", f"{result.epochs_run:.2f}")
     table.add_row("wall time", f"{result.wall_s:.1f} s")
     table.add_row("train samples/s", f"{result.samples_per_s:.1f}")
     console.print(table)
-    warning = missed_classes_warning(result)
-    if warning:
-        console.print(warning, style="yellow")
+    for warning in (missed_classes_warning(result), outside_collapse_warning(result)):
+        if warning:
+            console.print(warning, style="yellow")
 
 
 def missed_classes_warning(result: TrainResult) -> str | None:
@@ -46,6 +51,21 @@ def missed_classes_warning(result: TrainResult) -> str | None:
     return (f"warning: {missed} class{'es' if missed > 1 else ''} of the dev set never predicted (rarest-class F1 "
             f"{result.metrics.get('min_class_f1', 0.0):.2f}); the model ignores {'them' if missed > 1 else 'it'}. "
             f"Try {try_next}.")
+
+
+def outside_collapse_warning(result: TrainResult) -> str | None:
+    """A line when the tagger predicts (nearly) every word O although the dev set has entities; None otherwise.
+
+    Token accuracy hides this collapse (O is most words), and there may be no
+    flatline to find: the few words tagged otherwise still vary.
+    """
+    m = result.metrics
+    true, pred = m.get("true_non_o_share", 0.0), m.get("pred_non_o_share")
+    if pred is None or true <= 0 or pred >= COLLAPSED * true:
+        return None
+    try_next = "more --epochs, a higher --lr" + ("" if result.loss == "focal" else ", or --loss focal (with tag weights)")
+    return (f"warning: {pred:.1%} of the dev words predicted other than O, against {true:.1%} in the truth (entity F1 "
+            f"{m.get('entity_f1', 0.0):.2f}): the tagger calls nearly every word O. Try {try_next}.")
 
 
 def diagnosis_lines(diagnosis: Any) -> list[str]:

@@ -155,7 +155,8 @@ def measure_data(texts: Sequence[str], labels: Sequence[Any], *, text_pairs: Seq
                  model: Any, max_length: int | None = None, task: str | None = None,
                  tokenizer: Any = None) -> CheckSignals:
     """Measure in-memory columns (numpy arrays, tensors and pandas series are read as lists)."""
-    texts_arr = _column(texts, "texts", pa.string())
+    lists = len(texts) > 0 and isinstance(texts[0], (list, tuple))  # token classification: a list of words per row
+    texts_arr = _column(texts, "texts", None if lists else pa.string())
     pairs_arr = _column(text_pairs, "text_pairs", pa.string()) if text_pairs is not None else None
     labels_arr = _column(labels, "labels", None)
     for name, arr in (("text_pairs", pairs_arr), ("labels", labels_arr)):
