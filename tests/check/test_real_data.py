@@ -1,4 +1,4 @@
-"""``defib check`` on the real STS-B and Rotten Tomatoes files (slow: real tokenizer, ~20k rows).
+"""``defib check`` on the real STS-B, Rotten Tomatoes and WNUT-16 files (slow: real tokenizer, ~20k rows).
 
 What it finds there (also in bench/preflight/README.md): Rotten Tomatoes is
 grouped by label in file order and its "plot" class is 6.8x rarer than
@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import defib
-from defib.demos.data import RT_CLASSES, load_rotten_tomatoes, load_stsb, model_path
+from defib.demos.data import RT_CLASSES, load_rotten_tomatoes, load_stsb, model_path, wnut16_conll
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +33,16 @@ def stsb_tsv(tmp_path_factory):
 
 def codes(d) -> dict[str, str]:
     return {f.code: str(f.severity) for f in d.findings}
+
+
+def test_wnut16_is_read_as_conll_tags_dominated_by_o():
+    """The packaged WNUT-16 file through the one reader: its 1,496 entities in 46,469 tokens, O on 94.7%."""
+    d = defib.check_file(wnut16_conll(), text="tokens", label="tags", model=model_path())
+    assert d.task == "token_classification" and d.extra["check"]["rows"] == 2394
+    labels = d.extra["check"]["labels"]
+    assert labels["tags"] == 46469 and labels["majority_share"] == 0.947 and labels["misaligned_rows"] == 0
+    assert sum(n for tag, n in labels["counts"].items() if tag.startswith("B-")) == 1496
+    assert codes(d).get("D107") == "warning" and "D111" not in codes(d)
 
 
 def test_rotten_tomatoes(tmp_path):

