@@ -1,11 +1,11 @@
 """``defib predict``: a fine-tuned model's predictions on the user's scale, with checks on them.
 
 The model folder is what ``defib train`` wrote (or any transformers
-sequence- or token-classification model saved as safetensors). A tagger
-writes one line per word: its sentence, its place, the word and its tag. Before predicting, the
-folder must prove it holds a trained head; after predicting, the
-predict-stage rules (E0xx) compare the reported predictions with the raw
-outputs and the inputs with their token ids.
+sequence- or token-classification model saved as safetensors). Before
+predicting, the folder must prove it holds a trained head; after predicting,
+the predict-stage rules (E0xx) compare the reported predictions with the raw
+outputs and the inputs with their token ids. A tagger's predictions are one
+line per word: its sentence, its place, the word and its tag.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def write_csv(path: Path, space: LabelSpace, values: list[Any], outputs: np.ndar
         with atomic_file(path, newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["row", "word", "token", "prediction"])
-            for i, (tokens, tags) in enumerate(zip(words or [], values)):
+            for i, (tokens, tags) in enumerate(zip(words, values, strict=True)):
                 w.writerows([i + 1, j + 1, token, tag] for j, (token, tag) in enumerate(zip(tokens, tags)))
         return
     header = ["row", "prediction"]
