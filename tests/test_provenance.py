@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from defib.evidence.provenance import label_line, origin_line, receiver_line
+from defib.evidence.provenance import argument_line, label_line, origin_line, receiver_line
 
 SCRIPT = textwrap.dedent('''\
     import argparse
@@ -125,3 +125,123 @@ def test_a_setting_not_passed_at_the_call_is_found_where_the_file_sets_it(tmp_pa
     assert origin_line(str(f), 7, "warmup_steps", 500) == 5
     assert origin_line(str(f), 7, "warmup_steps", 100) == 7  # another value: not the run's, stay at the call
     assert origin_line(str(f), 7, "warmup_steps") == 7       # the run's value unknown: stay at the call
+
+
+COLLATED_MASK = textwrap.dedent('''\
+    class Data:
+        def collate(self, batch):
+            ids, labels = zip(*batch)
+            width = max(len(x) for x in ids)
+            input_ids = torch.full((len(ids), width), 0)
+            mask = torch.zeros((len(ids), width), dtype=torch.long)
+            for row, x in enumerate(ids):
+                input_ids[row, :len(x)] = torch.tensor(x)
+                mask[row, len(x):] = 1
+            return {"input_ids": input_ids, "attention_mask": mask, "labels": torch.tensor(labels)}
+
+    class Module:
+        def training_step(self, batch, i):
+            logits = self(batch["input_ids"], batch["attention_mask"])
+            out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"].to(self.device))
+            return self(batch["input_ids"])
+''')
+
+
+def test_a_mask_read_by_key_is_followed_to_its_last_write_where_the_batch_is_built(tmp_path):
+    """``batch["attention_mask"]``, by position or keyword, comes from the one dict that fills that key; its value
+    ``mask`` was last written in place (``mask[row, len(x):] = 1``), the line that inverted it."""
+    path = tmp_path / "train.py"
+    path.write_text(COLLATED_MASK)
+    f = str(path)
+    assert origin_line(f, 14, "attention_mask") == 9     # positional batch["attention_mask"]
+    assert origin_line(f, 15, "attention_mask") == 9     # keyword, moved with .to(device)
+    assert origin_line(f, 16, "attention_mask") == 16    # no mask passed: the call
+
+
+def test_a_mask_key_filled_in_two_places_or_by_the_tokenizer_stays_at_the_call(tmp_path):
+    two = tmp_path / "two.py"
+    two.write_text(COLLATED_MASK + textwrap.dedent('''\
+        def eval_collate(rows):
+            return {"attention_mask": torch.ones(len(rows), 8)}
+    '''))
+    assert origin_line(str(two), 14, "attention_mask") == 14
+    tokenized = tmp_path / "tok.py"
+    tokenized.write_text(textwrap.dedent('''\
+        def step(model, tok, texts):
+            enc = tok(texts, padding=True, return_tensors="pt")
+            return model(enc["input_ids"], enc["attention_mask"])
+    '''))
+    assert origin_line(str(tokenized), 3, "attention_mask") == 3
+
+
+PICKED_IN_A_FUNCTION = textwrap.dedent('''\
+    def features(encoder, enc):
+        out = encoder(**enc, output_hidden_states=True)
+        layer = out.hidden_states[0]
+        return layer[:, 0]
+
+    def pooled(encoder, enc):
+        h = encoder(**enc).last_hidden_state
+        vec = h[:, 0]
+        return vec
+
+    def two_ways(encoder, enc, first):
+        if first:
+            return encoder(**enc).last_hidden_state[:, 0]
+        return encoder(**enc).pooler_output
+
+    def step(head, encoder, enc, y, out):
+        a = F.cross_entropy(head(features(encoder, enc)), y)
+        b = head(pooled(encoder, enc))
+        c = head(two_ways(encoder, enc, True))
+        d = head(pool(encoder, enc))
+        e = head(pooled(out.hidden_states[0], enc))
+''')
+
+
+def test_a_head_fed_by_a_function_of_the_file_points_into_it(tmp_path):
+    """``head(features(encoder, enc))``: the vector is picked inside ``features``, at what it returns."""
+    path = tmp_path / "train.py"
+    path.write_text(PICKED_IN_A_FUNCTION)
+    f = str(path)
+    assert argument_line(f, 17, set()) == 4    # return layer[:, 0]
+    assert argument_line(f, 18, set()) == 8    # return vec -> vec = h[:, 0]
+    assert argument_line(f, 19, set()) == 19   # two returns: which one is unknown
+    assert argument_line(f, 20, set()) == 20   # pool is not in this file
+    assert argument_line(f, 21, set()) == 21   # the call itself picks (out.hidden_states[0]): the call
+
+
+SCORE_PAIRS = textwrap.dedent('''\
+    def load_examples(split):
+        rows = load_stsb(split)
+        return [(a, b, s) for a, b, s in zip(rows.sentence1, rows.sentence2, rows.score)]
+
+    def main(embed):
+        train = load_examples("train")
+        for k in range(0, len(train), 16):
+            batch = train[k:k + 16]
+            a, b, gold = zip(*batch)
+            cos = F.cosine_similarity(embed(a), embed(b))
+            loss = F.mse_loss(cos, torch.tensor(gold, dtype=torch.float32))
+            scaled = torch.tensor(gold) * 5
+            other = F.mse_loss(cos, scaled)
+        for xa, xb, y in batches(train):
+            loss = F.mse_loss(cos, y)
+
+    def rescaled(cos):
+        gold = torch.tensor(load_examples("dev"))
+        gold /= 5
+        loss = F.mse_loss(cos, gold)
+''')
+
+
+def test_targets_from_no_key_are_followed_to_the_function_that_built_them(tmp_path):
+    """``torch.tensor(gold)`` <- ``a, b, gold = zip(*batch)`` <- ``batch = train[k:k + 16]`` <-
+    ``train = load_examples(...)``: the return line of ``load_examples`` made the scores."""
+    path = tmp_path / "train.py"
+    path.write_text(SCORE_PAIRS)
+    f = str(path)
+    assert label_line(f, 11) == 3
+    assert label_line(f, 13) is None   # an expression of them on the way (* 5): not followed
+    assert label_line(f, 15) is None   # a loop variable of a function from elsewhere
+    assert label_line(f, 20) is None   # changed in place (gold /= 5) after it was built

@@ -60,6 +60,34 @@ def test_inverted_mask_fires(tiny_model_dir):
     assert_where(f, test_inverted_mask_fires)
 
 
+def _collate(rows, tok):
+    """A hand-written padding collate that fills the mask on the wrong side of the slice (the only place in this
+    file that puts a value under "attention_mask", so the where can follow the key here)."""
+    ids = [tok(t)["input_ids"] for t, _ in rows]
+    input_ids = torch.zeros((len(ids), max(len(x) for x in ids)), dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for row, x in enumerate(ids):
+        input_ids[row, :len(x)] = torch.tensor(x)
+        mask[row, len(x):] = 1  # planted
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": torch.tensor([s for _, s in rows])}
+
+
+def test_an_inverted_mask_from_a_collate_points_at_the_line_that_filled_it(tiny_model_dir):
+    tok = tokenizer(str(tiny_model_dir))
+    with watch() as w:
+        model = BertRegressor(tiny_model_dir).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for i in range(0, len(ROWS), 16):
+            batch = _collate(ROWS[i:i + 16], tok)
+            loss = F.mse_loss(model(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "D002")
+    assert f is not None and f.evidence["mask_inverted"] > 0, w.diagnosis.findings
+    assert_where(f, _collate)
+
+
 def test_padding_to_max_length_with_the_mask_is_silent(tiny_model_dir):
     tok = tokenizer(str(tiny_model_dir))
     with watch() as w:

@@ -64,6 +64,18 @@ def test_retrained_vocabulary_fires(tiny_model_dir, tmp_path):
     assert_where(f, test_retrained_vocabulary_fires)
 
 
+def test_a_vocabulary_trained_anew_points_at_the_line_that_trained_it(tiny_model_dir):
+    """``train_new_from_iterator`` makes a tokenizer without ``from_pretrained``: its line is where it was made."""
+    base = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    with watch() as w:
+        tok = base.train_new_from_iterator([[t for t, _ in ROWS]], vocab_size=400)  # planted
+        _train(BertRegressor(tiny_model_dir), tok)
+    f = find(w.diagnosis, "D009")
+    assert f is not None, w.diagnosis.findings
+    assert f.evidence["vocab_agreement"] < 0.1
+    assert_where(f, test_a_vocabulary_trained_anew_points_at_the_line_that_trained_it)
+
+
 def test_vocabulary_that_cannot_spell_the_text_fires(tiny_model_dir, tmp_path):
     folder = _vocab_tokenizer(tiny_model_dir, tmp_path / "small", lambda tokens: tokens[:2000])  # same ids, few words
     with watch() as w:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from helpers import BagOfWords, assert_where, batches, find, watch, word_data
 
 from defib.rules.model.m003_output_range import OutputRange
+from defib.signals.common import Where
 from defib.signals.run import LossSignals, PredSignals, Signals
 
 IDS, SCORE = word_data(320, seed=33)
@@ -171,3 +172,19 @@ def test_bce_on_one_output_against_class_ids_stays_a_label_encoding_error():
     d = _bce_single_output(TARGETS.round().clamp(0, 3))
     assert find(d, "M003") is None
     assert find(d, "D007") is not None
+
+
+def test_a_cosine_points_where_its_targets_are_made_and_a_sigmoid_at_itself():
+    """A cosine cannot be rescaled: the targets' scale is what to edit, where they are made (else the loss call).
+    A sigmoid head is the line to edit even when the targets' line is known."""
+    rule = OutputRange()
+    made, call, sigmoid = Where("t.py", 3, "return rows"), Where("t.py", 11, "mse_loss"), Where("t.py", 7, "sigmoid")
+    preds = PredSignals(task="regression", recent_targets=[0.5, 4.0, 2.0, 5.0], recent_preds=[0.9, 0.9, 0.8, 0.9])
+    cos = LossSignals(fn="mse_loss", family="regression", bounded_input=("cosine similarity", -1.0, 1.0),
+                      where=call, label_where=made)
+    assert rule.check(Signals(loss=cos, preds=preds)).where == made
+    cos.label_where = None
+    assert rule.check(Signals(loss=cos, preds=preds)).where == call
+    head = LossSignals(fn="mse_loss", family="regression", producer=("SqueezeBackward1", "SigmoidBackward0"),
+                       where=call, producer_where=sigmoid, label_where=made)
+    assert rule.check(Signals(loss=head, preds=preds)).where == sigmoid

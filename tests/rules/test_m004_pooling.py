@@ -126,3 +126,25 @@ def test_head_outside_the_model_on_a_masked_mean_is_silent(tiny_model_dir):
         _train_outside(encoder, nn.Linear(encoder.config.hidden_size, 1), tiny_model_dir, _masked_mean)
     assert len(w.watcher.s.model.head_input_spread) >= 2  # measured on the head outside the model
     assert find(w.diagnosis, "M004") is None
+
+
+def _embedding_cls(encoder, enc):
+    out = encoder(**enc, output_hidden_states=True)
+    return out.hidden_states[0][:, 0]  # planted
+
+
+def test_a_head_fed_by_a_function_of_the_script_points_at_the_pick_inside_it(tiny_model_dir):
+    """``head(features(encoder, enc))``: no variable holds the vector; the line is the function's return."""
+    encoder = AutoModel.from_pretrained(str(tiny_model_dir), hidden_dropout_prob=0.0).train()
+    head = nn.Linear(encoder.config.hidden_size, 1)
+    with watch() as w:
+        opt = torch.optim.AdamW(list(encoder.parameters()) + list(head.parameters()), lr=1e-3)
+        for i in range(0, len(ROWS), 16):
+            enc, y = encode(tiny_model_dir, ROWS[i:i + 16])
+            loss = F.mse_loss(head(_embedding_cls(encoder, enc)).squeeze(-1), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "M004")
+    assert f is not None, w.diagnosis.findings
+    assert_where(f, _embedding_cls)

@@ -32,6 +32,21 @@ def test_missing_zero_grad_fires():
     assert_where(f, test_missing_zero_grad_fires)
 
 
+def test_a_zero_grad_that_runs_once_before_the_loop_is_the_line_to_move():
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+        opt.zero_grad()  # planted
+        for x, y in batches(IDS, SCORE, size=16):
+            loss = F.mse_loss(model(x).squeeze(-1), y)
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "O007")
+    assert f is not None, w.diagnosis.findings
+    assert f.evidence["zero_grad_calls"] == 1 and "ran 1 time(s), not once a step" in f.message
+    assert_where(f, test_a_zero_grad_that_runs_once_before_the_loop_is_the_line_to_move)
+
+
 def test_a_loss_cut_from_the_graph_is_not_a_zero_grad_fault():
     """No gradient ever arrives (a loss rebuilt from numpy): O006's cut graph, not gradients cleared too early."""
     with watch() as w:

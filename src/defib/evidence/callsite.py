@@ -69,7 +69,9 @@ def where_picked(fits: Callable[[object], bool], skip: int = 2) -> Where | None:
     that picked the vector a head reads: ``pooled = out.hidden_states[0][:, 0]`` before ``head(pooled)``).
 
     Only a variable whose value ``fits`` (the value the call received, or one a
-    dropout made it from) is followed: ``head(pool(outputs))`` stays at its line.
+    dropout made it from) is followed; ``head(features(encoder, enc))`` is followed
+    into ``features`` when the script defines it, ``head(pool(outputs))`` with
+    ``pool`` from elsewhere stays at its line.
     """
     frame = user_frame(skip)
     if frame is None:

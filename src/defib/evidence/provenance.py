@@ -50,10 +50,24 @@ def _assigned_names(node: ast.AST) -> list[str]:
     return []
 
 
+def _stored_into(node: ast.AST) -> list[str]:
+    """The names whose contents ``node`` overwrites in place: ``mask[row, n:] = 1``, ``x[i] += 1``."""
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else []
+    return [t.value.id for t in targets if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)]
+
+
+def _last_write(tree: ast.AST, line: int, name: str) -> int | None:
+    """The last line before ``line``, in its function, that assigns ``name`` or writes into it (``name[i] = ...``)."""
+    before = [n.lineno for n in ast.walk(_scope(tree, line))
+              if (name in _assigned_names(n) or name in _stored_into(n)) and n.lineno < line]
+    return max(before) if before else None
+
+
 def _name_origin(tree: ast.AST, line: int, name: str) -> int | None:
-    before = [n.lineno for n in ast.walk(_scope(tree, line)) if name in _assigned_names(n) and n.lineno < line]
-    if before:
-        return max(before)
+    """Where ``name`` got its value at ``line``: its last write in its function, else its one assignment in the file."""
+    found = _last_write(tree, line, name)
+    if found:
+        return found
     everywhere = [n.lineno for n in ast.walk(tree) if name in _assigned_names(n)]
     return everywhere[0] if len(everywhere) == 1 else None
 
@@ -154,20 +168,47 @@ def receiver_line(filename: str, line: int, method: str) -> int | None:
     return None
 
 
+def _innermost(calls: list[ast.Call]) -> ast.Call:
+    """The shortest call, and of those the one ast.walk reaches last (nested deeper)."""
+    return min(reversed(calls), key=lambda n: (n.end_lineno or n.lineno) - n.lineno)
+
+
 def argument_line(filename: str, line: int, names: set[str]) -> int:
     """The line that built the variable passed first to a call on ``line`` (``pooled = h[:, -1]`` for
     ``head(pooled)``, or for ``head(dropout(pooled))``), among ``names`` (the variables that can be the value the
-    call received); ``line`` when it is passed inline or cannot be traced."""
+    call received); for ``head(features(encoder, enc))``, the line in ``features`` (a function of this file,
+    given whole objects) that builds what it returns. ``line`` when the value is built inline or cannot be traced."""
     tree = _tree(filename)
     if tree is None:
         return line
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)
-             and n.args and isinstance(n.args[0], ast.Name) and n.args[0].id in names]
-    if not calls:
+    spanning = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)
+                and n.args]
+    calls = [n for n in spanning if isinstance(n.args[0], ast.Name) and n.args[0].id in names]
+    if calls:
+        return _name_origin(tree, line, _innermost(calls).args[0].id) or line
+    inner = [n for n in spanning if isinstance(n.args[0], ast.Call) and _plain_call(n.args[0])
+             and _function(tree, n.args[0].func) is not None]
+    if not inner:
         return line
-    # the innermost call: the shortest span, and of those the one ast.walk reaches last (nested deeper)
-    call = min(reversed(calls), key=lambda n: (n.end_lineno or n.lineno) - n.lineno)
-    return _name_origin(tree, line, call.args[0].id) or line
+    return _returned_line(tree, _function(tree, _innermost(inner).args[0].func)) or line
+
+
+def _plain_call(call: ast.Call) -> bool:
+    """Every argument a whole variable or a constant: ``features(encoder, enc)``, not ``pool(out.hidden_states[0])``
+    (whose argument already picks, at the call)."""
+    return all(isinstance(a, (ast.Name, ast.Constant)) for a in call.args + [k.value for k in call.keywords])
+
+
+def _returned_line(tree: ast.AST, body: ast.AST) -> int | None:
+    """The line that builds what a function returns: its one ``return``, or for ``return pooled`` the last write of
+    ``pooled`` in it. None with several returns or none."""
+    returns = [n for n in ast.walk(body) if isinstance(n, ast.Return) and n.value is not None]
+    if len(returns) != 1:
+        return None
+    value = returns[0].value
+    if isinstance(value, ast.Name):
+        return _last_write(tree, returns[0].lineno, value.id) or returns[0].lineno
+    return returns[0].lineno
 
 
 def origin_line(filename: str, line: int, keyword: str, value: object = None) -> int:
@@ -179,6 +220,8 @@ def origin_line(filename: str, line: int, keyword: str, value: object = None) ->
     if tree is None:
         return line
     run_value, value = value, _call_value(tree, line, keyword)
+    if value is None:  # ``self(batch["input_ids"], batch["attention_mask"])``: passed by position, read by key
+        value = _keyed_argument(tree, line, keyword)
     if value is None:
         # not passed at this call (``HfArgumentParser.parse_args_into_dataclasses()`` builds the arguments):
         # the one place in the file that sets this setting to the value the run used, if there is one
@@ -188,6 +231,8 @@ def origin_line(filename: str, line: int, keyword: str, value: object = None) ->
         found = _name_origin(tree, line, value.id)
     elif isinstance(value, ast.Attribute):
         found = _attr_origin(tree, value.attr, run_value)
+    elif _keyed(value):
+        found = _key_origin(tree, _keyed(value), run_value)
     return found or value.lineno
 
 
@@ -247,24 +292,36 @@ def _namespace(node: ast.AST) -> bool:
     return isinstance(node, ast.Name) and node.id in _NAMESPACES
 
 
-def _target_key(tree: ast.AST, line: int) -> str | None:
-    """The key the targets of the loss call on ``line`` were read from (``labels`` if no call is there)."""
+def _inside(node: ast.expr) -> ast.expr | None:
+    """The values a conversion works on: ``y`` in ``y.float()``, ``y.view(-1)``, ``torch.tensor(y)``, ``zip(*rows)``;
+    None for a call without arguments."""
+    if isinstance(node, ast.Attribute):
+        return node.value
+    if isinstance(node, ast.Starred):
+        return node.value
+    if isinstance(node.func, ast.Attribute) and not _namespace(node.func.value):
+        return node.func.value  # a method of the targets
+    return node.args[0] if node.args else None  # a function of them
+
+
+def _loss_target(tree: ast.AST, line: int) -> ast.expr | None:
+    """The targets passed to the loss call on ``line`` (its second argument), through conversions, or as far as a
+    keyed read (``batch["labels"]``); None when no such call is there."""
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)
              and len(n.args) >= 2]
     if not calls:
-        return LABEL_KEY
+        return None
     target = min(calls, key=lambda n: (n.end_lineno or n.lineno) - n.lineno).args[1]
-    while isinstance(target, (ast.Call, ast.Attribute)):  # y.float(), y.view(-1), torch.tensor(y) -> y
-        if _key_of(target):
-            break
-        if isinstance(target, ast.Attribute):
-            target = target.value
-        elif isinstance(target.func, ast.Attribute) and not _namespace(target.func.value):
-            target = target.func.value  # a method of the targets
-        elif target.args:
-            target = target.args[0]  # a function of them
-        else:
-            break
+    while isinstance(target, (ast.Call, ast.Attribute)) and not _key_of(target) and _inside(target) is not None:
+        target = _inside(target)
+    return target
+
+
+def _target_key(tree: ast.AST, line: int) -> str | None:
+    """The key the targets of the loss call on ``line`` were read from (``labels`` if no call is there)."""
+    target = _loss_target(tree, line)
+    if target is None:
+        return LABEL_KEY
     key = _key_of(target)
     if key or not isinstance(target, ast.Name):
         return key
@@ -274,28 +331,121 @@ def _target_key(tree: ast.AST, line: int) -> str | None:
     return _key_of(sources[-1].value) if sources else None
 
 
+def _bound_names(target: ast.AST) -> list[str]:
+    """The names a store target binds or writes into: ``a, (b, gold)``, ``x[i]``."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [n for t in target.elts for n in _bound_names(t)]
+    if isinstance(target, (ast.Subscript, ast.Starred)):
+        return _bound_names(target.value)
+    return []
+
+
+def _writer(tree: ast.AST, line: int, name: str) -> ast.AST | None:
+    """The last statement before ``line`` in its function that writes ``name`` (an assignment, in place, a loop)."""
+    found = None
+    for n in ast.walk(_scope(tree, line)):
+        targets = n.targets if isinstance(n, ast.Assign) else \
+            [n.target] if isinstance(n, (ast.AnnAssign, ast.AugAssign, ast.For)) else []
+        if targets and n.lineno < line and any(name in _bound_names(t) for t in targets) \
+                and (found is None or n.lineno > found.lineno):
+            found = n
+    return found
+
+
+def _made_by_function(tree: ast.AST, node: ast.expr, line: int, depth: int = 8) -> int | None:
+    """The return line of the function of this file that built the values ``node`` holds at ``line``.
+
+    ``loss = mse(cos, torch.tensor(gold))`` <- ``a, b, gold = zip(*batch)`` <- ``batch = train[k:k + n]`` <-
+    ``train = load_examples("train")`` <- ``return [(a, b, s) for ...]``: followed through plain assignments
+    (tuples included), slices and conversions. None when the trail forks, leaves the file, reaches a
+    parameter or a loop variable, or meets a write in place (``y *= 5``), which changes the values there.
+    """
+    for _ in range(depth):
+        if isinstance(node, ast.Name):
+            writer = _writer(tree, line, node.id)
+            if not isinstance(writer, (ast.Assign, ast.AnnAssign)) or writer.value is None \
+                    or node.id in _stored_into(writer):
+                return None
+            node, line = writer.value, writer.lineno
+        elif isinstance(node, ast.Subscript) and not _key_of(node):
+            node = node.value
+        elif isinstance(node, ast.Call) and _function(tree, node.func) is not None:
+            return _returned_line(tree, _function(tree, node.func))
+        elif isinstance(node, (ast.Call, ast.Attribute, ast.Starred)) and _inside(node) is not None:
+            node = _inside(node)
+        else:
+            return None
+    return None
+
+
 def label_line(filename: str, line: int) -> int | None:
     """Where the targets reaching the loss call on ``line`` were put under their key.
 
     ``item["labels"] = float(score) * 20`` in a Dataset, ``{"labels": ...}``
     in a list of examples, ``batch["target"] = ...`` in a collate function:
     the line that made the targets, which is where a constant or mis-scaled
-    label is fixed. None when the file does not show it unambiguously.
+    label is fixed. Targets read from no key (``torch.tensor(gold)``) are
+    followed back to the function of this file that built them
+    (:func:`_made_by_function`). None when the file does not show it
+    unambiguously.
     """
     tree = _tree(filename)
     if tree is None:
         return None
     key = _target_key(tree, line)
     if not key:
-        return None
+        target = _loss_target(tree, line)
+        return _made_by_function(tree, target, line) if isinstance(target, ast.Name) else None
+    lines = {found for found, _ in _key_sets(tree, key)}
+    return lines.pop() if len(lines) == 1 else None
+
+
+def _key_sets(tree: ast.AST, key: str) -> list[tuple[int, ast.expr]]:
+    """Every place the file puts a value under ``key`` (``item[key] = v``, ``{key: v}``): its line and the value."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(_key_of(t) == key for t in node.targets if isinstance(t, ast.Subscript)):
-            found.append(node.lineno)
+            found.append((node.lineno, node.value))
         elif isinstance(node, ast.Dict):
-            found += [v.lineno for k, v in zip(node.keys, node.values)
+            found += [(v.lineno, v) for k, v in zip(node.keys, node.values)
                       if isinstance(k, ast.Constant) and k.value == key and _key_of(v) != key]  # not a pass-through
-    return min(found) if len(set(found)) == 1 else None
+    return found
+
+
+def _keyed(node: ast.AST | None) -> str | None:
+    """The key a value is read from: ``batch["attention_mask"]``, also moved or cast (``.to(device)``, ``.long()``)."""
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and not _key_of(node):
+        node = node.func.value
+    return _key_of(node) if isinstance(node, (ast.Subscript, ast.Call)) else None
+
+
+def _keyed_argument(tree: ast.AST, line: int, key: str) -> ast.expr | None:
+    """A positional argument read from a dict under ``key`` in the innermost call spanning ``line``."""
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)]
+    for call in sorted(calls, key=lambda n: (n.end_lineno or n.lineno) - n.lineno):
+        hit = next((a for a in call.args if _keyed(a) == key), None)
+        if hit is not None:
+            return hit
+    return None
+
+
+def _key_origin(tree: ast.AST, key: str, run_value: object = None) -> int | None:
+    """The line that made the value the file puts under ``key``, when only one place does: the entry itself, or
+    for a variable (``{"attention_mask": mask}``) that variable's last write before it (``mask[row, n:] = 1``).
+
+    With the run's value known, a literal that differs is not the origin.
+    """
+    sets = _key_sets(tree, key)
+    if len({found for found, _ in sets}) != 1:
+        return None
+    line, value = sets[0]
+    if run_value is not None and _literal(value) is not _MISSING and not _matches(value, run_value):
+        return None
+    if isinstance(value, ast.Name):
+        return _last_write(tree, line, value.id) or line
+    return line
 
 
 def _assigned_value(tree: ast.AST, line: int) -> ast.expr | None:

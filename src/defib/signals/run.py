@@ -246,7 +246,7 @@ class DataSignals:
     #                                           in use maps to the same ids (None: not both on disk and known)
     checkpoint_path: str | None = None        # the folder the model was loaded from, when on disk
     tokenizer_path: str | None = None         # the tokenizer's name_or_path
-    tokenizer_load_where: Where | None = None  # the user's from_pretrained call that loaded the tokenizer
+    tokenizer_load_where: Where | None = None  # the user's line that made the tokenizer (from_pretrained, training it)
     raised_ids: tuple[int, int] | None = None  # (largest id, rows) of an embedding whose forward raised on ids
     #                                           past its table (read on the way out of the crash)
 

@@ -44,27 +44,25 @@ def _patch_tokenizers(inst: Installed, w: Watcher, module: Any) -> None:
         return run
 
     inst.patch(cls, "__call__", call)
-    _patch_tokenizer_loading(inst, cls)
+    _patch_tokenizer_making(inst, cls)
 
 
-def _patch_tokenizer_loading(inst: Installed, cls: Any) -> None:
-    """Remember the user's line that loaded each tokenizer (``AutoTokenizer.from_pretrained(...)``): a tokenizer
-    that does not belong to the model is fixed there."""
-    original = cls.__dict__.get("from_pretrained")
-    if not isinstance(original, classmethod):
-        return
+def _patch_tokenizer_making(inst: Installed, cls: Any) -> None:
+    """Remember the user's line that made each tokenizer: ``AutoTokenizer.from_pretrained(...)``,
+    ``base.train_new_from_iterator(...)``, a constructor. Every way ends in the base class's ``__init__``, and a
+    tokenizer that does not belong to the model is fixed at that line."""
 
-    @functools.wraps(original.__func__)
-    def from_pretrained(klass, *args, **kwargs):
-        tok = original.__func__(klass, *args, **kwargs)
-        try:
-            tok._defib_where = where_here(skip=2)
-        except Exception:  # a tokenizer that refuses attributes just goes unmarked
-            pass
-        return tok
+    def make(original):
+        @functools.wraps(original)
+        def init(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            try:
+                self._defib_where = where_here(skip=2)
+            except Exception:  # a tokenizer that refuses attributes just goes unmarked
+                pass
+        return init
 
-    inst.patches.append((cls, "from_pretrained", original))
-    setattr(cls, "from_pretrained", classmethod(from_pretrained))
+    inst.patch(cls, "__init__", make)
 
 
 def _patch_from_pretrained(inst: Installed, w: Watcher, module: Any) -> None:

@@ -94,8 +94,8 @@ class OutputRange(Rule):
         if act in RANGES:
             what, where = f"The regression output comes from a {act}", ls.producer_where or ls.where
             fix = "return self.head(cls).squeeze(-1)  # linear output; standardise the targets instead"
-        else:  # a score the loss computes itself (a cosine, BCE's sigmoid): the loss's construction is the line to change
-            what, where = f"The loss compares a {act}", ls.module_where or ls.where
+        else:  # a score the loss computes itself (a cosine, BCE's sigmoid): fix the targets' scale where they are made
+            what, where = f"The loss compares a {act}", ls.label_where or ls.module_where or ls.where
             fix = (f"labels / {y.max():.3g}  # into the {act}'s range; or a loss that uses only their order "
                    f"(CoSENTLoss)") if act.startswith("cosine") else \
                 f"labels / {y.max():.3g}  # BCE compares probabilities in 0..1; or MSE on the raw output"

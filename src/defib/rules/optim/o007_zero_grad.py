@@ -48,10 +48,14 @@ class ZeroGradPlacement(Rule):
         later_steps = max(1, s.step - 1)  # the check starts at the second backward
         not_cleared = o.steps_without_zero_grad / later_steps
         if not_cleared >= self.missing_share:
+            cleared = (f"zero_grad() ran {o.zero_grad_calls} time(s), not once a step" if o.zero_grad_calls
+                       else "they are never cleared")
             return self.finding(
                 f"At {o.steps_without_zero_grad} of {later_steps} steps the gradients from the previous step were "
-                "still there when backward() ran: they are never cleared, so they add up over the whole run.",
-                confidence=0.9, where=o.backward_where,
+                f"still there when backward() ran: {cleared}, so they add up over the whole run.",
+                # a zero_grad() that runs (once before the loop, once an epoch) is the one to move into the step;
+                # with none at all, it goes in at backward()
+                confidence=0.9, where=o.zero_grad_where or o.backward_where,
                 evidence={"steps_not_cleared": o.steps_without_zero_grad, "steps": s.step,
                           "zero_grad_calls": o.zero_grad_calls},
                 fix="optimizer.zero_grad()  # before loss.backward(), every step")
