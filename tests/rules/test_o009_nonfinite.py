@@ -63,10 +63,11 @@ def test_bce_with_logits_on_the_same_logits_is_silent():
 
 
 def test_half_precision_weights_under_adamw_fire():
+    """``where`` is the line that cast the weights, the one to change (not the optimizer's)."""
     ids, score = word_data(160, seed=29)
     with watch() as w:
-        model = BagOfWords().half()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)  # planted
+        model = BagOfWords().half()  # planted
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         for x, y in batches(ids, score.half(), size=16):
             loss = F.mse_loss(model(x).squeeze(-1), y)
             opt.zero_grad()
@@ -75,6 +76,23 @@ def test_half_precision_weights_under_adamw_fire():
     f = find(w.diagnosis, "O009")
     assert f is not None and f.evidence["param_dtypes"] == ["float16"]
     assert_where(f, test_half_precision_weights_under_adamw_fire)
+
+
+def test_a_cast_with_to_is_where_the_weights_went_bfloat16():
+    ids, score = word_data(160, seed=29)
+    with watch() as w:
+        model = BagOfWords()
+        model.to("cpu")  # a device move: not the cast
+        model.to(torch.bfloat16)  # planted
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for x, y in batches(ids, score.bfloat16(), size=16):
+            loss = F.mse_loss(model(x).squeeze(-1), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = find(w.diagnosis, "O009")
+    assert f is not None and f.evidence["param_dtypes"] == ["bfloat16"]
+    assert_where(f, test_a_cast_with_to_is_where_the_weights_went_bfloat16)
 
 
 def test_float32_weights_with_bfloat16_autocast_are_silent():
@@ -91,6 +109,7 @@ def test_float32_weights_with_bfloat16_autocast_are_silent():
             opt.step()
     assert w.watcher.s.optim.param_dtypes == ["float32"]
     assert find(w.diagnosis, "O009") is None
+    assert w.watcher.s.optim.half_cast_where is None
 
 
 def test_rule_on_signals():

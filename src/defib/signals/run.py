@@ -170,6 +170,7 @@ class OptimSignals:
     scaler_scale_first: float | None = None
     scaler_scale_last: float | None = None
     scaler_where: Where | None = None
+    half_cast_where: Where | None = None  # the user's line that cast a model's weights to float16/bfloat16
     param_dtypes: list[str] = field(default_factory=list)
 
 

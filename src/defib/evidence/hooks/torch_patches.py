@@ -78,6 +78,17 @@ def install_torch(inst: Installed, w: Watcher) -> None:
         w.optim.optimizer_created(optimizer)
 
     inst.patch(torch.optim.Optimizer, "__init__", _after_init(optimizer_built))
+
+    def cast(original):  # model.to(torch.bfloat16), .half(): where O009 points when such weights are stepped
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            out = original(self, *args, **kwargs)
+            w.optim.module_cast(self)
+            return out
+        return run
+
+    for name in ("to", "half", "bfloat16"):
+        inst.patch(nn.Module, name, cast)
     inst.patch(nn.modules.loss._Loss, "__init__", _after_init(w.loss.loss_module_created))
     _patch_loaders(inst, w)
 

@@ -58,6 +58,15 @@ class OptimEvidence(Part):
             self.w.s.optim = OptimSignals()
         return self.w.s.optim
 
+    @guarded
+    def module_cast(self, module: nn.Module) -> None:
+        """A module cast whose weights end up in half precision: the line a user changes to keep them float32."""
+        p = next(module.parameters(), None)
+        if p is not None and p.dtype in (torch.float16, torch.bfloat16):
+            where = where_here(skip=4)
+            if where is not None:
+                self.signals().half_cast_where = where
+
     # ------------------------------------------------------------------ backward / zero_grad
     @guarded
     def backward_pre(self, tensor: torch.Tensor) -> None:

@@ -86,14 +86,14 @@ class NonFinite(Rule):
             if scaler is not None:
                 msg += f" {scaler['sentence']}."
                 evidence.update(scaler["evidence"])
-            return self.finding(msg, confidence=0.95, where=where if not half else (o.where or where),
+            return self.finding(msg, confidence=0.95, where=where if not half else (o.half_cast_where or o.where or where),
                                 evidence=evidence,
                                 fix="Keep weights in float32 (use torch.autocast for speed), use numerically safe "
                                     "losses, clip gradients: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)")
         return self.finding(
             f"Parameters are {', '.join(half)} and are updated by {o.optimizer} directly: its moments underflow and "
             "updates overflow in half precision.",
-            confidence=0.6, severity=Severity.WARNING, where=o.where,
+            confidence=0.6, severity=Severity.WARNING, where=o.half_cast_where or o.where,
             evidence={"param_dtypes": o.param_dtypes, "optimizer": o.optimizer},
             fix="model.float(); use torch.autocast(device_type, dtype=torch.bfloat16) for the forward pass")
 
