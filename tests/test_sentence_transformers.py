@@ -157,6 +157,22 @@ def test_cross_encoder_on_0_to_5_scores_is_the_sigmoids_range(tiny_model_dir):
     assert find(d, "D007") is None and find(d, "L002") is None
 
 
+
+def test_the_line_that_built_the_examples_is_where_their_labels_come_from():
+    """``InputExample(label=...)`` on one line is the labels' line (the loss compares them inside the library);
+    train and dev examples built on two lines leave it unknown."""
+    from sentence_transformers import InputExample
+
+    rows = pairs(8)
+    with watch() as w:
+        train = [InputExample(texts=[a, b], label=5 * s) for a, b, s in rows]  # planted
+    where = w.watcher.sentence.examples_where()
+    assert len(train) == 8 and where is not None and where.code.endswith("# planted")
+    with watch() as w:
+        train = [InputExample(texts=[a, b], label=s) for a, b, s in rows]
+        dev = [InputExample(texts=[a, b], label=s) for a, b, s in rows]
+    assert len(dev) == len(train) and w.watcher.sentence.examples_where() is None
+
 def test_in_batch_negatives_collapse_is_a_flatline(tiny_model_dir):
     """MNRL takes no labels: its flatline is every text's embedding alike and the loss at log(candidates)."""
     model = bi_encoder(tiny_model_dir)

@@ -9,6 +9,8 @@ wrappers here report to :mod:`defib.evidence.watch.sentence`:
   line), its ``forward`` (a model called inside is the training forward's model call), and its
   ``compute_loss_from_embeddings(embeddings, labels)`` (the embeddings and labels the loss
   compares), the outermost call only, since one loss may call another's;
+* ``InputExample.__init__``: the user's line that gives examples their labels, the line a
+  finding about the labels' scale points at (the loss compares them far from that line);
 * ``BaseModel.forward``, shared by ``SentenceTransformer`` and ``CrossEncoder``: its features and
   output, when a loss called it.
 
@@ -20,6 +22,7 @@ arguments and returns its result untouched.
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any, Callable
 
 from torch import nn
@@ -27,6 +30,7 @@ from torch import nn
 from defib.evidence.hooks.patching import Installed
 from defib.evidence.watch import Watcher
 
+EXAMPLES = "sentence_transformers.sentence_transformer.readers.input_example"
 LOSS_PACKAGES = ("sentence_transformers.sentence_transformer.losses", "sentence_transformers.cross_encoder.losses")
 
 
@@ -34,6 +38,7 @@ def st_callbacks(inst: Installed, w: Watcher) -> dict[str, Callable[[Any], None]
     """The post-import callbacks that patch sentence-transformers' modules as they load."""
     callbacks = {name: functools.partial(_patch_losses, inst, w) for name in LOSS_PACKAGES}
     callbacks["sentence_transformers.base.model"] = functools.partial(_patch_model, inst, w)
+    callbacks[EXAMPLES] = functools.partial(_patch_examples, inst, w)
     return callbacks
 
 
@@ -97,3 +102,18 @@ def _patch_model(inst: Installed, w: Watcher, module: Any) -> None:
         return run
 
     inst.patch(cls, "forward", forward)
+
+
+def _patch_examples(inst: Installed, w: Watcher, module: Any) -> None:
+    cls = getattr(module, "InputExample", None)
+    if cls is None:
+        return
+
+    def init(original):
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            w.sentence.example_built(sys._getframe(1))
+        return run
+
+    inst.patch(cls, "__init__", init)

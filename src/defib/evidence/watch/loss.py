@@ -88,7 +88,7 @@ class LossEvidence(Part):
             ls.producer_where = self.w.model.activation_where(input.grad_fn)
             ls.bounded_input = self.w.model.bounded_range(input.grad_fn)
             ls.module_where = _loss_module_where()
-            ls.label_where = _label_where(ls.where)
+            ls.label_where = self._labels_where(ls.where)
         ls.calls += 1
         if ls.calls == 1 and family == "classification":  # shapes only: nothing read on the host
             ls.per_token = _per_token(input)
@@ -134,7 +134,7 @@ class LossEvidence(Part):
             ls.input_requires_grad = True
             ls.producer = _grad_fn_chain(found.producer)
             ls.producer_where = self.w.model.activation_where(found.producer)
-            ls.label_where = _label_where(ls.where)
+            ls.label_where = self._labels_where(ls.where)
         self.loss_call.__wrapped__(self, found.fn, found.input, found.target, found.value, {})
 
     def reduced_first(self, found: Any, where: Callable[[], Any]) -> None:
@@ -169,7 +169,7 @@ class LossEvidence(Part):
             ls = self.w.s.loss = LossSignals(fn=fn, family="regression", source="library")
             ls.where = where
             ls.input_requires_grad = True
-            ls.label_where = _label_where(where)
+            ls.label_where = self._labels_where(where)
         ls.calls += 1
         ls.input_shape = tuple(input.shape)
         ls.target_shape = tuple(target.shape) if target is not None else ()
@@ -177,6 +177,11 @@ class LossEvidence(Part):
         y = target.detach().clone() if target is not None else input.new_empty(0)
         self.w.later(self._values, ls, "regression", self.w.s.step + 1, value.detach(), input.detach().clone(), y)
         self.w.later(self._batch_baseline, baseline)
+
+    def _labels_where(self, loss_where: Any) -> Any:
+        """The targets' line: followed in the source from the loss call, else the line that built the examples
+        (sentence-transformers' ``InputExample(label=...)``; its loss call is inside the library)."""
+        return _label_where(loss_where) or self.w.sentence.examples_where()
 
     def _batch_baseline(self, value: torch.Tensor | float) -> None:
         self._batch_baselines.extend(np.array([float(value)]))

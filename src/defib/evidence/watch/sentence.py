@@ -49,6 +49,7 @@ class SentenceEvidence(Part):
     def __init__(self, watcher: Any):
         super().__init__(watcher)
         self.depth = 0  # sentence-transformers loss calls in progress (a loss may wrap another)
+        self._example_lines: set[tuple[str, int]] = set()  # the user's lines that built InputExamples
 
     def enter(self) -> int:
         """A loss module's forward begins; the number of hooked loss calls so far, to tell whether it makes one."""
@@ -70,6 +71,19 @@ class SentenceEvidence(Part):
         for sub in loss.children():
             if isinstance(sub, nn.modules.loss._Loss) and any(sub is d for d in defaults):
                 sub._defib_where = loss._defib_where
+
+    @guarded
+    def example_built(self, frame: Any) -> None:
+        """``InputExample(texts=..., label=s)`` on the user's line: one set lookup per example once seen."""
+        key = (frame.f_code.co_filename, frame.f_lineno)
+        if key not in self._example_lines and len(self._example_lines) < 2 and is_user_file(key[0]):
+            self._example_lines.add(key)
+
+    def examples_where(self) -> Any:
+        """The one line that built the examples (so their labels), if one; train and dev built apart: unknown."""
+        if len(self._example_lines) != 1:
+            return None
+        return make_where(*next(iter(self._example_lines)))
 
     @guarded
     def model_called(self, model: nn.Module, features: Any, output: Any) -> None:
