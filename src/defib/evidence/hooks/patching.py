@@ -6,9 +6,21 @@ Nothing here knows about torch or transformers; :mod:`torch_patches` and
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import sys
 from typing import Any, Callable
+
+
+def after_init(event: Callable[[Any], None]) -> Callable[[Any], Any]:
+    """A patch for ``__init__`` that calls ``event(self)`` once the object is built."""
+    def make(original):
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            event(self)
+        return run
+    return make
 
 
 class Installed:

@@ -22,12 +22,11 @@ arguments and returns its result untouched.
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Any, Callable
 
 from torch import nn
 
-from defib.evidence.hooks.patching import Installed
+from defib.evidence.hooks.patching import Installed, after_init
 from defib.evidence.watch import Watcher
 
 EXAMPLES = "sentence_transformers.sentence_transformer.readers.input_example"
@@ -109,11 +108,4 @@ def _patch_examples(inst: Installed, w: Watcher, module: Any) -> None:
     if cls is None:
         return
 
-    def init(original):
-        @functools.wraps(original)
-        def run(self, *args, **kwargs):
-            original(self, *args, **kwargs)
-            w.sentence.example_built(sys._getframe(1))
-        return run
-
-    inst.patch(cls, "__init__", init)
+    inst.patch(cls, "__init__", after_init(w.sentence.example_built))

@@ -23,7 +23,7 @@ from torch.optim import optimizer as optimizer_hooks
 from torch.utils.data import DataLoader
 
 from defib.evidence.callsite import is_user_file
-from defib.evidence.hooks.patching import Installed
+from defib.evidence.hooks.patching import Installed, after_init
 from defib.evidence.watch import Watcher
 
 LOSS_FUNCTIONS = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss",
@@ -77,7 +77,7 @@ def install_torch(inst: Installed, w: Watcher) -> None:
         w.apply_fix("optimizer_created", optimizer)  # before recording: defib reports the lr the run used
         w.optim.optimizer_created(optimizer)
 
-    inst.patch(torch.optim.Optimizer, "__init__", _after_init(optimizer_built))
+    inst.patch(torch.optim.Optimizer, "__init__", after_init(optimizer_built))
 
     def cast(original):  # model.to(torch.bfloat16), .half(): where O009 points when such weights are stepped
         @functools.wraps(original)
@@ -89,7 +89,7 @@ def install_torch(inst: Installed, w: Watcher) -> None:
 
     for name in ("to", "half", "bfloat16"):
         inst.patch(nn.Module, name, cast)
-    inst.patch(nn.modules.loss._Loss, "__init__", _after_init(w.loss.loss_module_created))
+    inst.patch(nn.modules.loss._Loss, "__init__", after_init(w.loss.loss_module_created))
     _patch_loaders(inst, w)
 
     def init_fn(original):
@@ -108,17 +108,6 @@ def install_torch(inst: Installed, w: Watcher) -> None:
     _patch_activations(inst, w)
     _patch_schedulers(inst, w)
     _patch_grad_scaler(inst, w)
-
-
-def _after_init(event: Callable[[Any], None]) -> Callable[[Any], Any]:
-    """A patch for ``__init__`` that calls ``event(self)`` once the object is built."""
-    def make(original):
-        @functools.wraps(original)
-        def run(self, *args, **kwargs):
-            original(self, *args, **kwargs)
-            event(self)
-        return run
-    return make
 
 
 def _loss_wrapper(w: Watcher, name: str, original: Callable) -> Callable:

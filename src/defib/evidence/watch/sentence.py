@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defib.evidence.callsite import is_user_file, make_where, where_here
+from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here
 from defib.evidence.watch.data import find_inputs
 from defib.evidence.watch.guard import Part, guarded
 
@@ -73,11 +73,11 @@ class SentenceEvidence(Part):
                 sub._defib_where = loss._defib_where
 
     @guarded
-    def example_built(self, frame: Any) -> None:
-        """``InputExample(texts=..., label=s)`` on the user's line: one set lookup per example once seen."""
-        key = (frame.f_code.co_filename, frame.f_lineno)
-        if key not in self._example_lines and len(self._example_lines) < 2 and is_user_file(key[0]):
-            self._example_lines.add(key)
+    def example_built(self, example: Any) -> None:
+        """``InputExample(texts=..., label=s)``: the user's line that led to it (two lines are already too many)."""
+        frame = user_frame(2) if len(self._example_lines) < 2 else None
+        if frame is not None:
+            self._example_lines.add((frame.f_code.co_filename, frame.f_lineno))
 
     def examples_where(self) -> Any:
         """The one line that built the examples (so their labels), if one; train and dev built apart: unknown."""
