@@ -254,7 +254,8 @@ def test_adapters_only_on_the_pooler_are_a_frozen_encoder(tiny_model_dir, target
     """``target_modules=["pooler.dense"]`` on a classifier that reads the pooler: its adapter learns, no layer can.
     Near-miss: the pooler adapted beside the attention layers."""
     with watch() as w:
-        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8, target_modules=targets)  # planted
+        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8,
+                            target_modules=targets)  # planted
         model = get_peft_model(_classifier(tiny_model_dir), config)
         _train(model, tiny_model_dir)
     d = w.diagnosis

@@ -207,6 +207,7 @@ class ModelSignals:
     adapter_modules: list[str] = field(default_factory=list)  # modules carrying a LoRA adapter, as the model names them
     lora_scale: float | None = None           # median LoRA scale s (lora_alpha / r, or / sqrt(r) with rsLoRA)
     lora_scale_where: Where | None = None     # the line that set lora_alpha (the config's line if not found)
+    adapter_targets_where: Where | None = None  # the LoraConfig's target_modules= line
 
 
 @dataclass

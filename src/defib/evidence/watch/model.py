@@ -125,6 +125,7 @@ class ModelEvidence(Part):
             made = m.adapter_where
             m.lora_scale_where = made and make_where(made.file, origin_line(made.file, made.line, "lora_alpha",
                                                                             getattr(config, "lora_alpha", None)))
+            m.adapter_targets_where = made and make_where(made.file, origin_line(made.file, made.line, "target_modules"))
 
     def _head_input(self, module: nn.Module, args: tuple) -> None:
         if not (args and isinstance(args[0], torch.Tensor) and torch.is_grad_enabled() and module.training):

@@ -136,7 +136,7 @@ class FrozenParameters(Rule):
             f"None of the {len(m.adapter_modules)} LoRA adapters got a gradient in {s.step} steps (on "
             f"{', '.join(o.adapters_idle[:3])}{'...' if len(o.adapters_idle) > 3 else ''}): target_modules "
             f"names modules the forward to the loss never uses, so the encoder cannot learn: {learns}.",
-            confidence=0.85, evidence=evidence, where=m.adapter_where or o.where,
+            confidence=0.85, evidence=evidence, where=m.adapter_targets_where or m.adapter_where or o.where,
             fix='LoraConfig(target_modules=["query", "value"], ...)  # modules on the path to the loss')
 
 
@@ -152,7 +152,8 @@ class FrozenParameters(Rule):
             f"Every LoRA adapter sits after the encoder's layers (on {', '.join(m.adapter_modules[:3])}): no layer "
             "that reads the tokens can adapt, so only the pooler and the head learn, on features pretraining made "
             "for another task. In effect a linear probe, and this one is stuck.",
-            confidence=0.7, severity=Severity.WARNING, evidence=evidence, where=m.adapter_where or s.optim.where,
+            confidence=0.7, severity=Severity.WARNING, evidence=evidence,
+            where=m.adapter_targets_where or m.adapter_where or s.optim.where,
             fix='LoraConfig(target_modules=["query", "value"], ...)  # the attention layers, where fine-tuning happens')
 
 
