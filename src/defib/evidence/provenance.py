@@ -380,6 +380,35 @@ def _made_by_function(tree: ast.AST, node: ast.expr, line: int, depth: int = 8) 
     return None
 
 
+def _made_line(tree: ast.AST, node: ast.expr, line: int) -> int | None:
+    """The last write before ``line`` that made the variable ``node`` reads (``y`` in ``y[idx]``), past writes that
+    only move or convert it (``y = y.to(device)``): ``y = torch.tensor(scores)``, ``y *= 20``. None for a keyed read,
+    a loop variable or a field of a tuple (``batch[1]``)."""
+    while isinstance(node, ast.Subscript) and not isinstance(node.slice, ast.Constant):
+        node = node.value  # rows of the targets
+    if not isinstance(node, ast.Name):
+        return None
+    writer = _writer(tree, line, node.id)
+    while isinstance(writer, ast.Assign) and _moves(writer.value, node.id):
+        writer = _writer(tree, writer.lineno, node.id)
+    if isinstance(writer, ast.AugAssign) or (isinstance(writer, (ast.Assign, ast.AnnAssign))
+                                             and writer.value is not None and not _key_of(writer.value)):
+        return writer.lineno
+    return None
+
+
+def _moves(value: ast.expr, name: str) -> bool:
+    """``y.to(device)``, ``y.float()``, ``y[perm]``: only moves, converts or reorders the variable ``name``."""
+    while not _key_of(value):
+        if isinstance(value, ast.Subscript):
+            value = value.value
+        elif isinstance(value, (ast.Call, ast.Attribute, ast.Starred)) and _inside(value) is not None:
+            value = _inside(value)
+        else:
+            break
+    return isinstance(value, ast.Name) and value.id == name
+
+
 def label_line(filename: str, line: int) -> int | None:
     """Where the targets reaching the loss call on ``line`` were put under their key.
 
@@ -388,8 +417,9 @@ def label_line(filename: str, line: int) -> int | None:
     the line that made the targets, which is where a constant or mis-scaled
     label is fixed. Targets read from no key (``torch.tensor(gold)``) are
     followed back to the function of this file that built them
-    (:func:`_made_by_function`). None when the file does not show it
-    unambiguously.
+    (:func:`_made_by_function`), else to the line that made the variable the
+    loss call reads (:func:`_made_line`). None when the file does not show
+    it unambiguously.
     """
     tree = _tree(filename)
     if tree is None:
@@ -397,7 +427,9 @@ def label_line(filename: str, line: int) -> int | None:
     key = _target_key(tree, line)
     if not key:
         target = _loss_target(tree, line)
-        return _made_by_function(tree, target, line) if isinstance(target, ast.Name) else None
+        if not isinstance(target, (ast.Name, ast.Subscript)):
+            return None
+        return _made_by_function(tree, target, line) or _made_line(tree, target, line)
     lines = {found for found, _ in _key_sets(tree, key)}
     return lines.pop() if len(lines) == 1 else None
 

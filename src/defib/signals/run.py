@@ -52,6 +52,11 @@ class LossSignals:
     nonfinite_step: int | None = None
     failed: str | None = None                 # the loss call raised this error
     scale_factor: float | None = None         # loss / loss recomputed with mean reduction (1 = plain mean)
+    # regression, at sampled steps (step 1: the head's first outputs): share of the batch's examples whose loss
+    # gradient on the prediction is the same saturated push, at the batch's largest magnitude on one side (to 1%),
+    # for targets that differ (a Huber's or an L1's gradient beyond its linear zone). 1: the gradient says nothing
+    # about which example is which, only "move the mean"; about 1/batch for a squared error
+    grad_saturated: Series = field(default_factory=Series)
     soft_target_max: float | None = None      # cross-entropy given float (soft) targets: their largest value
     # classification whose rows are tokens: logits [B, T, K] (or [B, K, T]), or [N, K] flattened or indexed from them
     # a hand-written loss that averages pred - target over the batch before its abs or square

@@ -46,6 +46,7 @@ class GraphLoss:
     target: torch.Tensor    # the targets, in the shape the user gave them (a broadcast's shape is undone)
     value: torch.Tensor     # the term as F.<fn> with mean reduction computes it (auxiliary terms left out)
     producer: Any           # the autograd node that made the predictions
+    producer_output: int = 0  # which of the producer's outputs the predictions are
 
 
 def mark_output(output: torch.Tensor) -> None:
@@ -155,7 +156,7 @@ def _difference(node: Any, name: str) -> GraphLoss | None:
     squared = name != "AbsBackward0"
     value = diff.pow(2).mean() if squared else diff.abs().mean()
     return GraphLoss(fn="mse_loss" if squared else "l1_loss", family="regression", input=pred, target=target,
-                     value=value, producer=pred_node)
+                     value=value, producer=pred_node, producer_output=nr)
 
 
 def _reduced_first(node: Any, name: str) -> ReducedFirst | None:

@@ -34,6 +34,8 @@ _PASS_THROUGH = ("View", "Squeeze", "Unsqueeze", "Reshape", "Expand", "Select", 
 # ... of which those that keep every token of a [B, T, K] tensor as rows (or pick tokens by a mask)
 _TOKEN_ROWS = ("View", "Reshape", "Unsafe", "Flatten", "Index", "Slice")
 MAX_STEP_LOSSES = 1024  # loss values kept between two optimizer steps (bounded if no step ever comes)
+MIN_GRADIENT_ROWS = 4   # a batch this small says too little about what its examples share
+SAME_PUSH = 0.01        # gradients within this share of the batch's largest one are the same push
 
 
 class LossEvidence(Part):
@@ -59,6 +61,7 @@ class LossEvidence(Part):
         self._last_raw_loss = 1.0  # the loss function's own output, before any per-example normalisation
         # a library loss's constant-predictor loss, batch by batch (it depends on each batch: its size, its ties)
         self._batch_baselines: Window = Window(64)
+        self._gradient_step = -1  # the optimizer step whose loss gradient on the predictions is being read
 
     @guarded
     def loss_module_created(self, module: nn.Module) -> None:
@@ -100,7 +103,46 @@ class LossEvidence(Part):
             ls.broadcast_calls += 1
         # read later (Watcher.later): copies, so that a buffer the script refills cannot change them meanwhile
         value = result.detach() if torch.is_tensor(result) and result.numel() == 1 else None
-        self.w.later(self._values, ls, family, s.step + 1, value, input.detach().clone(), target.detach().clone())
+        y = target.detach().clone()
+        self.w.later(self._values, ls, family, s.step + 1, value, input.detach().clone(), y)
+        if family == "regression" and input.requires_grad:
+            self._watch_gradient(ls, input.grad_fn, input.output_nr, y)
+
+    def _watch_gradient(self, ls: LossSignals, node: Any, output: int, target: torch.Tensor) -> None:
+        """On a sampled step, have ``backward()`` hand over the loss's gradient on the predictions (output ``output``
+        of the autograd node ``node``), for ``ls.grad_saturated``: once a step, the step's first loss."""
+        step = self.w.s.step + 1
+        if node is None or step == self._gradient_step or not self.w.sampling() or torch.compiler.is_compiling():
+            return
+        self._gradient_step = step
+        taken: list[bool] = []
+
+        def take(grad_outputs: tuple) -> None:
+            # inside the user's backward: hands the tensor over and returns None, so the gradient is left as it is
+            try:
+                g = grad_outputs[output] if not taken else None
+                if g is not None:
+                    taken.append(True)
+                    self.w.later(self._gradient_saturated, ls, step, g.detach(), target)
+            except Exception as exc:  # defib must never stop the user's backward
+                self.w.record_internal_error("loss_gradient", exc)
+
+        node.register_prehook(take)
+
+    def _gradient_saturated(self, ls: LossSignals, step: int, g: torch.Tensor, y: torch.Tensor) -> None:
+        """Read at a flush: the share of examples whose gradient ``g`` is one saturated push (``grad_saturated``)."""
+        if g.numel() != y.numel() or g.numel() < MIN_GRADIENT_ROWS:
+            return  # a broadcast (L001's): the gradient's rows are not the targets'
+        g, y = g.float().reshape(-1), y.float().reshape(-1)
+        top = g.abs().max()
+        if not bool(torch.isfinite(top)) or float(top) == 0:
+            return
+        share = 0.0
+        for side in (g >= (1 - SAME_PUSH) * top, g <= -(1 - SAME_PUSH) * top):
+            pushed = y[side]
+            if pushed.numel() > 1 and float(pushed.max() - pushed.min()) > 0:  # targets that differ, pushed alike
+                share = max(share, float(side.float().mean()))
+        ls.grad_saturated.add(step, share)
 
     def _values(self, ls: LossSignals, family: str, step: int, result: torch.Tensor | None,
                 x: torch.Tensor, y: torch.Tensor) -> None:
@@ -118,12 +160,14 @@ class LossEvidence(Part):
                 self.w.optim.signals().nonfinite.setdefault("loss", step)
         self._record_predictions(family, x, y)
 
-    def graph_loss(self, found: GraphLoss, where: Callable[[], Any]) -> None:
+    def graph_loss(self, found: GraphLoss, where: Callable[[], Any], assigned: Callable[[], Any]) -> None:
         """A hand-written loss read from ``backward()``'s graph (:mod:`.graph`): the path of a hooked call.
 
         Runs inside ``optim.backward_pre``'s guard. The signals come from the graph where a hooked
         call reads its arguments: the line that computes the loss (``where()``), the node that
-        made the predictions.
+        made the predictions. ``assigned()``: the line that assigns the loss, whose call
+        (``loss = huber(pred, y[idx])``) shows where the targets come from when ``where()`` is
+        inside a loss function of the user's.
         """
         ls = self.w.s.loss
         if ls is not None and ls.source != "graph":
@@ -134,8 +178,10 @@ class LossEvidence(Part):
             ls.input_requires_grad = True
             ls.producer = _grad_fn_chain(found.producer)
             ls.producer_where = self.w.model.activation_where(found.producer)
-            ls.label_where = self._labels_where(ls.where)
+            ls.label_where = _label_where(ls.where) or self._labels_where(assigned())
         self.loss_call.__wrapped__(self, found.fn, found.input, found.target, found.value, {})
+        if found.family == "regression" and ls is self.w.s.loss:
+            self._watch_gradient(ls, found.producer, found.producer_output, found.target)
 
     def reduced_first(self, found: Any, where: Callable[[], Any]) -> None:
         """A hand-written loss that reduces ``pred - y`` over the batch before its abs or square (:mod:`.graph`).

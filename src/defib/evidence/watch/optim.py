@@ -108,7 +108,8 @@ class OptimEvidence(Part):
             self.w.loss.reduced_first(found, functools.partial(loss_where, True))
             self.signals().unread_loss = []
         elif found is not None:
-            self.w.loss.graph_loss(found, functools.partial(loss_where, found.family == "regression"))
+            self.w.loss.graph_loss(found, functools.partial(loss_where, found.family == "regression"),
+                                   functools.partial(loss_where, False))
             self.signals().unread_loss = []
         else:
             self._graph_misses += 1
