@@ -99,6 +99,13 @@ LABELS = textwrap.dedent('''\
         trainer.train()
         other = mse(pred, y)
         again = mse(pred, torch.as_tensor(batch["target"]).view(-1))
+
+    def train(scores, device):
+        y = torch.tensor(scores)
+        y = y.to(device)
+        for idx, batch in batches:
+            loss = huber(model(x), y[idx], 1.0)
+            loss = mse(model(x), batch[1])
 ''')
 
 
@@ -110,6 +117,8 @@ def test_label_line_finds_where_targets_are_made(tmp_path):
     assert label_line(f, 15) == 4     # trainer.train(): the Trainer reads "labels"
     assert label_line(f, 16) is None  # y comes from nowhere this file shows
     assert label_line(f, 17) == 9
+    assert label_line(f, 23) == 20    # y[idx] <- y = y.to(device), which only moves it <- y = torch.tensor(scores)
+    assert label_line(f, 24) is None  # a field of a tuple batch: nothing this file shows made it
 
 
 def test_a_setting_not_passed_at_the_call_is_found_where_the_file_sets_it(tmp_path):

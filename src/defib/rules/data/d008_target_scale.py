@@ -86,7 +86,7 @@ class TargetScale(Rule):
             f"the predictions' mean; they now have mean {num(pred_mean)} and std {num(pred_std)}.",
             confidence=0.8, severity=sev, where=where,
             evidence={**evidence, "pred_start": round(start, 4), "saturated_share": round(share, 4),
-                      "saturated_until_step": until, "loss": s.loss.fn},
+                      "saturated_until_step": until},
             fix=fix + " (a Huber delta or smooth-L1 beta then counts in standard deviations)")
 
     def _saturated(self, s: Signals) -> tuple[float, int, float] | None:
@@ -97,7 +97,7 @@ class TargetScale(Rule):
         starts = p.pred_quantiles.get("p50")
         if not early or starts is None or not len(starts) or not p.target_std:
             return None
-        share, start = early[len(early) // 2], starts.values[0]
+        share, start = early[(len(early) - 1) // 2], starts.values[0]  # the median; of two, the lower
         if share < self.saturated_share or abs(start) >= abs(p.target_mean - start):
             return None
         until = pairs[len(early) - 1][0]  # the early samples, then as long as the later ones stay saturated
