@@ -251,6 +251,7 @@ def test_targets_from_no_key_are_followed_to_the_function_that_built_them(tmp_pa
     path.write_text(SCORE_PAIRS)
     f = str(path)
     assert label_line(f, 11) == 3
-    assert label_line(f, 13) is None   # an expression of them on the way (* 5): not followed
+    # an expression of them on the way (* 5) is not followed to the function: the line that made the variable
+    assert label_line(f, 13) == 12
     assert label_line(f, 15) is None   # a loop variable of a function from elsewhere
-    assert label_line(f, 20) is None   # changed in place (gold /= 5) after it was built
+    assert label_line(f, 20) == 19     # changed in place (gold /= 5) after it was built: that write
