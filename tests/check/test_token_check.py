@@ -138,3 +138,11 @@ def test_whole_number_tags_count_as_class_ids(tmp_path, tiny_model_dir):
     report = check(write_jsonl(tmp_path / "data.jsonl", rows), tiny_model_dir, json_path=tmp_path / "r.json")
     assert report["task"] == "token_classification"
     assert report["check"]["labels"]["counts"] == {str(k): 64 for k in range(5)}
+
+
+def test_a_sentence_repeated_with_other_tags_names_the_sequences_not_their_hashes(tmp_path, tiny_model_dir):
+    rows = sentences(60, tags=TAGS)
+    words, marks = rows[0]
+    rows += [(words, ["O"] * len(words))] * 2  # the first sentence again, tagged otherwise
+    f = codes(check(write_jsonl(tmp_path / "t.jsonl", rows), tiny_model_dir, json_path=tmp_path / "r.json")).get("D108")
+    assert f is not None and "row 1: 'tag sequence A'" in f["message"] and "'tag sequence B'" in f["message"], f

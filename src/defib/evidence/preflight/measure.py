@@ -123,6 +123,11 @@ class Preflight:
             g = int(np.flatnonzero(bad)[np.argmin(rows[starts[bad]])])  # the group that starts earliest in the file
             span = slice(int(starts[g]), int(starts[g]) + min(int(sizes[g]), EXAMPLES))
             out.examples = rows[span].tolist()
+            if self.per_token:  # a tag sequence's key is a hash: name the distinct sequences A, B, ... instead
+                seen: dict[int, str] = {}
+                out.example_labels = [seen.setdefault(int(v), f"tag sequence {chr(65 + len(seen))}")
+                                      for v in label_keys[span]]
+                return out
             names = {code: text for text, code in self.labels.codes.items()} if lab.kind == "text" else {}
             out.example_labels = [names.get(int(v), v) if lab.kind == "text" else _num(v) for v in label_keys[span]]
         return out
