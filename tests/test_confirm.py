@@ -46,6 +46,18 @@ def test_a_loss_no_better_than_the_constant_predictor_is_a_collapse_even_with_va
     assert "had not collapsed" in judge(just_below, learns)[1]
 
 
+def test_a_slow_start_the_rerun_itself_calls_healthy_is_a_recovery():
+    """A Huber loss on 0-1 targets learns slowly: the healthy twin itself ends at 0.91 of the constant predictor's
+    after 100 steps. The fix that turns the collapsed run into exactly that run is confirmed; the same figures with
+    a rerun that defib does not call healthy, or no better than the run, are not."""
+    slow = {"spread_ratio": 0.18, "loss": 0.75, "baseline_loss": 0.825, "verdict": "healthy"}
+    collapsed = {"spread_ratio": 0.03, "loss": 0.825, "baseline_loss": 0.825, "verdict": "flatlined"}
+    recovered, reason = judge(collapsed, slow)
+    assert recovered and "rerun is healthy" in reason
+    assert not judge(collapsed, dict(slow, verdict="at_risk"))[0]
+    assert not judge(dict(collapsed, loss=0.74), slow)[0]  # no better than the run's own loss
+
+
 def test_a_negative_loss_is_not_compared_with_the_baseline():
     nll_on_logits = {"spread_ratio": 0.1, "loss": -6.0, "baseline_loss": 0.69, "verdict": "at_risk"}
     recovered, _ = judge(nll_on_logits, {"spread_ratio": 0.8, "loss": 0.4, "baseline_loss": 0.69, "verdict": "healthy"})

@@ -10,8 +10,10 @@ is still within ``NOT_LEARNING`` of the constant predictor's: predictions that
 vary but explain under a tenth of what the mean leaves (R^2 < 0.1 for MSE)
 are no better than flat. A fix is reported ``recovered`` only when the run
 had collapsed and the rerun's predictions vary (spread above the threshold,
-no flatline) with a loss clearly below the baseline and below the run's own:
-"the finding went away" is not enough, the model must learn again.
+no flatline) with a loss clearly below the baseline and below the run's own,
+or, for a slow start, a loss below both that the rerun's own diagnosis (the
+same any run gets) calls healthy: "the finding went away" is not enough, the
+model must learn again.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from typing import Any, Callable
 from defib.fixes.base import plan
 from defib.rules.thresholds import FLAT_SPREAD, NOT_LEARNING
 
+# a rerun its own diagnosis calls healthy is a slow start, not a collapse, below this share of the constant
+# predictor's loss: halfway from NOT_LEARNING to the baseline, where a few percent are still a window's noise
+SLOW_START = (1.0 + NOT_LEARNING) / 2
 SAME_TARGET = 1e-9  # a constant-predictor loss this small: every target in the window is the same
 RunFn = Callable[[dict[str, str], int], tuple[int, dict[str, Any]]]
 
@@ -98,8 +103,14 @@ def judge(before: dict[str, Any], after: dict[str, Any], compare_loss: bool = Tr
     if rb is not None and ra is not None and ra >= rb:
         return False, f"predictions vary again but the loss is no better ({ra:.3g} vs {rb:.3g} of the baseline)"
     if ra is not None and ra >= NOT_LEARNING:
+        if after.get("verdict") == "healthy" and ra < SLOW_START and (rb is None or ra < rb):
+            # a slow start (a Huber loss, a small learning rate that fits the horizon): the rerun's own diagnosis,
+            # the same one any run gets, reads it as learning; NOT_LEARNING is for runs it does not call healthy
+            return True, (f"spread {_fmt(before.get('spread_ratio'))} -> {_fmt(spread)} of the targets' and the "
+                          f"rerun is healthy: its loss is {ra:.3g} of the constant predictor's, "
+                          f"{'below the run' + chr(39) + 's ' + format(rb, '.3g') if rb is not None else 'and learning'}")
         return False, (f"predictions vary but the loss is still {ra:.3g} of the constant predictor's "
-                       f"(learning starts below {NOT_LEARNING})")
+                       f"(learning starts below {NOT_LEARNING} unless the rerun's own diagnosis is healthy)")
     if rb == math.inf:
         return True, (f"each window held one target before (the constant predictor was exact); with the fix the "
                       f"predictions spread {_fmt(spread)} of the targets' (flat below {FLAT_SPREAD}) and the loss is "
