@@ -79,16 +79,19 @@ def install_torch(inst: Installed, w: Watcher) -> None:
 
     inst.patch(torch.optim.Optimizer, "__init__", after_init(optimizer_built))
 
-    def cast(original):  # model.to(torch.bfloat16), .half(): where O009 points when such weights are stepped
+    # model.to(torch.bfloat16), .half(): where O009 points when such weights are stepped. ``_apply`` is what
+    # all of them call (once per module, recursively): patching ``to`` itself would leak into transformers,
+    # whose PreTrainedModel.to copies nn.Module.to's attributes (functools.wraps) when it is imported
+    def cast(original):
         @functools.wraps(original)
         def run(self, *args, **kwargs):
             out = original(self, *args, **kwargs)
-            w.optim.module_cast(self)
+            if sys._getframe(1).f_code is not original.__code__:  # the outermost module of the cast only
+                w.optim.module_cast(self)
             return out
         return run
 
-    for name in ("to", "half", "bfloat16"):
-        inst.patch(nn.Module, name, cast)
+    inst.patch(nn.Module, "_apply", cast)
     inst.patch(nn.modules.loss._Loss, "__init__", after_init(w.loss.loss_module_created))
     _patch_loaders(inst, w)
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from defib.evidence.callsite import make_where, where_here
+from defib.evidence.callsite import is_user_file, make_where, where_here
 from defib.evidence.stats import Moments, Window
 from defib.evidence.watch.graph import GraphLoss
 from defib.evidence.watch.guard import Part, guarded
@@ -91,7 +91,8 @@ class LossEvidence(Part):
             ls.producer_where = self.w.model.activation_where(input.grad_fn)
             ls.bounded_input = self.w.model.bounded_range(input.grad_fn)
             ls.module_where = _loss_module_where()
-            ls.label_where = self._labels_where(ls.where)
+            # a loss a library computes (sentence-transformers, a model's own labels=) is called from no user line
+            ls.label_where = self._labels_where(ls.where) if _called_by_user() else self.w.sentence.examples_where()
         ls.calls += 1
         if ls.calls == 1 and family == "classification":  # shapes only: nothing read on the host
             ls.per_token = _per_token(input)
@@ -215,7 +216,7 @@ class LossEvidence(Part):
             ls = self.w.s.loss = LossSignals(fn=fn, family="regression", source="library")
             ls.where = where
             ls.input_requires_grad = True
-            ls.label_where = self._labels_where(where)
+            ls.label_where = self.w.sentence.examples_where()  # its line is the user's call into the library
         ls.calls += 1
         ls.input_shape = tuple(input.shape)
         ls.target_shape = tuple(target.shape) if target is not None else ()
@@ -464,6 +465,24 @@ def _label_where(loss_where: Any) -> Any:
     path = os.path.abspath(loss_where.file)
     line = label_line(path, loss_where.line)
     return make_where(path, line) if line else None
+
+
+def _called_by_user() -> bool:
+    """Whether the torch loss being read was called from the user's code (directly, or through an ``nn.*Loss``
+    module): only then does the user's line hold the loss call whose targets provenance can follow."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if is_user_file(path):
+            return True
+        if not (path.startswith(_DEFIB_DIR) or path.startswith(_TORCH_DIR)):
+            return False  # another library's code made the call
+        frame = frame.f_back
+    return False
+
+
+_DEFIB_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 
 
 def _loss_module_where(depth: int = 8) -> Any:
