@@ -11,7 +11,7 @@ import functools
 from typing import Any
 
 from defib.evidence.callsite import where_here
-from defib.evidence.hooks.patching import Installed, PostImport
+from defib.evidence.hooks.patching import Installed, PostImport, after_init
 from defib.evidence.watch import Watcher
 
 
@@ -52,17 +52,7 @@ def _patch_tokenizer_making(inst: Installed, cls: Any) -> None:
     ``base.train_new_from_iterator(...)``, a constructor. Every way ends in the base class's ``__init__``, and a
     tokenizer that does not belong to the model is fixed at that line."""
 
-    def make(original):
-        @functools.wraps(original)
-        def init(self, *args, **kwargs):
-            original(self, *args, **kwargs)
-            try:
-                self._defib_where = where_here(skip=2)
-            except Exception:  # a tokenizer that refuses attributes just goes unmarked
-                pass
-        return init
-
-    inst.patch(cls, "__init__", make)
+    inst.patch(cls, "__init__", after_init(_mark_made))
 
 
 def _patch_from_pretrained(inst: Installed, w: Watcher, module: Any) -> None:
@@ -138,14 +128,12 @@ def _patch_peft_config(inst: Installed, module: Any) -> None:
     if cls is None or "__post_init__" not in cls.__dict__:
         return
 
-    def post_init(original):
-        @functools.wraps(original)
-        def run(self, *args, **kwargs):
-            original(self, *args, **kwargs)
-            try:
-                self._defib_where = where_here(skip=2)
-            except Exception:  # a config that refuses attributes just goes unmarked
-                pass
-        return run
+    inst.patch(cls, "__post_init__", after_init(_mark_made))
 
-    inst.patch(cls, "__post_init__", post_init)
+
+def _mark_made(obj: Any) -> None:
+    """Note the user's line that made ``obj`` (a tokenizer, a PEFT config): the line a finding about it points at."""
+    try:
+        obj._defib_where = where_here(skip=2)
+    except Exception:  # an object that refuses attributes just goes unmarked
+        pass
