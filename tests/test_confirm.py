@@ -383,3 +383,62 @@ def test_head_fix_reinitialises_and_drops_the_first_steps_gradients(fixed, tiny_
     assert not opt.state  # Adam's statistics start with the next, sane gradients
     _steps(model, 1, opt=opt)
     assert opt.state
+
+
+def _hand_written_steps(model, batches, loss_fn, steps=3):
+    """A plain loop on a head the script calls, with its own loss arithmetic: what each step's loss saw."""
+    import torch
+
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    seen = []
+    for x, y in batches[:steps]:
+        pred = model(x)
+        seen.append(pred.detach().clone())
+        loss = loss_fn(pred, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return seen
+
+
+def test_standardise_fix_puts_a_hand_written_losses_predictions_on_the_targets_scale(fixed):
+    """The targets are out of reach: from the step the loss is known to be hand-written, the head's one output
+    per row is mapped to out * std + mean; an evaluation forward (no grad) keeps the model's own output."""
+    import torch
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(4, 1)
+    batches = [(torch.randn(8, 4), torch.rand(8, 1) * 5) for _ in range(3)]
+    fixed("data.target_scale", mean=2.5, std=2.0)
+    seen = _hand_written_steps(head, batches, lambda p, y: ((p - y) ** 2).mean())
+    # step 1: the loss is not known yet; from step 2 the outputs sit around the targets' mean
+    assert seen[0].abs().mean() < 1.5 and (seen[1].mean() - 2.5).abs() < 1.5 and (seen[2].mean() - 2.5).abs() < 1.5
+    with torch.no_grad():
+        assert head(batches[0][0]).abs().mean() < 1.5
+
+
+def test_reshape_fix_gives_a_hand_written_losses_predictions_the_targets_shape(fixed):
+    import torch
+
+    class Flat(torch.nn.Module):  # a regressor that flattens its [B, 1] output to [B]
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 1)
+
+        def forward(self, x):
+            return self.proj(x).view(-1)
+
+    batches = [(torch.randn(8, 4), torch.rand(8, 1)) for _ in range(3)]
+    fixed("loss.shape_mismatch", input_shape=[8], target_shape=[8, 1])
+    seen = _hand_written_steps(Flat(), batches, lambda p, y: (p - y).abs().mean())
+    assert [tuple(s.shape) for s in seen] == [(8,), (8, 1), (8, 1)]
+
+
+def test_reshape_fix_leaves_shapes_that_differ_otherwise(fixed):
+    import torch
+
+    head = torch.nn.Linear(4, 1)
+    batches = [(torch.randn(8, 4), torch.rand(8, 2)) for _ in range(3)]
+    fixed("loss.shape_mismatch", input_shape=[8, 1], target_shape=[8, 2])  # a real mismatch, no trailing 1 to add
+    seen = _hand_written_steps(head, batches, lambda p, y: (p - y).abs().mean())
+    assert [tuple(s.shape) for s in seen] == [(8, 1)] * 3

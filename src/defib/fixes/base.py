@@ -109,6 +109,14 @@ class Fix:
         """New (args, kwargs) for the top-level model's forward, from its second call on; None keeps them."""
         return None
 
+    def model_output(self, module: Any, output: Any, graph_loss: bool) -> Any:
+        """A new output for a top-level module's training forward (a model, a head the script calls); None keeps it.
+
+        ``graph_loss``: the run's training loss so far is written by hand and read from ``backward()``'s graph,
+        so no loss call of defib's can take a fix; the model's output is the last point before the loss.
+        """
+        return None
+
     def skip_zero_grad(self) -> bool:
         return False
 

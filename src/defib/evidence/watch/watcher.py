@@ -165,9 +165,21 @@ class Watcher:
     def forward_pre(self, module: nn.Module, args: tuple) -> None:
         self._depth += 1
 
-    def forward_post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any = None) -> None:
+    def forward_post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any = None) -> Any:
         # output is missing when the forward raised (always_call=True still calls the hook)
         self._depth = max(0, self._depth - 1)
+        replaced = self._fixed_output(module, output) if self.fix is not None else None
+        self._forward_post(module, args, kwargs, output if replaced is None else replaced)
+        return replaced  # torch uses a hook's non-None return as the module's output
+
+    def _fixed_output(self, module: nn.Module, output: Any) -> Any:
+        """A confirmation rerun's fix for a top-level training output (None: the output stands)."""
+        if self._depth != 0 or output is None or not module.training or not torch.is_grad_enabled():
+            return None
+        ls = self.s.loss
+        return self.apply_fix("model_output", module, output, ls is not None and ls.source == "graph")
+
+    def _forward_post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         if kwargs is None and isinstance(module, nn.Embedding) and args:  # torch's way out of a forward that raised
             self.data.embedding_raised(module, args[0])
         if type(output) is torch.Tensor:
