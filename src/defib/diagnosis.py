@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 from defib._version import __version__
 from defib.rules.base import Finding, Rule, Severity, all_rules, resolve
+from defib.rules.fmt import num
+from defib.rules.measures import labels_carry_over
 from defib.signals.run import MAX_INTERNAL_ERRORS
 
 FLATLINE_CODE = "S001"
@@ -33,6 +35,34 @@ UNEXPLAINED_FIX = (
     "No root cause was visible in this run. A run cannot show labels that do not belong to their texts: run "
     + UNSEEN_IN_RUN["data.label_misalignment"] + ". Check the data before training with "
     + UNSEEN_IN_RUN["data.truncation"] + ".")
+
+LABELS_CHECKED_FIX = (
+    "No root cause was visible in this run. The labels do go with their texts: a fresh copy of the encoder trained "
+    "on the run's own rows reached a held-out loss of {real} with them against {shuffled} with the labels shuffled "
+    "(constant predictor {base}). Check the data before training with " + UNSEEN_IN_RUN["data.truncation"] + ".")
+
+
+def _label_control_note(flat: Finding, control: Any) -> None:
+    """What the end-of-run label control (D010's) says about a flatline it could not explain.
+
+    Labels that carried over to held-out rows are no longer among the causes a run cannot see; a control
+    that did not run says why, plainly.
+    """
+    if control is None:
+        return
+    perm = control.probe.permutation if control.probe is not None else None
+    if control.skipped is not None or perm is None:
+        flat.evidence["label_control"] = control.skipped or "the label-permutation control measured nothing"
+        return
+    flat.evidence["label_control"] = {"held_out_loss_real": round(perm.real_loss, 4),
+                                      "held_out_loss_permuted": round(perm.permuted_loss, 4),
+                                      "constant_baseline": round(perm.baseline, 4), "rows": perm.rows,
+                                      "seconds": control.seconds}
+    if labels_carry_over(perm):
+        flat.evidence["not_visible_in_run"] = sorted(set(UNSEEN_IN_RUN) - {"data.label_misalignment"})
+        flat.fix = LABELS_CHECKED_FIX.format(real=num(perm.real_loss), shuffled=num(perm.permuted_loss),
+                                             base=num(perm.baseline))
+
 
 # How a diagnosis shows itself: "html" in a notebook, "text" for print() and IPython's terminal. The report
 # layer formats, and sits above this one, so defib/__init__.py plugs its renderers (report dict -> str) in here.
@@ -198,6 +228,7 @@ def _assemble(signals: Any, findings: list[Finding], skipped: dict[str, list[str
     if flat is not None and stage == "run" and not any(f.severity >= Severity.WARNING for f in causes):
         flat.fix = UNEXPLAINED_FIX
         flat.evidence["not_visible_in_run"] = sorted(UNSEEN_IN_RUN)
+        _label_control_note(flat, getattr(signals, "label_control", None))
     flatline = None
     if flat is not None:
         e = flat.evidence

@@ -67,6 +67,11 @@ CONSTANT_OUTPUT_SPREAD = 0.01
 # head's input with them to mean anything. (M004, M103.)
 MIN_TOKEN_SPREAD = 0.2
 
+# The label-permutation control: the real labels carry over to held-out rows when their held-out loss ends
+# below the constant predictor's, or the shuffled labels', by this share of the constant predictor's loss.
+# (D201, D010, and the flatline's note that the labels were checked.)
+PERMUTATION_MARGIN = 0.1
+
 # -- the optimizer -----------------------------------------------------------------------------------
 MIN_TRAINABLE = 0.01  # share of the weights that must be trainable (O004, O101)
 # Per-step |dw| / |w| of a healthy BERT fine-tuning step (Adam: about lr / weight RMS; 5e-5 gives ~1e-3):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from defib.signals.common import Series, Where
-from defib.signals.probe import ProbeSignals
+from defib.signals.probe import Permutation, ProbeSignals
 
 MAX_INTERNAL_ERRORS = 20  # internal errors kept per run (the watcher's and the rules' together)
 REGRESSION_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
@@ -259,6 +259,26 @@ class DataSignals:
 
 
 @dataclass
+class LabelControl:
+    """The label-permutation control, run once at the end of a run that flatlined with no cause in sight.
+
+    On a fresh copy of the encoder loaded from its checkpoint folder, trained
+    on the CPU on the training rows the run kept (as the encoder received
+    them, with their targets; evidence/watch/rows.py): defib probe's
+    sensitivity, learning-rate sweep, overfit and permutation probes.
+    """
+
+    rows: int                                 # training rows kept with their targets
+    checkpoint: str | None = None             # the folder the fresh copy came from (None: not on disk)
+    skipped: str | None = None                # why it did not run, or stopped (None: it ran to the end)
+    probe: ProbeSignals | None = None         # what it measured (None: skipped before it started)
+    # the same permutation control on a label read off the rows themselves (does the row contain a token that
+    # about half the rows contain): whether the copy could learn, in the control's budget, labels that belong
+    power: Permutation | None = None
+    seconds: float | None = None              # wall time it took
+
+
+@dataclass
 class Signals:
     """Everything measured so far; each part is None until observed."""
 
@@ -270,6 +290,7 @@ class Signals:
     model: ModelSignals | None = None
     data: DataSignals | None = None
     probe: ProbeSignals | None = None         # filled by ``defib probe``, read by the probe-stage rules
+    label_control: LabelControl | None = None  # the end-of-run label control (None: not attempted)
     script_exit: int | None = None
     internal_errors: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
