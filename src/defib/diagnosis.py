@@ -54,11 +54,16 @@ def _label_control_note(flat: Finding, control: Any) -> None:
     if control.skipped is not None or perm is None:
         flat.evidence["label_control"] = control.skipped or "the label-permutation control measured nothing"
         return
+    carried = labels_carry_over(perm)
+    # copy_learns_token_label: the same training learned whether a row holds a given token (without that,
+    # labels that do not carry over say nothing: the budget may be too small for the task)
     flat.evidence["label_control"] = {"held_out_loss_real": round(perm.real_loss, 4),
                                       "held_out_loss_permuted": round(perm.permuted_loss, 4),
                                       "constant_baseline": round(perm.baseline, 4), "rows": perm.rows,
-                                      "seconds": control.seconds}
-    if labels_carry_over(perm):
+                                      "seconds": control.seconds, "labels_carry_over": carried,
+                                      "copy_learns_token_label": control.power is not None
+                                      and labels_carry_over(control.power)}
+    if carried:
         flat.evidence["not_visible_in_run"] = sorted(set(UNSEEN_IN_RUN) - {"data.label_misalignment"})
         flat.fix = LABELS_CHECKED_FIX.format(real=num(perm.real_loss), shuffled=num(perm.permuted_loss),
                                              base=num(perm.baseline))

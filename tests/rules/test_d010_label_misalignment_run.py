@@ -150,3 +150,25 @@ def test_rows_are_bounded_and_kept_only_on_sampled_steps(tiny_model_dir, tiny_bu
     sampled = sum(1 for s in range(STEPS) if w.watcher.sampled(s))
     assert len(w.watcher.rows.rows) == min(rows_module.MAX_ROWS, sampled * BATCH)
     assert all(r.input_ids.shape[0] <= rows_module.MAX_TOKENS for r in w.watcher.rows.rows)
+
+
+def test_a_bi_encoder_keeps_no_rows(tiny_model_dir, monkeypatch):
+    """Two encoder calls (one per text of a pair) before each loss: which rows the targets go with is ambiguous."""
+    from transformers import AutoModel
+
+    monkeypatch.setenv("DEFIB_LABEL_CONTROL", "0")
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    torch.manual_seed(0)
+    encoder = AutoModel.from_pretrained(str(tiny_model_dir))
+    opt = torch.optim.AdamW(encoder.parameters(), lr=1e-3)
+    with defib.watch(encoder, opt, announce=None) as w:
+        for step in range(4):
+            batch = ALIGNED[step * 8:(step + 1) * 8]
+            a = encoder(**tok([t for t, _ in batch], padding=True, return_tensors="pt")).last_hidden_state[:, 0]
+            b = encoder(**tok([t[::-1] for t, _ in batch], padding=True, return_tensors="pt")).last_hidden_state[:, 0]
+            loss = F.mse_loss(F.cosine_similarity(a, b), torch.tensor([float(y) for _, y in batch]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert w.watcher.s.loss is not None and w.watcher.s.loss.calls == 4  # the loss was seen, its rows were not kept
+    assert w.watcher.rows.rows == []
