@@ -4,7 +4,7 @@ Planted: a watched loop on the tiny BERT checkpoint whose labels were shuffled a
 run flatlines; nothing else explains it). Near-misses: the control on the same rows with their own labels
 (labels carry over: no finding, and the flatline's note says the labels were checked); a flatline with a
 cause (no control); a model with no checkpoint on disk (the control is skipped, and the report says why);
-the control switched off. The user's losses are the same with and without the control.
+the control off (its default). The user's losses are the same with and without the control.
 
 The control's default budget (defib probe's: 16 steps of 8 rows) is sized for a pretrained encoder; the
 tiny random-looking BERT needs more steps at a higher lr to learn a word-presence task, so the tests give it
@@ -36,7 +36,9 @@ BATCH = 16
 
 @pytest.fixture
 def tiny_budget(monkeypatch):
+    """The control switched on (it is off by default), at the budget the tiny BERT needs."""
     monkeypatch.setattr(control_module, "CONTROL_BUDGET", TINY_BUDGET)
+    monkeypatch.setenv("DEFIB_LABEL_CONTROL", "1")
 
 
 def watched_loop(model_dir, rows, *, steps: int = STEPS, lr: float = 1e-3, from_config: bool = False,
@@ -133,7 +135,7 @@ def test_no_checkpoint_on_disk_is_said_plainly(tiny_model_dir, tiny_budget):
 def test_switched_off_and_the_users_losses_are_untouched(tiny_model_dir, tiny_budget, monkeypatch):
     with_control, losses_with = watched_loop(tiny_model_dir, SHUFFLED)
     after_with = torch.rand(3)
-    monkeypatch.setenv("DEFIB_LABEL_CONTROL", "0")
+    monkeypatch.delenv("DEFIB_LABEL_CONTROL")  # off by default
     without, losses_without = watched_loop(tiny_model_dir, SHUFFLED)
     after_without = torch.rand(3)
     assert with_control.watcher.s.label_control is not None

@@ -25,7 +25,9 @@ class LabelsDoNotBelongInRun(LabelsDoNotBelong):
         copy, trained the same way, does learn a label that surely belongs to
         these rows (whether a row contains a given token): so the budget was
         enough for labels that belong to show it. A warning: a task far harder
-        than spotting a token can still look the same.
+        than spotting a token can still look the same. Off unless
+        ``DEFIB_LABEL_CONTROL=1``; at most 300 s, for encoders up to 150M
+        parameters loaded from a folder on disk.
 
     Why it flattens predictions:
         Labels not tied to their texts (texts reordered or filtered apart from
