@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from defib._version import __version__
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, all_rules, resolve
-from defib.rules.fmt import num
-from defib.rules.measures import labels_carry_over
+from defib.rules.fmt import num, rnd
 from defib.signals.run import MAX_INTERNAL_ERRORS
 
 FLATLINE_CODE = "S001"
@@ -37,36 +37,33 @@ UNEXPLAINED_FIX = (
     + UNSEEN_IN_RUN["data.truncation"] + ".")
 
 LABELS_CHECKED_FIX = (
-    "No root cause was visible in this run. The labels do go with their texts: a fresh copy of the encoder trained "
-    "on the run's own rows reached a held-out loss of {real} with them against {shuffled} with the labels shuffled "
-    "(constant predictor {base}). Check the data before training with " + UNSEEN_IN_RUN["data.truncation"] + ".")
+    "No root cause was visible in this run. The labels do go with their texts: a linear read-out of the "
+    "pretrained encoder's features for {rows} of the run's own training rows predicts held-out labels with an "
+    "R^2 of {score} against {null} for the same labels shuffled (p = {p}). Check the data before training with "
+    + UNSEEN_IN_RUN["data.truncation"] + ".")
 
 
 def _label_control_note(flat: Finding, control: Any) -> None:
     """What the end-of-run label control (D010's) says about a flatline it could not explain.
 
-    Labels that carried over to held-out rows are no longer among the causes a run cannot see; a control
-    that did not run says why, plainly.
+    Labels the encoder's features predict are no longer among the causes a run cannot see; a control that
+    did not run says why, plainly.
     """
     if control is None:
         return
-    perm = control.probe.permutation if control.probe is not None else None
-    if control.skipped is not None or perm is None:
-        flat.evidence["label_control"] = control.skipped or "the label-permutation control measured nothing"
+    got = control.labels
+    if control.skipped is not None or got is None:
+        flat.evidence["label_control"] = control.skipped or "the label control measured nothing"
         return
-    carried = labels_carry_over(perm)
-    # copy_learns_token_label: the same training learned whether a row holds a given token (without that,
-    # labels that do not carry over say nothing: the budget may be too small for the task)
-    flat.evidence["label_control"] = {"held_out_loss_real": round(perm.real_loss, 4),
-                                      "held_out_loss_permuted": round(perm.permuted_loss, 4),
-                                      "constant_baseline": round(perm.baseline, 4), "rows": perm.rows,
-                                      "seconds": control.seconds, "labels_carry_over": carried,
-                                      "copy_learns_token_label": control.power is not None
-                                      and labels_carry_over(control.power)}
-    if carried:
+    predicted = got.p_value <= thresholds.LABELS_PREDICTED_P
+    flat.evidence["label_control"] = {"probe_r2": rnd(got.score), "shuffled_r2_mean": rnd(got.null_mean),
+                                      "shuffled_r2_q95": rnd(got.null_q95), "p_value": rnd(got.p_value),
+                                      "rows": got.rows, "seconds": control.seconds,
+                                      "labels_predicted": predicted}
+    if predicted:
         flat.evidence["not_visible_in_run"] = sorted(set(UNSEEN_IN_RUN) - {"data.label_misalignment"})
-        flat.fix = LABELS_CHECKED_FIX.format(real=num(perm.real_loss), shuffled=num(perm.permuted_loss),
-                                             base=num(perm.baseline))
+        flat.fix = LABELS_CHECKED_FIX.format(rows=got.rows, score=num(got.score), null=num(got.null_mean),
+                                             p=num(got.p_value))
 
 
 # How a diagnosis shows itself: "html" in a notebook, "text" for print() and IPython's terminal. The report

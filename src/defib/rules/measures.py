@@ -12,7 +12,6 @@ import statistics
 from dataclasses import dataclass
 
 from defib.rules import thresholds
-from defib.signals.probe import Permutation
 from defib.signals.run import Signals
 
 # optimizers that scale each step by a running gradient magnitude, so a loss scale hardly changes their steps
@@ -144,16 +143,3 @@ def bce_regression(s: Signals) -> bool:
     shape = tuple(ls.input_shape or ())
     one_output = len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
     return one_output and p.target_integer is False
-
-
-def labels_carry_over(p: Permutation, margin: float = thresholds.PERMUTATION_MARGIN) -> bool:
-    """The label-permutation control says the labels taught something that held-out rows confirm.
-
-    The held-out loss after training on the real labels ends clearly below both
-    the constant predictor's and the same training's on the labels shuffled.
-    Either alone is not enough to say so: a run on labels that do not belong
-    can still end below a shuffled run that memorised its rows and scores
-    worse than a constant on new ones.
-    """
-    slack = margin * p.baseline
-    return p.real_loss < p.baseline - slack and p.real_loss < p.permuted_loss - slack

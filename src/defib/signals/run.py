@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from defib.signals.common import Series, Where
-from defib.signals.probe import Permutation, ProbeSignals
+from defib.signals.probe import ProbeSignals
 
 MAX_INTERNAL_ERRORS = 20  # internal errors kept per run (the watcher's and the rules' together)
 REGRESSION_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
@@ -259,22 +259,36 @@ class DataSignals:
 
 
 @dataclass
-class LabelControl:
-    """The label-permutation control, run once at the end of a run that flatlined with no cause in sight.
+class ProbeScore:
+    """A held-out linear probe's score for a set of labels, against the same on the labels permuted (evidence/probes/linear_probe.py)."""
 
-    On a fresh copy of the encoder loaded from its checkpoint folder, trained
-    on the CPU on the training rows the run kept (as the encoder received
-    them, with their targets; evidence/watch/rows.py): defib probe's
-    sensitivity, learning-rate sweep, overfit and permutation probes.
+    score: float              # out-of-fold R^2 against the constant predictor (0: no information)
+    null_mean: float          # the permuted labels' scores: mean, standard deviation, 95th percentile
+    null_sd: float
+    null_q95: float
+    p_value: float            # share of permutations scoring at least as well (with the real one counted)
+    rows: int
+    permutations: int
+
+
+@dataclass
+class LabelControl:
+    """The label control, run once at the end of a run that flatlined with no cause in sight.
+
+    The training rows the run kept (as the encoder received them, with their
+    targets; evidence/watch/rows.py) encoded by a fresh copy of the encoder
+    loaded from its checkpoint folder, and a held-out linear probe of those
+    features for the run's labels against the same labels permuted
+    (evidence/probes/linear_probe.py).
     """
 
     rows: int                                 # training rows kept with their targets
     checkpoint: str | None = None             # the folder the fresh copy came from (None: not on disk)
     skipped: str | None = None                # why it did not run, or stopped (None: it ran to the end)
-    probe: ProbeSignals | None = None         # what it measured (None: skipped before it started)
-    # the same permutation control on a label read off the rows themselves (does the row contain a token that
-    # about half the rows contain): whether the copy could learn, in the control's budget, labels that belong
-    power: Permutation | None = None
+    labels: ProbeScore | None = None          # the run's labels (None: skipped before it measured)
+    # the same probe on a label read off the rows themselves (does the row contain a token that about half of
+    # them contain): whether these features and this many rows can show labels that belong at all
+    power: ProbeScore | None = None
     seconds: float | None = None              # wall time it took
 
 

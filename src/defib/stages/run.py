@@ -34,7 +34,6 @@ from defib.evidence.distributed import is_main_process
 from defib.evidence.hooks import install
 from defib.evidence.hooks.patching import PostImport
 from defib.evidence.watch import Watcher
-from defib.evidence.watch.vocab import checkpoint_dir
 from defib.rules.base import Severity
 from defib.rules.fmt import num
 
@@ -42,7 +41,7 @@ STEPS_ENV = "DEFIB_STEPS"
 IGNORE_ENV = "DEFIB_IGNORE"  # comma-separated rule codes left out of every diagnosis (--ignore)
 REPORT_ENV = "DEFIB_REPORT_DIR"
 FIX_ENV = "DEFIB_FIX"  # JSON fix spec (defib.fixes.plan) for a --confirm rerun
-LABEL_CONTROL_ENV = "DEFIB_LABEL_CONTROL"  # 1: run the label-permutation control at the end of a run (off by default)
+LABEL_CONTROL_ENV = "DEFIB_LABEL_CONTROL"  # 0: no label control at the end of a flatlined run (on by default)
 LABEL_CONTROL_CODE = "D010"  # the rule that judges it: --ignore D010 skips the control too
 LOG_TO_ENV = "DEFIB_LOG_TO"  # --log-to: the experiment tracker the run's defib series go to (integrations/trackers)
 CHECKPOINT_SECONDS = 5.0  # the training process rewrites its report at most this often (at evaluation points)
@@ -123,27 +122,24 @@ def final_diagnosis(live: LiveDiagnosis, control: bool = True) -> Diagnosis:
 
 def label_control(watcher: Watcher, d: Diagnosis, ignore: tuple[str, ...] = (),
                   say: Callable[[str], None] | None = None) -> bool:
-    """Run the label-permutation control once, if this run flatlined with no cause in sight; True if it was tried.
+    """Run the label control once, if this run flatlined with no cause in sight; True if it was tried.
 
-    On the training rows the watcher kept (evidence/watch/rows.py), on a fresh copy of the encoder from its
-    checkpoint folder, on the CPU, after training: the run itself is untouched (evidence/probes/label_control.py).
-    Off unless ``DEFIB_LABEL_CONTROL=1``: on MiniLM it took 345 s of wall time on two shared, busy cores, too
-    much to spend unasked before it has been measured on the fault benchmark. A run without a
-    flatline, or with a cause that explains it, never pays for it. ``say``: where its one-line note goes while it runs (the run's announcements).
+    On the training rows the watcher kept (evidence/watch/rows.py), encoded by a fresh copy of the encoder
+    from its checkpoint folder, on the CPU, after training: the run itself is untouched
+    (evidence/probes/label_control.py). About 5 s on MiniLM; a run without a flatline, or with a cause that
+    explains it, never pays for it. ``DEFIB_LABEL_CONTROL=0`` turns it off. ``say``: where its one-line note
+    goes while it runs (the run's announcements).
     """
     s = watcher.s
     explained = any(f.cause and f.severity >= Severity.WARNING for f in d.findings)
     if (s.label_control is not None or d.verdict != "flatlined" or explained or LABEL_CONTROL_CODE in ignore
-            or os.environ.get(LABEL_CONTROL_ENV, "0") != "1" or not is_main_process()):
+            or os.environ.get(LABEL_CONTROL_ENV, "1") == "0" or not is_main_process()):
         return False
     from defib.evidence.probes.label_control import run_label_control
 
-    roots = watcher.roots()
-    folders = [checkpoint_dir(P.find_config(m)) for m in roots]
+    rows = watcher.rows
     with watcher.paused():
-        s.label_control = run_label_control(watcher.rows.rows, watcher.rows.task,
-                                            next((f for f in folders if f), None),
-                                            sum(p.numel() for m in roots for p in m.parameters()),
+        s.label_control = run_label_control(rows.rows, rows.task, rows.checkpoint, rows.encoder_params or 0,
                                             say=say or (lambda _msg: None))
     return True
 

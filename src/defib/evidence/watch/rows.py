@@ -4,8 +4,9 @@ A run whose predictions go flat with no cause in sight may be learning from
 labels that do not belong to their texts, which nothing inside the run can
 tell from any other failure to learn. The label-permutation control
 (:mod:`defib.evidence.probes.label_control`) can, given real rows; this part
-keeps them. Only on sampled steps (the watcher's cost rule: the copies are
-read on the host at the next flush, never in between), and only where the
+keeps them: from the first training steps until ``MAX_ROWS`` are kept (the
+copies are made on the tensors' device and read on the host at the next
+flush, never in between: the watcher's cost rule), and only where the
 pairing is beyond doubt: exactly one training call of an encoder on token
 ids since the previous loss call, whose batch is as long as the training loss's targets,
 one target per row (a regression's score or a class id). Two encoder calls
@@ -24,10 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
+from defib.evidence import params as P
 from defib.evidence.watch.guard import Part
+from defib.evidence.watch.vocab import checkpoint_dir
 
-MAX_ROWS = 256    # rows kept (the control uses up to 128 of them)
+MAX_ROWS = 256    # rows kept: the label control reads them all
 MAX_TOKENS = 128  # token ids kept per row: enough for a short training run to tell labels apart by text
 
 
@@ -49,11 +53,23 @@ class RowSample(Part):
         self.rows: list[Row] = []
         self.task: str | None = None   # regression | classification, from the first rows kept
         self._pending: list[tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]] = []
+        self.checkpoint: str | None = None        # the folder the encoder was loaded from, if on disk
+        self.encoder_params: int | None = None    # its parameter count (None: no encoder call kept yet)
+        self._promised = 0  # rows of batches paired with their targets but not read yet (the next flush reads them)
 
-    def encoder_call(self, args: tuple, kwargs: dict, ids: torch.Tensor | None, mask: torch.Tensor | None) -> None:
-        """A training call of an encoder on a sampled step (the watcher's guarded forward handler calls this)."""
+    def wanted(self) -> bool:
+        """More rows are wanted: the sample is not full yet (counting those waiting for the next flush)."""
+        return len(self.rows) + self._promised < MAX_ROWS
+
+    def encoder_call(self, encoder: nn.Module, args: tuple, kwargs: dict, ids: torch.Tensor | None,
+                     mask: torch.Tensor | None) -> None:
+        """A training call of an encoder while rows are wanted (the watcher's guarded forward handler calls this)."""
         if len(self.rows) >= MAX_ROWS or ids is None:
             return  # no token ids: a submodule of an encoder (BertEncoder takes the embeddings' output)
+        if self.encoder_params is None:
+            # read now: the watcher holds its models weakly, and a script's model is gone by the report at exit
+            self.checkpoint = checkpoint_dir(P.find_config(encoder))
+            self.encoder_params = sum(p.numel() for p in encoder.parameters())
         if mask is not None and mask.shape != ids.shape:
             self._pending.append((None, None, None))  # counted: it makes the pairing ambiguous
             return
@@ -66,7 +82,7 @@ class RowSample(Part):
     def loss_targets(self, family: str, per_token: bool, input: torch.Tensor, target: torch.Tensor) -> None:
         """The training loss was called: pair its targets with the one encoder batch since the last call, if any."""
         pending, self._pending = self._pending, []
-        if len(pending) != 1 or len(self.rows) >= MAX_ROWS or not self.w.sampling():
+        if len(pending) != 1 or not self.wanted():
             return
         ids, mask, types = pending[0]
         if ids is None or per_token or target.ndim == 0 or target.shape[0] != ids.shape[0]:
@@ -82,6 +98,7 @@ class RowSample(Part):
         if self.task is not None and task != self.task:
             return
         self.task = task
+        self._promised += n
         self.w.later(self._keep, ids, mask, types, target.detach().clone().reshape(n))
 
     def forget_pending(self) -> None:
@@ -90,6 +107,7 @@ class RowSample(Part):
 
     def _keep(self, ids: torch.Tensor, mask: torch.Tensor | None, types: torch.Tensor | None,
               y: torch.Tensor) -> None:
+        self._promised -= ids.shape[0]
         ids, y = ids.cpu(), y.cpu()
         mask = None if mask is None else mask.cpu()
         types = None if types is None else types.cpu()

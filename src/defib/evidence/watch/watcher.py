@@ -217,7 +217,10 @@ class Watcher:
                 if self.sampling():
                     started = time.perf_counter()
                     self.model.encoder_output(hidden, find_inputs(args, kwargs)[1])
-                    self.rows.encoder_call(args, kwargs, *find_inputs(args, kwargs))
+                    self.cost.own += time.perf_counter() - started
+                if self.rows.wanted():  # every step until the sample is full: copies on the device, read later
+                    started = time.perf_counter()
+                    self.rows.encoder_call(module, args, kwargs, *find_inputs(args, kwargs))
                     self.cost.own += time.perf_counter() - started
                 if self._depth > 0 and module.training:
                     # inside the user's own module: what the encoder itself received is what counts for the
