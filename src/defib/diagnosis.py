@@ -59,7 +59,10 @@ def _label_control_note(flat: Finding, control: Any) -> None:
     flat.evidence["label_control"] = {"probe_r2": rnd(got.score), "shuffled_r2_mean": rnd(got.null_mean),
                                       "shuffled_r2_q95": rnd(got.null_q95), "p_value": rnd(got.p_value),
                                       "rows": got.rows, "seconds": control.seconds,
-                                      "labels_predicted": predicted}
+                                      "labels_predicted": predicted,
+                                      # the positive control: labels read off the texts (common tokens' presence)
+                                      "token_labels_p_value": None if control.power is None
+                                      else rnd(control.power.p_value)}
     if predicted:
         flat.evidence["not_visible_in_run"] = sorted(set(UNSEEN_IN_RUN) - {"data.label_misalignment"})
         flat.fix = LABELS_CHECKED_FIX.format(rows=got.rows, score=num(got.score), null=num(got.null_mean),

@@ -286,8 +286,8 @@ class LabelControl:
     checkpoint: str | None = None             # the folder the fresh copy came from (None: not on disk)
     skipped: str | None = None                # why it did not run, or stopped (None: it ran to the end)
     labels: ProbeScore | None = None          # the run's labels (None: skipped before it measured)
-    # the same probe on a label read off the rows themselves (does the row contain a token that about half of
-    # them contain): whether these features and this many rows can show labels that belong at all
+    # the same probe on labels read off the rows themselves (does the row contain each of the tokens that about
+    # half of them contain): whether these features and this many rows can show labels that belong at all
     power: ProbeScore | None = None
     seconds: float | None = None              # wall time it took
 

@@ -21,10 +21,10 @@ class LabelsDoNotBelongInRun(Rule):
         fifth it did not see (five folds; R^2 against the constant
         predictor). The same is done for 200 random permutations of the
         labels. Reported when the real labels score no better than 1 shuffle
-        in 20 (p > 0.05), and only when the same read-out does predict a
-        label that surely belongs to these rows (whether a row holds a token
-        that about half the rows hold; p <= 0.01): so the features and the
-        rows were enough to show labels that belong. Pretrained features
+        in 20 (p > 0.05), and only when the same read-out does predict labels
+        that surely belong to these rows (whether a row holds each of the 8
+        tokens that about half the rows hold; p <= 0.01): so the features and
+        the rows were enough to show labels that belong. Pretrained features
         carry what a text says: on all-MiniLM-L6-v2, labels that belong score
         5 to 7 shuffled standard deviations above their shuffles from 256
         Rotten Tomatoes or STS-B rows. For encoders up to 400M parameters
@@ -62,8 +62,9 @@ class LabelsDoNotBelongInRun(Rule):
             f"The run flatlined with no other cause. A linear read-out of the pretrained encoder's features for "
             f"{got.rows} of its training rows predicts held-out labels with an R^2 of {num(got.score)}, no better than "
             f"the same labels shuffled ({num(got.null_mean)} on average, {num(got.null_q95)} for the best 1 in 20; "
-            f"p = {num(got.p_value)}), while it does predict a label read off the same texts (R^2 {num(power.score)}, "
-            f"p = {num(power.p_value)}): the labels do not seem to go with their texts.",
+            f"p = {num(got.p_value)}), while it does predict labels read off the same texts (which of a few common "
+            f"tokens each holds; R^2 {num(power.score)}, p = {num(power.p_value)}): the labels do not seem to go with "
+            "their texts.",
             confidence=0.7,
             evidence={"probe_r2": rnd(got.score), "shuffled_r2_mean": rnd(got.null_mean),
                       "shuffled_r2_sd": rnd(got.null_sd), "shuffled_r2_q95": rnd(got.null_q95),
