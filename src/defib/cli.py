@@ -222,6 +222,7 @@ def probe_cmd(model: str = model_option(),
         fail(f"--task {task}: defib probe probes regression and classification models only")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model hub here: a hub name must fail fast, not hang
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from defib.evidence.probes.checkpoint import load_classifier
     from defib.evidence.probes.data import ProbeInputError
     from defib.evidence.probes.sample_file import builtin_rows, read_rows
     from defib.evidence.readers import InputError
@@ -233,9 +234,9 @@ def probe_cmd(model: str = model_option(),
         if data is not None:
             texts, labels, task = read_rows(data, text, label, text_pair, task=task, rows=rows)
             source = str(data)
-            net, tok = _load_model(model, task, labels)
+            net, tok = load_classifier(model, task, labels)
         else:
-            net, tok = _load_model(model, task, None)
+            net, tok = load_classifier(model, task, None)
             task = task or ("regression" if net.config.num_labels == 1 else "classification")
             texts, labels, source = builtin_rows(task, net.config.num_labels, rows=rows)
         diagnosis = _probe_with_progress(net, tok, texts, labels, task, source, tuple(c.upper() for c in ignore),
@@ -246,40 +247,6 @@ def probe_cmd(model: str = model_option(),
     report["model"] = model
     _emit(report, json_path, html_path, quiet)
     raise typer.Exit(_exit_code(report))
-
-
-def _load_model(path: str, task: str | None, labels: list | None):
-    """A local checkpoint as a sequence classifier; a bare encoder gets a fresh head sized for the labels.
-
-    ``task`` is the one given or inferred from the labels (None without data: a regression head).
-    """
-    from defib.evidence import weights
-    from defib.evidence.model_files import check_model_files
-    from defib.evidence.probes.data import ProbeInputError
-    from defib.evidence.readers import first_line
-
-    why = weights.refusal(path)
-    if why:
-        raise ProbeInputError(why)
-    check_model_files(path)
-    try:
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-
-        config = AutoConfig.from_pretrained(path)
-        has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
-        if not has_head:
-            if task == "classification":
-                config.num_labels = max(2, int(max(labels)) + 1) if labels else 2
-            else:
-                config.num_labels = 1
-        tok = AutoTokenizer.from_pretrained(path)
-        net = AutoModelForSequenceClassification.from_pretrained(path, config=config, use_safetensors=True)
-    except Exception as exc:  # noqa: BLE001 - a user's folder can fail in any way transformers or tokenizers has
-        raise ProbeInputError(f"cannot load a model from {path}: {type(exc).__name__}: {first_line(exc)}") from None
-    return net, tok
 
 
 def _probe_with_progress(net, tok, texts, labels, task, source, ignore, show=True):

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from defib._version import __version__
+from defib.rules import thresholds
 from defib.rules.base import Finding, Rule, Severity, all_rules, resolve
+from defib.rules.fmt import num, rnd
 from defib.signals.run import MAX_INTERNAL_ERRORS
 
 FLATLINE_CODE = "S001"
@@ -33,6 +35,39 @@ UNEXPLAINED_FIX = (
     "No root cause was visible in this run. A run cannot show labels that do not belong to their texts: run "
     + UNSEEN_IN_RUN["data.label_misalignment"] + ". Check the data before training with "
     + UNSEEN_IN_RUN["data.truncation"] + ".")
+
+LABELS_CHECKED_FIX = (
+    "No root cause was visible in this run. The labels do go with their texts: a linear read-out of the "
+    "pretrained encoder's features for {rows} of the run's own training rows predicts held-out labels with an "
+    "R^2 of {score} against {null} for the same labels shuffled (p = {p}). Check the data before training with "
+    + UNSEEN_IN_RUN["data.truncation"] + ".")
+
+
+def _label_control_note(flat: Finding, control: Any) -> None:
+    """What the end-of-run label control (D010's) says about a flatline it could not explain.
+
+    Labels the encoder's features predict are no longer among the causes a run cannot see; a control that
+    did not run says why, plainly.
+    """
+    if control is None:
+        return
+    got = control.labels
+    if control.skipped is not None or got is None:
+        flat.evidence["label_control"] = control.skipped or "the label control measured nothing"
+        return
+    predicted = got.p_value <= thresholds.LABELS_PREDICTED_P
+    flat.evidence["label_control"] = {"probe_r2": rnd(got.score), "shuffled_r2_mean": rnd(got.null_mean),
+                                      "shuffled_r2_q95": rnd(got.null_q95), "p_value": rnd(got.p_value),
+                                      "rows": got.rows, "seconds": control.seconds,
+                                      "labels_predicted": predicted,
+                                      # the positive control: labels read off the texts (common tokens' presence)
+                                      "token_labels_p_value": None if control.power is None
+                                      else rnd(control.power.p_value)}
+    if predicted:
+        flat.evidence["not_visible_in_run"] = sorted(set(UNSEEN_IN_RUN) - {"data.label_misalignment"})
+        flat.fix = LABELS_CHECKED_FIX.format(rows=got.rows, score=num(got.score), null=num(got.null_mean),
+                                             p=num(got.p_value))
+
 
 # How a diagnosis shows itself: "html" in a notebook, "text" for print() and IPython's terminal. The report
 # layer formats, and sits above this one, so defib/__init__.py plugs its renderers (report dict -> str) in here.
@@ -198,6 +233,7 @@ def _assemble(signals: Any, findings: list[Finding], skipped: dict[str, list[str
     if flat is not None and stage == "run" and not any(f.severity >= Severity.WARNING for f in causes):
         flat.fix = UNEXPLAINED_FIX
         flat.evidence["not_visible_in_run"] = sorted(UNSEEN_IN_RUN)
+        _label_control_note(flat, getattr(signals, "label_control", None))
     flatline = None
     if flat is not None:
         e = flat.evidence

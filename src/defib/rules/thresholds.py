@@ -67,6 +67,18 @@ CONSTANT_OUTPUT_SPREAD = 0.01
 # head's input with them to mean anything. (M004, M103.)
 MIN_TOKEN_SPREAD = 0.2
 
+# -- the labels, at the end of a run that flatlined with no cause ---------------------------------------
+# A held-out linear probe of the pretrained encoder's features for the run's labels, as a permutation test
+# against the same labels shuffled (evidence/probes/linear_probe.py). Labels reordered apart from their texts
+# score like any shuffle of themselves (their p-value is uniform); labels that belong score far beyond
+# (all-MiniLM-L6-v2, 256 rows: Rotten Tomatoes 7 shuffled-sd above the shuffles, STS-B pairs 5; p 1/201).
+# Between the two thresholds, nothing is said either way. (D010; the flatline's note.)
+LABELS_UNPREDICTED_P = 0.05  # above: the features predict the labels no better than 1 shuffle in 20 does
+LABELS_PREDICTED_P = 0.01    # at or below: the labels go with their texts
+# The same probe must read a label that belongs by construction (does the row hold a token about half the rows
+# hold) at this p or below, or its silence on the real labels says nothing. (D010)
+PROBE_POWER_P = 0.01
+
 # -- the optimizer -----------------------------------------------------------------------------------
 MIN_TRAINABLE = 0.01  # share of the weights that must be trainable (O004, O101)
 # Per-step |dw| / |w| of a healthy BERT fine-tuning step (Adam: about lr / weight RMS; 5e-5 gives ~1e-3):

@@ -259,6 +259,40 @@ class DataSignals:
 
 
 @dataclass
+class ProbeScore:
+    """A held-out linear probe's score for a set of labels, against the same on the labels permuted (evidence/probes/linear_probe.py)."""
+
+    score: float              # out-of-fold R^2 against the constant predictor (0: no information)
+    null_mean: float          # the permuted labels' scores: mean, standard deviation, 95th percentile
+    null_sd: float
+    null_q95: float
+    p_value: float            # share of permutations scoring at least as well (with the real one counted)
+    rows: int
+    permutations: int
+
+
+@dataclass
+class LabelControl:
+    """The label control, run once at the end of a run that flatlined with no cause in sight.
+
+    The training rows the run kept (as the encoder received them, with their
+    targets; evidence/watch/rows.py) encoded by a fresh copy of the encoder
+    loaded from its checkpoint folder, and a held-out linear probe of those
+    features for the run's labels against the same labels permuted
+    (evidence/probes/linear_probe.py).
+    """
+
+    rows: int                                 # training rows kept with their targets
+    checkpoint: str | None = None             # the folder the fresh copy came from (None: not on disk)
+    skipped: str | None = None                # why it did not run, or stopped (None: it ran to the end)
+    labels: ProbeScore | None = None          # the run's labels (None: skipped before it measured)
+    # the same probe on labels read off the rows themselves (does the row contain each of the tokens that about
+    # half of them contain): whether these features and this many rows can show labels that belong at all
+    power: ProbeScore | None = None
+    seconds: float | None = None              # wall time it took
+
+
+@dataclass
 class Signals:
     """Everything measured so far; each part is None until observed."""
 
@@ -270,6 +304,7 @@ class Signals:
     model: ModelSignals | None = None
     data: DataSignals | None = None
     probe: ProbeSignals | None = None         # filled by ``defib probe``, read by the probe-stage rules
+    label_control: LabelControl | None = None  # the end-of-run label control (None: not attempted)
     script_exit: int | None = None
     internal_errors: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)

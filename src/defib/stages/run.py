@@ -34,12 +34,15 @@ from defib.evidence.distributed import is_main_process
 from defib.evidence.hooks import install
 from defib.evidence.hooks.patching import PostImport
 from defib.evidence.watch import Watcher
+from defib.rules.base import Severity
 from defib.rules.fmt import num
 
 STEPS_ENV = "DEFIB_STEPS"
 IGNORE_ENV = "DEFIB_IGNORE"  # comma-separated rule codes left out of every diagnosis (--ignore)
 REPORT_ENV = "DEFIB_REPORT_DIR"
 FIX_ENV = "DEFIB_FIX"  # JSON fix spec (defib.fixes.plan) for a --confirm rerun
+LABEL_CONTROL_ENV = "DEFIB_LABEL_CONTROL"  # 0: no label control at the end of a flatlined run (on by default)
+LABEL_CONTROL_CODE = "D010"  # the rule that judges it: --ignore D010 skips the control too
 LOG_TO_ENV = "DEFIB_LOG_TO"  # --log-to: the experiment tracker the run's defib series go to (integrations/trackers)
 CHECKPOINT_SECONDS = 5.0  # the training process rewrites its report at most this often (at evaluation points)
 CHECKPOINT_SHARE = 0.005  # ... and spends at most this share of the run's time doing it (watching's whole
@@ -103,11 +106,42 @@ class LiveDiagnosis:
         return d
 
 
-def final_diagnosis(live: LiveDiagnosis) -> Diagnosis:
-    """The diagnosis of the whole run, with the steps each finding first fired at during it."""
+def final_diagnosis(live: LiveDiagnosis, control: bool = True) -> Diagnosis:
+    """The diagnosis of the whole run, with the steps each finding first fired at during it.
+
+    ``control``: a flatline with no cause may run the label-permutation control first (see
+    :func:`label_control`); False for a checkpoint written during training or on the way out of a signal.
+    """
     w = live.watcher
     w.s.config["seconds"] = round(time.time() - w.started, 2)
-    return diagnose(w.finalize_signals(), first_fired=live.first_fired, ignore=live.ignore)
+    d = diagnose(w.finalize_signals(), first_fired=live.first_fired, ignore=live.ignore)
+    if control and label_control(w, d, live.ignore, live.announce):
+        d = diagnose(w.s, first_fired=live.first_fired, ignore=live.ignore)
+    return d
+
+
+def label_control(watcher: Watcher, d: Diagnosis, ignore: tuple[str, ...] = (),
+                  say: Callable[[str], None] | None = None) -> bool:
+    """Run the label control once, if this run flatlined with no cause in sight; True if it was tried.
+
+    On the training rows the watcher kept (evidence/watch/rows.py), encoded by a fresh copy of the encoder
+    from its checkpoint folder, on the CPU, after training: the run itself is untouched
+    (evidence/probes/label_control.py). About 5 s on MiniLM; a run without a flatline, or with a cause that
+    explains it, never pays for it. ``DEFIB_LABEL_CONTROL=0`` turns it off. ``say``: where its one-line note
+    goes while it runs (the run's announcements).
+    """
+    s = watcher.s
+    explained = any(f.cause and f.severity >= Severity.WARNING for f in d.findings)
+    if (s.label_control is not None or d.verdict != "flatlined" or explained or LABEL_CONTROL_CODE in ignore
+            or os.environ.get(LABEL_CONTROL_ENV, "1") == "0" or not is_main_process()):
+        return False
+    from defib.evidence.probes.label_control import run_label_control
+
+    rows = watcher.rows
+    with watcher.paused():
+        s.label_control = run_label_control(rows.rows, rows.task, rows.checkpoint, rows.encoder_params or 0,
+                                            say=say or (lambda _msg: None))
+    return True
 
 
 # ------------------------------------------------------------------ the child process of ``defib run``
@@ -228,7 +262,8 @@ def _write_report(live: LiveDiagnosis, state: dict[str, Any], partial: bool = Fa
         crashed_in_embedding = watcher.s.data is not None and watcher.s.data.raised_ids is not None
         if watcher.s.step == 0 and watcher.s.loss is None and not watcher.roots() and not crashed_in_embedding:
             return  # a helper process that never touched a model: nothing to say
-        report = run_report(final_diagnosis(live), watcher)
+        # the label control trains for seconds: at the run's normal end only, never at a checkpoint or a SIGTERM
+        report = run_report(final_diagnosis(live, control=not partial and not state.get("terminating")), watcher)
         report["partial"] = partial
         report["stopped_after_steps"] = state["stopped"]
         report["pid"] = os.getpid()

@@ -97,6 +97,7 @@ class LossEvidence(Part):
         if ls.calls == 1 and family == "classification":  # shapes only: nothing read on the host
             ls.per_token = _per_token(input)
             ls.ignore_index = int(kwargs.get("ignore_index", -100)) if fn in CLASS_LOSSES else None
+        self.w.rows.loss_targets(family, ls.per_token, input, target)
         ls.input_shape, ls.target_shape = tuple(input.shape), tuple(target.shape)
         ls.target_dtype = str(target.dtype).replace("torch.", "")
         ls.weighted = ls.weighted or kwargs.get("weight") is not None or kwargs.get("pos_weight") is not None

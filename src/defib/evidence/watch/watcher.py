@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -17,6 +18,7 @@ from defib.evidence.watch.guard import guarded
 from defib.evidence.watch.loss import LossEvidence
 from defib.evidence.watch.model import ModelEvidence
 from defib.evidence.watch.optim import OptimEvidence
+from defib.evidence.watch.rows import RowSample
 from defib.evidence.watch.sentence import SentenceEvidence
 from defib.signals.run import MAX_INTERNAL_ERRORS, Signals
 
@@ -84,6 +86,7 @@ class Watcher:
         self.loss = LossEvidence(self, window)
         self.optim = OptimEvidence(self)
         self.sentence = SentenceEvidence(self)
+        self.rows = RowSample(self)
         self.forward = ForwardHooks(self.forward_pre, self.forward_post)  # placed by hooks.install (see forward.py)
         if model is not None:
             self.model.add_root(model)
@@ -116,6 +119,15 @@ class Watcher:
     def roots(self) -> list[nn.Module]:
         """The models seen so far (a confirmation fix's ``before_step`` reaches them through the watcher)."""
         return self.model.roots()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """defib's own training in the user's process (the label control at the end): every handler returns at once."""
+        was, self._inside = self._inside, True
+        try:
+            yield
+        finally:
+            self._inside = was
 
     # ------------------------------------------------------------------ host reads put off
     def later(self, fn: Callable, *args: Any) -> None:
@@ -206,6 +218,10 @@ class Watcher:
                     started = time.perf_counter()
                     self.model.encoder_output(hidden, find_inputs(args, kwargs)[1])
                     self.cost.own += time.perf_counter() - started
+                if self.rows.wanted():  # every step until the sample is full: copies on the device, read later
+                    started = time.perf_counter()
+                    self.rows.encoder_call(module, args, kwargs, *find_inputs(args, kwargs))
+                    self.cost.own += time.perf_counter() - started
                 if self._depth > 0 and module.training:
                     # inside the user's own module: what the encoder itself received is what counts for the
                     # mask (a wrapper whose forward takes attention_mask and drops it before the encoder)
@@ -248,6 +264,7 @@ class Watcher:
         self.s.step += 1
         step = self.s.step
         self.forward.narrow()  # the models of this step are known: hooks on them only from now
+        self.rows.forget_pending()
         due = step <= 3 or step % self.evaluate_every == 0
         try:
             self.optim.after_step(step)

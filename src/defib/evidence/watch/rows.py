@@ -1,0 +1,139 @@
+"""A bounded sample of real training rows, as the encoder received them, with the targets the loss paired them with.
+
+A run whose predictions go flat with no cause in sight may be learning from
+labels that do not belong to their texts, which nothing inside the run can
+tell from any other failure to learn. The label-permutation control
+(:mod:`defib.evidence.probes.label_control`) can, given real rows; this part
+keeps them: from the first training steps until ``MAX_ROWS`` are kept (the
+copies are made on the tensors' device and read on the host at the next
+flush, never in between: the watcher's cost rule), and only where the
+pairing is beyond doubt: exactly one training call of an encoder on token
+ids since the previous loss call, whose batch is as long as the training loss's targets,
+one target per row (a regression's score or a class id). Two encoder calls
+(a bi-encoder's two texts), a token-level or multilabel loss, a library's
+own loss: no rows.
+
+Memory: at most ``MAX_ROWS`` rows of at most ``MAX_TOKENS`` token ids each,
+three int64 tensors a row (ids, mask, token types): 256 x 128 x 3 x 8 bytes,
+under 1 MB on the CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from defib.evidence import params as P
+from defib.evidence.watch.guard import Part
+from defib.evidence.watch.vocab import checkpoint_dir
+
+MAX_ROWS = 256    # rows kept: the label control reads them all
+MAX_TOKENS = 128  # token ids kept per row: enough for a short training run to tell labels apart by text
+
+
+@dataclass
+class Row:
+    """One training row as the encoder received it (trailing padding dropped), and its target."""
+
+    input_ids: torch.Tensor               # (T,) int64, CPU
+    attention_mask: torch.Tensor | None   # (T,) or None when the encoder got no mask
+    token_type_ids: torch.Tensor | None   # (T,) or None when it got none
+    target: float                         # a regression score, or a class id as a float
+
+
+class RowSample(Part):
+    """The rows kept so far (``rows``), the task their targets belong to, and the encoder call waiting for its loss."""
+
+    def __init__(self, watcher: Any):
+        super().__init__(watcher)
+        self.rows: list[Row] = []
+        self.task: str | None = None   # regression | classification, from the first rows kept
+        self._pending: list[tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]] = []
+        self.checkpoint: str | None = None        # the folder the encoder was loaded from, if on disk
+        self.encoder_params: int | None = None    # its parameter count (None: no encoder call kept yet)
+        self._promised = 0  # rows of batches paired with their targets but not read yet (the next flush reads them)
+
+    def wanted(self) -> bool:
+        """More rows are wanted: the sample is not full yet (counting those waiting for the next flush)."""
+        return len(self.rows) + self._promised < MAX_ROWS
+
+    def encoder_call(self, encoder: nn.Module, args: tuple, kwargs: dict, ids: torch.Tensor | None,
+                     mask: torch.Tensor | None) -> None:
+        """A training call of an encoder while rows are wanted (the watcher's guarded forward handler calls this)."""
+        if len(self.rows) >= MAX_ROWS or ids is None:
+            return  # no token ids: a submodule of an encoder (BertEncoder takes the embeddings' output)
+        if self.encoder_params is None:
+            # read now: the watcher holds its models weakly, and a script's model is gone by the report at exit
+            self.checkpoint = checkpoint_dir(P.find_config(encoder))
+            self.encoder_params = sum(p.numel() for p in encoder.parameters())
+        if mask is not None and mask.shape != ids.shape:
+            self._pending.append((None, None, None))  # counted: it makes the pairing ambiguous
+            return
+        types = _token_types(args, kwargs)
+        if types is not None and types.shape != ids.shape:
+            types = None
+        self._pending.append((ids.detach().clone(), None if mask is None else mask.detach().clone(),
+                              None if types is None else types.detach().clone()))
+
+    def loss_targets(self, family: str, per_token: bool, input: torch.Tensor, target: torch.Tensor) -> None:
+        """The training loss was called: pair its targets with the one encoder batch since the last call, if any."""
+        pending, self._pending = self._pending, []
+        if len(pending) != 1 or not self.wanted():
+            return
+        ids, mask, types = pending[0]
+        if ids is None or per_token or target.ndim == 0 or target.shape[0] != ids.shape[0]:
+            return
+        n = ids.shape[0]
+        if family == "regression" and input.numel() == n and target.numel() == n and target.is_floating_point():
+            task = "regression"
+        elif (family == "classification" and target.ndim == 1 and not target.is_floating_point()
+              and input.ndim == 2 and input.shape[0] == n and input.shape[1] >= 2):
+            task = "classification"
+        else:
+            return
+        if self.task is not None and task != self.task:
+            return
+        self.task = task
+        self._promised += n
+        self.w.later(self._keep, ids, mask, types, target.detach().clone().reshape(n))
+
+    def forget_pending(self) -> None:
+        """An optimizer step ended: an encoder call no loss followed pairs with nothing."""
+        self._pending = []
+
+    def _keep(self, ids: torch.Tensor, mask: torch.Tensor | None, types: torch.Tensor | None,
+              y: torch.Tensor) -> None:
+        self._promised -= ids.shape[0]
+        ids, y = ids.cpu(), y.cpu()
+        mask = None if mask is None else mask.cpu()
+        types = None if types is None else types.cpu()
+        for i in range(ids.shape[0]):
+            if len(self.rows) >= MAX_ROWS:
+                return
+            target = float(y[i])
+            if self.task == "classification" and target < 0:
+                continue  # an ignored row (ignore_index): no label to pair
+            length = ids.shape[1]
+            if mask is not None:
+                real = mask[i].nonzero()
+                length = int(real[-1]) + 1 if real.numel() else 0
+            length = min(length, MAX_TOKENS)
+            if length == 0:
+                continue
+            self.rows.append(Row(input_ids=ids[i, :length].long().clone(),
+                                 attention_mask=None if mask is None else mask[i, :length].long().clone(),
+                                 token_type_ids=None if types is None else types[i, :length].long().clone(),
+                                 target=target))
+
+
+def _token_types(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """token_type_ids, by keyword or in a dict passed first (a tokenizer's BatchEncoding)."""
+    src: dict = dict(kwargs) if isinstance(kwargs, Mapping) else {}
+    if args and isinstance(args[0], Mapping):
+        src.update(args[0])
+    types = src.get("token_type_ids")
+    return types if isinstance(types, torch.Tensor) and types.ndim == 2 else None
