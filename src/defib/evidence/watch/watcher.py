@@ -117,6 +117,10 @@ class Watcher:
         """The models seen so far (a confirmation fix's ``before_step`` reaches them through the watcher)."""
         return self.model.roots()
 
+    def head_outside(self) -> nn.Module | None:
+        """A head the script calls at top level, outside the models (``head(out.hidden_states[-1][:, 0])``)."""
+        return self.model.head_outside()
+
     # ------------------------------------------------------------------ host reads put off
     def later(self, fn: Callable, *args: Any) -> None:
         """Run ``fn(*args)`` at the next flush: ``args`` are tensors whose values must not be read now."""
