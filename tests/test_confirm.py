@@ -345,9 +345,11 @@ def test_grad_fix_lets_the_gradient_past_a_no_grad_inside_the_training_forward(f
     w = fixed("optim.detached")
     _steps(model, 2)  # the fix hooks in at the first step: the second backward reaches the encoder
     assert all(p.grad is not None for n, p in model.encoder.named_parameters() if not n.startswith("pooler"))
-    assert model.grad_mode_after_encoder is False  # the rest of the user's no_grad block runs as written
-    with torch.no_grad():                          # an evaluation under an outer no_grad stays without a graph
+    assert model.grad_mode_after_encoder is True  # the user's no_grad block goes as a whole ...
+    assert torch.is_grad_enabled()                # ... and its end restores the mode it found
+    with torch.no_grad():                         # an evaluation under an outer no_grad stays without a graph
         assert not model(torch.tensor(IDS)).requires_grad
+        assert model.grad_mode_after_encoder is False
     assert not w.s.internal_errors
     assert plan({"cause": "optim.detached", "evidence": {"groups_with_grad": ["head"]}}) is not None
     no_graph = {"groups_with_grad": [], "loss_without_graph": True}  # a NumPy loss: nothing to switch back on
@@ -442,3 +444,138 @@ def test_reshape_fix_leaves_shapes_that_differ_otherwise(fixed):
     fixed("loss.shape_mismatch", input_shape=[8, 1], target_shape=[8, 2])  # a real mismatch, no trailing 1 to add
     seen = _hand_written_steps(head, batches, lambda p, y: (p - y).abs().mean())
     assert [tuple(s.shape) for s in seen] == [(8, 1)] * 3
+
+
+def test_grad_fix_keeps_the_graph_through_what_the_no_grad_helper_does_after_the_encoder(fixed, tiny_model_dir):
+    """A ``@torch.no_grad()`` feature helper that mixes layers after the encoder returns: autograd switched on
+    for the encoder alone would leave the mix without a graph, and the encoder still without gradients."""
+    import torch
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(str(tiny_model_dir)).train()
+    head = torch.nn.Linear(encoder.config.hidden_size, 1)
+
+    @torch.no_grad()
+    def features(ids):  # shared with the evaluation, hence the decorator (the planted bug)
+        out = encoder(input_ids=ids, output_hidden_states=True)
+        return torch.stack(out.hidden_states[-2:]).mean(0).mean(1)
+
+    w = fixed("optim.detached")
+    opt = torch.optim.SGD([*encoder.parameters(), *head.parameters()], lr=0.0)
+    for _ in range(2):
+        opt.zero_grad()
+        head(features(torch.tensor(IDS))).pow(2).mean().backward()
+        opt.step()
+    assert encoder.embeddings.word_embeddings.weight.grad is not None
+    assert torch.is_grad_enabled()
+    encoder.eval()  # the same helper in evaluation keeps its no_grad
+    assert not features(torch.tensor(IDS)).requires_grad
+    assert not w.s.internal_errors
+
+
+def test_pooling_fix_reaches_a_head_kept_outside_the_encoder(fixed, tiny_model_dir):
+    """The head is its own module, called on hidden_states[0][:, 0] picked in a helper: the fix finds it as the head
+    the script calls at top level, and feeds it the last layer's [CLS] vector."""
+    import torch
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(str(tiny_model_dir))
+    head = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(encoder.config.hidden_size, 3))
+
+    def features(ids):
+        return encoder(input_ids=ids, output_hidden_states=True).hidden_states[0][:, 0]  # planted: the embeddings
+
+    w = fixed("model.pooling")
+    opt = torch.optim.SGD([*encoder.parameters(), *head.parameters()], lr=0.0)
+    encoder.train(), head.train()
+    for _ in range(2):
+        opt.zero_grad()
+        head(features(torch.tensor(IDS))).pow(2).mean().backward()
+        opt.step()
+    assert w.head_outside() is head
+    encoder.eval(), head.eval()
+    with torch.no_grad():
+        out = head(features(torch.tensor(IDS)))
+        right = head(encoder(input_ids=torch.tensor(IDS)).last_hidden_state[:, 0])
+        alone = head(torch.zeros(2, encoder.config.hidden_size))  # no encoder call before it: its own input
+    assert torch.allclose(out, right)
+    assert torch.equal(alone, head[1].bias.expand(2, -1))
+    assert not w.s.internal_errors
+
+
+def test_missing_params_fix_fills_the_users_empty_group_with_its_lr(fixed, tiny_model_dir):
+    """A head group selected by a name that matches nothing (``classifier.`` for ``fc``): the head joins that group,
+    at the lr the user gave it, with the scheduler's entry it already has."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    model = _Pooled(tiny_model_dir).train()
+    fixed("optim.missing_params")
+    opt = torch.optim.AdamW([
+        {"params": [p for n, p in model.named_parameters() if n.startswith("encoder.")], "lr": 1e-5},
+        {"params": [p for n, p in model.named_parameters() if n.startswith("classifier.")], "lr": 1e-3},
+    ])
+    sched = get_linear_schedule_with_warmup(opt, num_warmup_steps=0, num_training_steps=10)
+    for _ in range(2):
+        _steps(model, 1, opt=opt)
+        sched.step()
+    assert len(opt.param_groups) == 2
+    assert {id(p) for p in opt.param_groups[1]["params"]} == {id(p) for p in model.fc.parameters()}
+    assert opt.param_groups[1]["lr"] == pytest.approx(1e-3 * 8 / 10)  # the user's head lr, on schedule
+    assert all(p in opt.state for p in model.fc.parameters())  # and it steps
+
+
+def test_missing_params_fix_adds_a_group_when_no_group_is_empty(fixed, tiny_model_dir):
+    import torch
+
+    model = _Pooled(tiny_model_dir).train()
+    fixed("optim.missing_params")
+    opt = torch.optim.AdamW(model.encoder.parameters(), lr=1e-5)
+    _steps(model, 1, opt=opt)
+    assert len(opt.param_groups) == 2 and opt.param_groups[1]["lr"] == pytest.approx(1e-5)
+
+
+def test_output_range_fix_scales_the_targets_of_a_bound_the_loss_owns(fixed):
+    """A cosine regressed onto 0-5 scores: no activation to drop; the targets the loss receives go to 0..1."""
+    import torch
+    import torch.nn.functional as F
+
+    evidence = {"activation": "cosine similarity", "range": [-1.0, 1.0], "target_range": [0.0, 5.0],
+                "bound_of": "loss", "loss_fn": "mse_loss"}
+    spec = plan({"cause": "model.output_range", "evidence": evidence, "where": {"file": "t.py", "line": 3}})
+    assert spec["params"]["to"] == [0.0, 1.0] and "0..5 onto 0..1" in spec["description"]
+    signed = plan({"cause": "model.output_range", "evidence": dict(evidence, target_range=[-5.0, 5.0])})
+    assert signed["params"]["to"] == [-1.0, 1.0]  # signed targets use the whole range
+    assert plan({"cause": "model.output_range", "evidence": dict(evidence, loss_fn=None)}) is None  # no call to reach
+    cos, y = torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0.0, 2.5, 6.0])
+    w = fixed("model.output_range", **spec["params"])
+    assert F.mse_loss(cos, y).item() == pytest.approx(float((cos - torch.tensor([0.0, 0.5, 1.0])).pow(2).mean()))
+    assert torch.equal(F.l1_loss(cos, y), (cos - y).abs().mean())  # another loss keeps its targets
+    assert not w.fix.skip_activation("t.py", 3)
+
+
+def test_output_range_fix_still_drops_a_heads_own_activation():
+    from defib.fixes import build
+
+    evidence = {"activation": "Sigmoid", "range": [0.0, 1.0], "target_range": [0.0, 5.0], "bound_of": "activation",
+                "loss_fn": "mse_loss"}
+    spec = plan({"cause": "model.output_range", "evidence": evidence, "where": {"file": "t.py", "line": 3}})
+    assert spec["params"] == {"file": "t.py", "line": 3} and spec["description"].startswith("drop the activation")
+    fix = build(spec)
+    assert fix.skip_activation("t.py", 3) and not fix.skip_activation("t.py", 4)
+    assert plan({"cause": "model.output_range", "evidence": {}, "where": {"file": "t.py", "line": 3}})["params"] \
+        == {"file": "t.py", "line": 3}  # a report from before bound_of: the old fix
+
+
+def test_a_classifier_whose_probabilities_learn_before_its_argmax_moves_is_recovered():
+    """The healthy twin of a truncation case after 100 steps: cross-entropy 0.878 of the prior's, the argmax still
+    mostly the majority class (predicted-class entropy 0.089 of the labels'). The faulty run predicted one class."""
+    one_class = {"spread_ratio": 0.0, "loss": 0.9013, "baseline_loss": 0.906, "verdict": "flatlined"}
+    twin = {"spread_ratio": 0.0888, "loss": 0.7955, "baseline_loss": 0.906, "verdict": "healthy"}
+    recovered, reason = judge(one_class, twin)
+    assert recovered and "still narrow" in reason
+    assert not judge(one_class, dict(twin, spread_ratio=0.0))[0]        # one class for every input
+    assert not judge(one_class, dict(twin, verdict="at_risk"))[0]       # its own diagnosis is not content
+    assert not judge(one_class, dict(twin, loss=0.83))[0]               # 0.916 of the prior's: not learning
+    assert not judge(one_class, twin, compare_loss=False)[0]            # class weights: the spread alone decides
+    assert not judge(one_class, one_class)[0]

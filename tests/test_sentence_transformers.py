@@ -81,10 +81,26 @@ def test_cosine_similarity_loss_on_0_to_5_labels_names_the_cosine_range(tiny_mod
     assert f.code == "M003" and f.cause == "model.output_range", [(g.code, g.message) for g in d.findings]
     assert f.evidence["activation"] == "cosine similarity" and f.evidence["range"] == [-1.0, 1.0]
     assert f.evidence["target_range"][1] == 5.0 and f.evidence["targets_outside"] > 0.5
+    assert (f.evidence["bound_of"], f.evidence["loss_fn"]) == ("loss", "mse_loss")  # the fix scales the labels there
     assert_where(f, test_cosine_similarity_loss_on_0_to_5_labels_names_the_cosine_range)
     flat = find(d, "S001")
     if flat is not None:  # the collapse the range causes: every text's embedding alike
         assert flat.evidence["embedding_cosine"] > 0.9
+
+
+def test_the_range_fix_scales_the_labels_cosine_similarity_loss_compares(tiny_model_dir):
+    """The confirmation rerun of the planted run above: the fix maps the 0-5 labels onto 0..1 where the loss
+    module's MSE receives them, and the range finding is gone."""
+    from defib.fixes import build, plan
+
+    evidence = {"activation": "cosine similarity", "range": [-1.0, 1.0], "target_range": [0.0, 5.0],
+                "bound_of": "loss", "loss_fn": "mse_loss"}
+    model = bi_encoder(tiny_model_dir)
+    with watch() as w:
+        w.watcher.fix = build(plan({"cause": "model.output_range", "evidence": evidence}))
+        train(model, losses.CosineSimilarityLoss(model), pairs(STEPS * BATCH, scale=5.0))
+    assert 0.5 < w.watcher.s.preds.target_max <= 1.0
+    assert find(w.diagnosis, "M003") is None, [(f.code, f.message) for f in w.diagnosis.findings]
 
 
 def test_cosent_on_0_to_5_labels_is_read_without_a_range_finding(tiny_model_dir):
@@ -154,6 +170,7 @@ def test_cross_encoder_on_0_to_5_scores_is_the_sigmoids_range(tiny_model_dir):
     d = _cross_encoder(tiny_model_dir, lambda sim: 5 * sim).diagnosis
     causes = [f for f in d.findings if f.cause]
     assert causes and causes[0].code == "M003", [(f.code, f.message) for f in d.findings]
+    assert (causes[0].evidence["bound_of"], causes[0].evidence["loss_fn"]) == ("loss", "binary_cross_entropy_with_logits")
     assert find(d, "D007") is None and find(d, "L002") is None
 
 

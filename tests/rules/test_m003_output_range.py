@@ -32,6 +32,7 @@ def test_sigmoid_output_on_0_to_5_targets_fires():
     assert f is not None, w.diagnosis.findings
     assert f.cause == "model.output_range" and f.evidence["activation"] == "Sigmoid"
     assert f.evidence["targets_outside"] > 0.5
+    assert f.evidence["bound_of"] == "activation"  # the model's own: its fix drops the activation
     assert_where(f, test_sigmoid_output_on_0_to_5_targets_fires)
 
 
@@ -132,6 +133,7 @@ def test_a_cosine_regressed_onto_0_to_5_scores_fires():
     f = find(_biencoder(5.0).diagnosis, "M003")
     assert f is not None and f.evidence["activation"] == "cosine similarity"
     assert f.evidence["targets_outside"] > 0.2
+    assert f.evidence["bound_of"] == "loss" and f.evidence["loss_fn"] == "mse_loss"  # its fix scales the targets
     assert_where(f, _biencoder)
 
 
@@ -159,6 +161,7 @@ def test_bce_on_one_output_against_0_to_5_scores_is_the_sigmoids_range():
     f = find(d, "M003")
     assert f is not None and f.evidence["activation"].startswith("sigmoid")
     assert f.evidence["targets_outside"] > 0.5 and "labels / 5" in f.fix
+    assert f.evidence["bound_of"] == "loss" and f.evidence["loss_fn"] == "binary_cross_entropy_with_logits"
     assert find(d, "D007") is None and find(d, "L002") is None  # continuous scores are neither class ids nor multi-label
     assert d.findings[0].code == "M003"
 

@@ -47,6 +47,7 @@ class ModelEvidence(Part):
         # (autograd node, (name, low, high)) of the user's recent bounded scores (cosine similarity), likewise
         self._bounded: deque = deque(maxlen=8)
         self._inner_head = False  # the model's own head is hooked (else a head the script calls at top level is)
+        self._outside_head: weakref.ref | None = None  # that head called at top level, for a confirmation fix
         self._linear_modules: dict[int, tuple[weakref.ref, bool]] = {}  # id(module) -> (module, holds a Linear)
         # the last encoder output of a sampled training forward (weakly: the user's forward holds it), for the head's
         # input to be matched against its positions
@@ -54,6 +55,10 @@ class ModelEvidence(Part):
 
     def roots(self) -> list[nn.Module]:
         return [m for m in (r() for r in self._roots) if m is not None]
+
+    def head_outside(self) -> nn.Module | None:
+        """The head the script calls at top level on a vector it picked (see ``outside_head``), if one was seen."""
+        return self._outside_head() if self._outside_head is not None else None
 
     def names(self) -> dict[int, tuple[str, nn.Parameter]]:
         """id(parameter) -> (name, parameter), over every model seen."""
@@ -192,6 +197,8 @@ class ModelEvidence(Part):
         if m is None or self._inner_head or not isinstance(x, torch.Tensor) or not x.is_floating_point() \
                 or x.ndim not in (2, 3) or not self._has_linear(module):
             return
+        if self._outside_head is None:
+            self._outside_head = weakref.ref(module)
         if self.w.sampling():
             self._spread_into(m.head_input_spread, x)
             self._padded_pick(x)

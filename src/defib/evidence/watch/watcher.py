@@ -120,9 +120,13 @@ class Watcher:
         """The models seen so far (a confirmation fix's ``before_step`` reaches them through the watcher)."""
         return self.model.roots()
 
+    def head_outside(self) -> nn.Module | None:
+        """A head the script calls at top level, outside the models (``head(out.hidden_states[-1][:, 0])``)."""
+        return self.model.head_outside()
+
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
-        """defib's own training in the user's process (the label control at the end): every handler returns at once."""
+        """defib's own work in the user's process (the label control at the end): every handler returns at once."""
         was, self._inside = self._inside, True
         try:
             yield

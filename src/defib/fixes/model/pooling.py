@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from defib.evidence.params import head_linears
 from defib.fixes.base import Fix, fix_for
@@ -25,9 +26,12 @@ class PoolLastLayer(Fix):
     def before_step(self, optimizer, watcher):
         """At the first step, hook the encoder's output and the first head layer's input.
 
-        The head gets the vector only when its shape is what the user's pooling
-        gave (batch x hidden), and only once per encoder call: a head called
-        without a fresh encoder forward keeps its own input.
+        The head is the model's own, or else a head the script keeps outside the
+        encoder and calls on a vector it picked (``head(features(encoder, batch))``):
+        then the encoder is one model and the head another. The head gets the
+        vector only when its shape is what the user's pooling gave (batch x
+        hidden), and only once per encoder call: a head called without a fresh
+        encoder forward keeps its own input.
         """
         if not self.first_time():
             return
@@ -35,8 +39,10 @@ class PoolLastLayer(Fix):
 
         for root in watcher.roots():
             encoder = next((m for m in root.modules() if isinstance(m, PreTrainedModel)), None)
-            heads = head_linears(root)
-            if encoder is None or not heads:
+            if encoder is None:
+                continue
+            heads = head_linears(root) or _linears(watcher.head_outside())
+            if not heads:
                 continue
             encoder.register_forward_hook(self._keep_cls)
             heads[0].register_forward_pre_hook(self._feed_cls)
@@ -52,3 +58,7 @@ class PoolLastLayer(Fix):
         if cls is not None and args and isinstance(args[0], torch.Tensor) and args[0].shape == cls.shape:
             return (cls.to(args[0].dtype), *args[1:])
         return None
+
+
+def _linears(module) -> list[nn.Linear]:
+    return [m for m in module.modules() if isinstance(m, nn.Linear)] if module is not None else []

@@ -60,11 +60,16 @@ class SetLr(Fix):
 class AddParams(Fix):
     """Shared: before the first step, give the optimizer the model's parameters it lacks.
 
-    The new group copies the first group's settings (its scheduled lr, betas,
-    weight decay, a scheduler's ``initial_lr``/``max_lr``), and every scheduler
-    already built on the optimizer gets a matching entry: PyTorch's schedulers
-    keep one base lr (and one lambda) per group and refuse a group they do not
-    know (``zip(..., strict=True)``).
+    When the script built exactly one parameter group that holds nothing (a
+    head group whose name filter matched no parameter: ``n.startswith("classifier.")``
+    for a head called ``head``), the missing parameters go there: that group
+    carries the lr and weight decay the user chose for them, and every
+    scheduler already has its entry. Otherwise a new group copies the first
+    group's settings (its scheduled lr, betas, weight decay, a scheduler's
+    ``initial_lr``/``max_lr``), and every scheduler already built on the
+    optimizer gets a matching entry: PyTorch's schedulers keep one base lr (and
+    one lambda) per group and refuse a group they do not know
+    (``zip(..., strict=True)``).
     """
 
     def unfreezes(self, name: str) -> bool:
@@ -102,7 +107,12 @@ class AddParams(Fix):
                 if p.requires_grad and id(p) not in have:
                     have.add(id(p))
                     missing.append(p)
-        if missing:
-            ref = optimizer.param_groups[0]
-            optimizer.add_param_group({**{k: v for k, v in ref.items() if k != "params"}, "params": missing})
-            self._extend_schedulers(optimizer)
+        if not missing:
+            return
+        empty = [g for g in optimizer.param_groups if not g["params"]]
+        if len(empty) == 1:
+            empty[0]["params"].extend(missing)
+            return
+        ref = optimizer.param_groups[0]
+        optimizer.add_param_group({**{k: v for k, v in ref.items() if k != "params"}, "params": missing})
+        self._extend_schedulers(optimizer)

@@ -28,7 +28,6 @@ class GradThrough(Fix):
     def __init__(self, params):
         super().__init__(params)
         self._outer: list[bool] = []    # grad mode at the entry of each top-level forward in progress
-        self._switched: list[bool] = []  # per call of a no-gradient module: did the fix turn autograd on
 
     def before_step(self, optimizer, watcher):
         """At the first step, hook the largest modules none of whose parameters got a gradient.
@@ -39,6 +38,12 @@ class GradThrough(Fix):
         eval mode) stays as written. A module that is itself called from the
         training loop under ``no_grad`` has no forward around it; train mode
         decides there.
+
+        Autograd stays on after the module returns, until the user's ``no_grad``
+        block ends (its exit restores the mode it found, which was on): the
+        block goes as a whole, as the finding tells the user to remove it. What
+        the block does with the module's output (pooling, mixing layers) must
+        keep the graph too, or the gradient still stops there.
         """
         if not self.first_time():
             return
@@ -50,7 +55,6 @@ class GradThrough(Fix):
                 root.register_forward_hook(self._leave, always_call=True)
             for module in targets:
                 module.register_forward_pre_hook(self._grad_on)
-                module.register_forward_hook(self._grad_back, always_call=True)
 
     def _enter(self, module, args):
         self._outer.append(torch.is_grad_enabled())
@@ -61,15 +65,8 @@ class GradThrough(Fix):
 
     def _grad_on(self, module, args):
         outer = self._outer[-1] if self._outer else True
-        switch = (module.training and outer and not torch.is_grad_enabled()
-                  and not torch.is_inference_mode_enabled())
-        if switch:
+        if module.training and outer and not torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
             torch.set_grad_enabled(True)
-        self._switched.append(switch)
-
-    def _grad_back(self, module, args, output):
-        if self._switched and self._switched.pop():
-            torch.set_grad_enabled(False)
 
 
 def _without_grad(module, never: set[int]):

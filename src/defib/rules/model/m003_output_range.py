@@ -105,6 +105,10 @@ class OutputRange(Rule):
             confidence=0.9, where=where,
             evidence={"activation": act, "range": [lo, hi], "targets_outside": round(outside, 4),
                       "predictions_at_bound": round(pinned, 4),
-                      "target_range": [p.target_min, p.target_max]},
+                      "target_range": [p.target_min, p.target_max],
+                      # whose bound it is: an activation the model applies (drop it), or one the loss itself
+                      # applies (a cosine, BCE's sigmoid), which only targets put in its range can meet
+                      "bound_of": "activation" if act in RANGES else "loss",
+                      "loss_fn": ls.fn if ls.source == "call" else None},  # a torch loss function's name
             fix=fix)
 
