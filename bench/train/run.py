@@ -15,6 +15,11 @@ One run, one machine, the packaged all-MiniLM-L6-v2:
     third of an epoch; its samples/s is steady after a few).
   Each reports the dev Pearson and its training samples/s (training only:
   ``defib train``'s evaluations between epochs are not counted).
+* STS-B as a bi-encoder (``--only sim``): the packaged model as it is (the
+  cosine of its two embeddings, no training), then ``defib train --task
+  similarity`` (sentence-transformers' trainer, CoSENT loss; ``--epochs 1
+  --lr 2e-5`` here, the lr of sentence-transformers' STS-B example); the
+  dev Pearson and Spearman of the cosine.
 * Rotten Tomatoes (3 imbalanced classes; a seeded stratified 6,000-row train
   subset and 1,500-row dev set, one epoch, to keep the run short on two
   cores): ``defib train`` with its default for imbalanced classes (focal
@@ -25,7 +30,8 @@ One run, one machine, the packaged all-MiniLM-L6-v2:
   between them is within the seed-to-seed spread.
 
     python bench/train/run.py            # the full run (about an hour on two idle cores)
-    python bench/train/run.py --only rt  # Rotten Tomatoes only (the STS-B rows are kept)
+    python bench/train/run.py --only rt  # Rotten Tomatoes only (the other rows are kept)
+    python bench/train/run.py --only sim # the bi-encoder rows only
     python bench/train/run.py --quick    # tiny slices, to check that it runs
 
 Writes results.json and TABLE.md (the README's table) here after every system, so a run cut short
@@ -155,6 +161,18 @@ def naive_loop(s1: list[str], s2: list[str], y: list[float], dev: tuple, max_ste
             "epochs_run": round(seen / len(y), 2)}
 
 
+def zero_shot(dev: tuple) -> dict:
+    """The packaged sentence-transformers model untouched: the cosine of its two embeddings against the dev scores."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(model_path(), device="cpu", local_files_only=True)
+    started = time.time()
+    a, b = (model.encode(s, batch_size=32, normalize_embeddings=True) for s in dev[:2])
+    return {"system": "all-MiniLM-L6-v2 as packaged (zero-shot cosine, no training)",
+            "dev": regression((a * b).sum(1), np.array(dev[2])), "samples_per_s": 0.0,
+            "wall_s": round(time.time() - started, 1), "epochs_run": 0}
+
+
 def _predict(model, tok, s1, s2, pad_to: int | None) -> np.ndarray:
     model.eval()
     out = []
@@ -204,6 +222,11 @@ def table(results: dict) -> str:
         metric = f"Pearson {d['pearson']:.3f}, Spearman {d['spearman']:.3f}, RMSE {d['rmse']:.3f}"
         lines.append(f"| STS-B | {r['system']} | {metric} | {r['samples_per_s']:.1f} | {r['epochs_run']} | "
                      f"{r['wall_s']} | {r.get('verdict', '')} |")
+    for r in results.get("sim", []):
+        d = r["dev"]
+        lines.append(f"| STS-B (bi-encoder) | {r['system']} | Pearson {d['pearson']:.3f}, Spearman {d['spearman']:.3f} "
+                     f"(cosine) | {r['samples_per_s']:.1f} | {r['epochs_run']} | {r['wall_s']} | "
+                     f"{r.get('verdict', '')} |")
     for r in results["rt"]:
         d = r["dev"]
         metric = f"macro-F1 {d['macro_f1']:.3f}, accuracy {d['accuracy']:.3f}"
@@ -245,7 +268,7 @@ def rt_summary(rows: list[dict], title: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny slices, to check that everything runs")
-    parser.add_argument("--only", default="stsb,rt", help="stsb, rt or both")
+    parser.add_argument("--only", default="stsb,rt,sim", help="stsb, rt, sim, or several (comma-separated)")
     parser.add_argument("--naive-steps", type=int, default=120, help="batches the naive loop trains for")
     parser.add_argument("--rt-seeds", type=int, default=3, help="training seeds per Rotten Tomatoes system")
     parser.add_argument("--rt-first-seed", type=int, default=SEED, help="the first of those seeds")
@@ -257,11 +280,11 @@ def main() -> None:
     results: dict = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                      "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
                                 f"{torch.get_num_threads()} threads", "quick": quick,
-                     "load_before": os.getloadavg(), "stsb": [], "rt": []}
+                     "load_before": os.getloadavg(), "stsb": [], "rt": [], "sim": []}
     old = HERE / "results.json"
     if not quick and old.exists():  # a part not rerun keeps its last rows, dated
         prev = json.loads(old.read_text())
-        kept = [p for p in ("stsb", "rt") if p not in args.only and prev.get(p)]
+        kept = [p for p in ("stsb", "rt", "sim") if p not in args.only and prev.get(p)]
         if args.rt_add and "rt" in args.only and prev.get("rt"):
             kept.append("rt")
         for part in kept:
@@ -278,13 +301,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="defib-bench-train-") as tmp_name:
         tmp = Path(tmp_name)
-        if "stsb" in args.only:
+        if "stsb" in args.only or "sim" in args.only:
             tr, dv = load_stsb("train"), load_stsb("dev")
             n_tr, n_dv = (320, 160) if quick else (len(tr), len(dv))
             s1, s2, y = tr.sentence1[:n_tr], tr.sentence2[:n_tr], tr.score[:n_tr]
             dev = (dv.sentence1[:n_dv], dv.sentence2[:n_dv], dv.score[:n_dv])
             train_csv = write_csv(tmp / "stsb_train.csv", ["s1", "s2", "score"], list(zip(s1, s2, y)))
             dev_csv = write_csv(tmp / "stsb_dev.csv", ["s1", "s2", "score"], list(zip(*dev)))
+        if "sim" in args.only:
+            done("sim", zero_shot(dev))
+            done("sim", defib_train(tmp, "defib train --task similarity (CoSENT, 1 epoch)", train_csv, dev_csv, [
+                "--text", "s1", "--text-pair", "s2", "--label", "score", "--task", "similarity",
+                "--epochs", "1", "--lr", "2e-5"]))
+        if "stsb" in args.only:
             done("stsb", defib_train(tmp, "defib train", train_csv, dev_csv, [
                 "--text", "s1", "--text-pair", "s2", "--label", "score", "--task", "regression",
                 "--epochs", "1" if quick else "3", "--lr", "1e-4"]))

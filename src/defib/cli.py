@@ -13,8 +13,8 @@ import typer
 
 from defib._version import __version__
 from defib.cli_errors import OneLineErrors, _stderr, fail
-from defib.cli_options import (LogTo, Task, aliased, confirm_runs_option, confirm_steps_option, html_option,
-                               ignore_option, json_option, label_option, log_to_option, max_length_option,
+from defib.cli_options import (LogTo, Task, TrainTask, aliased, confirm_runs_option, confirm_steps_option,
+                               html_option, ignore_option, json_option, label_option, log_to_option, max_length_option,
                                max_steps_option, model_option, no_progress_option, quiet_option, task_option,
                                text_option, text_pair_option)
 from defib.signals.run import TOKEN_TASK
@@ -273,7 +273,9 @@ def train_cmd(
         model: str = model_option(),
         out: Path = typer.Option(..., "--out", help="Folder to write the fine-tuned model to (made at the end)."),
         text_pair: Optional[str] = text_pair_option(),
-        task: Optional[Task] = task_option(),
+        task: Optional[TrainTask] = typer.Option(None, "--task", help="Default: inferred from the labels "
+                                                 "(defib/evidence/task.py); similarity: a sentence-transformers "
+                                                 "bi-encoder on --text / --text-pair, scored by cosine."),
         dev: Optional[Path] = typer.Option(None, "--dev", help="Dev file with the same columns (default: hold out "
                                                                "--dev-share of DATA)."),
         dev_share: float = typer.Option(0.1, "--dev-share", help="Share of DATA held out when there is no --dev."),
@@ -281,8 +283,9 @@ def train_cmd(
         lr: float = typer.Option(5e-5, "--lr", min=0.0, help="Peak learning rate (AdamW)."),
         batch_size: int = typer.Option(16, "--batch-size", min=1, help="Rows per device per micro-batch."),
         max_length: Optional[int] = max_length_option(),
-        loss: Optional[str] = typer.Option(None, "--loss", help="mse, huber, ce, weighted-ce, focal or bce "
-                                                                "(default: by task; focal with class weights if imbalanced)."),
+        loss: Optional[str] = typer.Option(None, "--loss", help="mse, huber, ce, weighted-ce, focal, bce, or for "
+                                                                "similarity cosent or cosine (default: by task; focal "
+                                                                "with class weights if imbalanced; cosent)."),
         class_weights: str = typer.Option("balanced", "--class-weights",
                                           help="balanced (n / (k * count)) or sqrt (count ** -0.5): how "
                                                "weighted-ce and focal weight the classes."),

@@ -22,8 +22,10 @@ from typer.core import TyperCommand
 
 from defib.evidence.task import TASKS
 from defib.integrations.trackers import LOG_TO
+from defib.train.labels import TRAIN_TASKS
 
 Task = enum.Enum("Task", {name: name for name in TASKS}, type=str)  # str mixin: typer shows the values
+TrainTask = enum.Enum("TrainTask", {name: name for name in TRAIN_TASKS}, type=str)  # and a bi-encoder's similarity
 LogTo = enum.Enum("LogTo", {name: name for name in LOG_TO}, type=str)
 
 

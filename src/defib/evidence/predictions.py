@@ -12,10 +12,14 @@ MAX_COLLISIONS = 5   # example pairs of colliding rows kept for the message
 
 
 def measure_predictions(task: str, max_length: int, texts: list[Any], ids: list[list[int]], outputs: np.ndarray,
-                        values: list[Any]) -> PredictSignals:
-    """The raw outputs (B, num_outputs) against the reported ``values``, and each input text against its ids."""
+                        values: list[Any], lengths: list[int] | None = None) -> PredictSignals:
+    """The raw outputs (B, num_outputs) against the reported ``values``, and each input text against its ids.
+
+    ``lengths``: the tokens of each row's longest model input, when that is not
+    its ids' length (a bi-encoder's row is two texts, each encoded alone).
+    """
     s = PredictSignals(task=task, rows=len(ids), max_length=max_length)
-    if task == "regression":
+    if outputs.shape[-1] == 1:  # a score per row: a regression's, a bi-encoder's cosine
         s.output_spread = float(outputs.std())
     else:
         centred = outputs - outputs.mean(1, keepdims=True)
@@ -32,5 +36,5 @@ def measure_predictions(task: str, max_length: int, texts: list[Any], ids: list[
             s.collisions.append((seen[0], row))
     s.distinct_texts = len(set(texts))
     s.distinct_encodings = len(first)
-    s.rows_at_max_length = sum(1 for r in ids if len(r) >= max_length)
+    s.rows_at_max_length = sum(1 for n in (lengths if lengths is not None else map(len, ids)) if n >= max_length)
     return s

@@ -17,9 +17,13 @@ from defib.signals.predict import PredictSignals
 
 
 def predict_diagnosis(task: str, max_length: int, texts: list[Any], ids: list[list[int]], outputs: np.ndarray,
-                      values: list[Any], ignore: tuple[str, ...] = ()) -> tuple[PredictSignals, Diagnosis]:
-    """The predictions' signals and their diagnosis; ``texts`` are the inputs (a text, or a pair) in row order."""
-    signals = measure_predictions(task, max_length, texts, ids, outputs, values)
+                      values: list[Any], ignore: tuple[str, ...] = (),
+                      lengths: list[int] | None = None) -> tuple[PredictSignals, Diagnosis]:
+    """The predictions' signals and their diagnosis; ``texts`` are the inputs (a text, or a pair) in row order.
+
+    ``lengths``: see :func:`~defib.evidence.predictions.measure_predictions`.
+    """
+    signals = measure_predictions(task, max_length, texts, ids, outputs, values, lengths)
     diagnosis = diagnose(signals, stage="predict", ignore=ignore)
     diagnosis.extra["predict"] = predict_section(signals)
     return signals, diagnosis

@@ -17,13 +17,16 @@ import numpy as np
 
 from defib.evidence.preflight.labels import check_task
 from defib.evidence.readers import InputError
-from defib.evidence.task import infer_task, label_signals_of
+from defib.evidence.task import TASKS, infer_task, label_signals_of
 from defib.signals.check import LabelSignals
 from defib.signals.run import TOKEN_TASK
 from defib.train.data import Columns
 
 IMBALANCE_RATIO = 1.5     # largest class / smallest class above this: weight the loss (Rotten Tomatoes: 6.7)
 MAX_CLASSES = 1000        # more distinct labels than this in a classification file is a regression target
+SIMILARITY = "similarity"  # a bi-encoder scoring sentence pairs by cosine (train/similarity.py): never inferred
+TRAIN_TASKS = (*TASKS, SIMILARITY)
+SCORED = ("regression", SIMILARITY)  # a number per row, shifted and scaled for training
 
 
 @dataclass
@@ -32,13 +35,15 @@ class LabelSpace:
 
     task: str
     names: list[str] = field(default_factory=list)   # class names (classification / multilabel) or tags, in id order
-    target_mean: float = 0.0                          # regression: targets are (y - mean) / std for training
+    # targets are (y - target_mean) / target_std for training: regression's mean and standard deviation;
+    # similarity's minimum and range (max - min), which puts the scores in [0, 1] as the cosine losses expect
+    target_mean: float = 0.0
     target_std: float = 1.0
     outside: str | None = None                        # tokens: the tag of no entity ("O", else the commonest tag)
 
     @property
     def num_outputs(self) -> int:
-        return 1 if self.task == "regression" else len(self.names)
+        return 1 if self.task in SCORED else len(self.names)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,8 +57,8 @@ class LabelSpace:
     def encode(self, col: Columns, column: str) -> np.ndarray | list[np.ndarray]:
         """Labels as training targets: standardised floats, class ids, multi-hot rows, or tag ids per word."""
         raw = col.labels or []
-        if self.task == "regression":
-            return (_floats(raw, col, column) - self.target_mean) / self.target_std
+        if self.task in SCORED:
+            return (_floats(raw, col, column, self.task) - self.target_mean) / self.target_std
         index = {name: i for i, name in enumerate(self.names)}
         if self.task == TOKEN_TASK:
             rows = []
@@ -86,6 +91,8 @@ class LabelSpace:
         """Model outputs (N, num_outputs) as predictions on the user's scale / names."""
         if self.task == "regression":
             return (outputs.reshape(-1) * self.target_std + self.target_mean).tolist()
+        if self.task == SIMILARITY:  # cosines: CoSENT learns the scores' order, not their scale, so none is undone
+            return outputs.reshape(-1).tolist()
         if self.task in ("classification", TOKEN_TASK):  # tokens: one row of outputs per word
             return [self.names[i] for i in outputs.argmax(-1)]
         return ["|".join(self.names[j] for j in np.flatnonzero(row > 0)) for row in outputs]
@@ -134,11 +141,13 @@ def build(col: Columns, column: str, task: str | None) -> LabelSpace:
             raise InputError(f"{col.path}: column {column!r} holds one tag ({names[0]!r}): nothing to learn")
         commonest = _class_key(next(iter(lab.counts or {})))  # counts come commonest first
         return LabelSpace(task, names=names, outside="O" if "O" in names else commonest)
-    if task == "regression":
-        y = _floats(raw, col, column)
+    if task in SCORED:
+        y = _floats(raw, col, column, task)
         std = float(y.std())
         if not std > 0:
             raise InputError(f"{col.path}: every label in column {column!r} is {y[0]:g}: nothing to learn")
+        if task == SIMILARITY:  # the range observed, onto [0, 1]
+            return LabelSpace(task, target_mean=float(y.min()), target_std=float(y.max() - y.min()))
         return LabelSpace(task, target_mean=float(y.mean()), target_std=std)
     if task == "classification":
         keys = [_class_key(v) for v in raw]
@@ -188,13 +197,13 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def _floats(raw: list[Any], col: Columns, column: str) -> np.ndarray:
+def _floats(raw: list[Any], col: Columns, column: str, task: str) -> np.ndarray:
     out = np.empty(len(raw), dtype=np.float64)
     for row, value in enumerate(raw):
         x = _number(value)
         if x is None or not math.isfinite(x):
             raise InputError(f"{col.path}: row {row + 1}: label {value!r} in column {column!r} is not a finite "
-                             "number (--task regression)")
+                             f"number (--task {task})")
         out[row] = x
     return out
 

@@ -8,6 +8,9 @@ The losses call ``torch.nn.functional`` so defib's watcher sees them.
 Token classification uses the classification losses over every position,
 the positions labelled -100 (later word pieces, special tokens, padding) left
 out: the Trainer's ``num_items_in_batch`` counts only the others.
+The similarity losses (``cosent``, ``cosine``) are sentence-transformers' own
+modules, built in :mod:`defib.train.similarity`; they are named here so that
+``--loss`` is checked against the task in one place.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import torch.nn.functional as F
 
 from defib.signals.run import TOKEN_TASK
 
-LOSSES = ("mse", "huber", "ce", "weighted-ce", "focal", "bce")
+LOSSES = ("mse", "huber", "ce", "weighted-ce", "focal", "bce", "cosent", "cosine")
 FAMILY = {"mse": "regression", "huber": "regression", "ce": "classification", "weighted-ce": "classification",
-          "focal": "classification", "bce": "multilabel"}
+          "focal": "classification", "bce": "multilabel", "cosent": "similarity", "cosine": "similarity"}
 IGNORE = -100       # the label of a position the loss leaves out (the transformers convention)
 FOCAL_GAMMA = 2.0   # Lin et al. (2017): the value that worked best for them, and the usual default
 
@@ -81,6 +84,8 @@ def default_loss(task: str, imbalanced: bool) -> str:
     """
     if task == "regression":
         return "mse"
+    if task == "similarity":  # why CoSENT: defib/train/similarity.py
+        return "cosent"
     if task == "multilabel":
         return "bce"
     if task == TOKEN_TASK:

@@ -11,7 +11,8 @@ The order of work, and why:
    longest row (dynamic padding) and the sampler groups rows of similar
    length into batches, reshuffled every epoch;
 4. train with the transformers ``Trainer`` (accelerate, mixed precision and
-   multi-GPU come from there), defib watching through its callback;
+   multi-GPU come from there), defib watching through its callback (``--task
+   similarity``: sentence-transformers' subclass of it, :mod:`defib.train.similarity`);
 5. write everything into a hidden work folder beside ``--out`` and move the
    model into place only at the end: an interrupted run leaves ``--out``
    untouched (and ``--resume`` continues from the work folder's checkpoint).
@@ -34,7 +35,6 @@ import numpy as np
 from defib.evidence.params import input_keys
 from defib.evidence.preflight.tokens import load_model_config, load_tokenizer, pick_max_length
 from defib.evidence.readers import InputError
-from defib.evidence.task import TASKS
 from defib.signals.run import TOKEN_TASK
 from defib.report.paths import unwritable
 from defib.train import labels as L
@@ -126,6 +126,10 @@ def prepare(opts: TrainOptions) -> Prepared:
     """Read and validate every input; raise :class:`InputError` (one line) on the first problem."""
     _check_options(opts)
     _check_out(opts)
+    if opts.task == L.SIMILARITY:
+        from defib.train.similarity import require
+
+        require(opts)
     model = resolve_model(opts.model)
     tagged = opts.task == TOKEN_TASK  # a .txt / .tsv without a header is then a CoNLL file
     train = read_columns(opts.data, opts.text, opts.text_pair, opts.label, sniff_conll=tagged)
@@ -137,7 +141,7 @@ def prepare(opts: TrainOptions) -> Prepared:
     else:
         train, dev = _split(train, opts.dev_share, opts.seed)
         notes.append(f"dev set: {len(dev)} rows held out of {opts.data.name} ({opts.dev_share:.0%}, seed {opts.seed})")
-        if space.task == "regression":
+        if space.task in L.SCORED:
             space = L.build(train, opts.label, space.task)  # the target scale of the rows trained on
     y_train, y_dev = space.encode(train, opts.label), space.encode(dev, opts.label)
     counts = space.class_counts(y_train)
@@ -155,6 +159,9 @@ def prepare(opts: TrainOptions) -> Prepared:
     if space.task == "regression":
         notes.append(f"targets standardised for training: (y - {space.target_mean:.4g}) / {space.target_std:.4g}; "
                      "predictions are mapped back")
+    elif space.task == L.SIMILARITY:
+        notes.append(f"scores scaled from their range [{space.target_mean:g}, {space.target_mean + space.target_std:g}] "
+                     f"onto [0, 1]; {loss} loss on the cosine of the two texts' embeddings, which predict gives")
     elif space.task == TOKEN_TASK:
         order = np.argsort(-counts, kind="stable")
         shares = ", ".join(f"{space.names[i]} {counts[i] / counts.sum():.1%}" for i in order[:6])
@@ -180,8 +187,8 @@ def prepare(opts: TrainOptions) -> Prepared:
 
 
 def _check_options(opts: TrainOptions) -> None:
-    if opts.task is not None and opts.task not in TASKS:
-        raise InputError(f"--task {opts.task}: use one of {', '.join(TASKS)}")
+    if opts.task is not None and opts.task not in L.TRAIN_TASKS:
+        raise InputError(f"--task {opts.task}: use one of {', '.join(L.TRAIN_TASKS)}")
     if opts.loss is not None and opts.loss not in LOSSES:
         raise InputError(f"--loss {opts.loss}: use one of {', '.join(LOSSES)}")
     if opts.class_weights not in L.WEIGHTINGS:
@@ -245,8 +252,9 @@ def check_training_data(opts: TrainOptions, prep: Prepared) -> Any:
     check = getattr(defib, "check_data", None)
     if check is None or not opts.check:
         return None
+    task = "regression" if prep.space.task == L.SIMILARITY else prep.space.task  # a score per pair, to the check
     diagnosis = check(prep.train.texts, prep.train.labels, text_pairs=prep.train.pairs, model=prep.model,
-                      max_length=opts.max_length, task=prep.space.task, ignore=opts.ignore)
+                      max_length=opts.max_length, task=task, ignore=opts.ignore)
     if diagnosis.exit_code() and not opts.ignore_check:
         raise CheckFailed(diagnosis)
     return diagnosis
@@ -286,20 +294,20 @@ def _dataset(tokenizer: Any, col: Columns, targets: Any, max_length: int, keys: 
 def train(opts: TrainOptions, prep: Prepared) -> TrainResult:
     """Fine-tune and write the model to ``opts.out`` (see the module docstring for the order of work)."""
     with quiet_transformers():  # defib prints its own plan, diagnosis and table
+        if prep.space.task == L.SIMILARITY:
+            from defib.train.similarity import train_bi_encoder
+
+            return train_bi_encoder(opts, prep)
         return _train(opts, prep)
 
 
 def _train(opts: TrainOptions, prep: Prepared) -> TrainResult:
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer,
-                              DataCollatorForTokenClassification, DataCollatorWithPadding, EarlyStoppingCallback,
-                              Trainer, TrainingArguments)
-
-    from defib.integrations.hf import DefibCallback
+                              DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer)
 
     started = time.time()
     space = prep.space
-    work = work_dir(opts.out)
     tok = AutoTokenizer.from_pretrained(prep.model)
     config: dict[str, Any] = {"num_labels": space.num_outputs}
     tagging = space.task == TOKEN_TASK
@@ -317,22 +325,43 @@ def _train(opts: TrainOptions, prep: Prepared) -> TrainResult:
     keys = input_keys(model.config)
     train_ds = _dataset(tok, prep.train, prep.y_train, opts.max_length, keys)
     dev_ds = _dataset(tok, prep.dev, prep.y_dev, opts.max_length, keys)
+    args, steps_per_epoch = recipe_args(opts, len(train_ds), M.SELECT[space.task])
+    weights = torch.tensor(prep.weights) if prep.weights is not None else None
+    callbacks = watched_callbacks(opts)
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
+                      data_collator=DataCollatorForTokenClassification(tok) if tagging else DataCollatorWithPadding(tok),
+                      processing_class=tok, compute_loss_func=Loss(prep.loss, weights), compute_metrics=_metrics_fn(space),
+                      # tags: keep each position's argmax, not (rows, positions, tags) logits for the whole dev set
+                      preprocess_logits_for_metrics=_argmax if tagging else None, callbacks=callbacks)
+    return run_trainer(trainer, callbacks[0], opts, prep, steps_per_epoch, started, lambda final: final)
 
-    steps_per_epoch = math.ceil(len(train_ds) / (opts.batch_size * opts.accumulation * _world_size()))
+
+def recipe_args(opts: TrainOptions, rows: int, select: str, cls: Any = None, grouped: bool = True) -> tuple[Any, int]:
+    """The recipe's ``TrainingArguments`` (or the subclass ``cls``), and the optimizer steps per epoch.
+
+    ``select``: the dev metric early stopping and the best checkpoint follow.
+    ``grouped``: batches of rows of similar length, reshuffled every epoch
+    (the Trainer's ``group_by_length``). Also clears an interrupted run's work folder unless
+    resuming.
+    """
+    import torch
+    from transformers import TrainingArguments
+
+    work = work_dir(opts.out)
+    steps_per_epoch = math.ceil(rows / (opts.batch_size * opts.accumulation * _world_size()))
     total_steps = max(1, math.ceil(steps_per_epoch * opts.epochs))
     if opts.max_steps:  # at most: a --max-steps beyond the epochs' steps changes nothing
         total_steps = min(total_steps, opts.max_steps)
-    select = M.SELECT[space.task]
     every = {"eval_strategy": "steps", "eval_steps": opts.eval_every, "save_strategy": "steps",
              "save_steps": opts.eval_every} if opts.eval_every else {"eval_strategy": "epoch", "save_strategy": "epoch"}
-    args = TrainingArguments(
+    args = (cls or TrainingArguments)(
         output_dir=str(work / "checkpoints"), num_train_epochs=opts.epochs, max_steps=total_steps if opts.max_steps else -1,
         learning_rate=opts.lr,
         per_device_train_batch_size=opts.batch_size, per_device_eval_batch_size=opts.batch_size * 2,
         gradient_accumulation_steps=opts.accumulation, weight_decay=opts.weight_decay, max_grad_norm=opts.clip,
         warmup_steps=0 if opts.scheduler == "plateau" else int(opts.warmup * total_steps),
         lr_scheduler_type=SCHEDULERS[opts.scheduler], optim="adamw_torch",
-        train_sampling_strategy="group_by_length", **every,
+        **({"train_sampling_strategy": "group_by_length"} if grouped else {}), **every,
         load_best_model_at_end=True, metric_for_best_model=select, greater_is_better=True, save_total_limit=2,
         logging_strategy="epoch" if not opts.eval_every else "steps", logging_steps=opts.eval_every or 500,
         report_to=[], seed=opts.seed, data_seed=opts.seed, disable_tqdm=not opts.progress,
@@ -342,28 +371,40 @@ def _train(opts: TrainOptions, prep: Prepared) -> TrainResult:
         if args.process_index == 0 and not opts.resume and work.exists():
             shutil.rmtree(work)  # the leftovers of an interrupted run (ours: never the user's --out)
         work.mkdir(parents=True, exist_ok=True)
-    weights = torch.tensor(prep.weights) if prep.weights is not None else None
-    callback = DefibCallback(json_path=work / "model" / REPORT_FILE, report=False, ignore=opts.ignore)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
-                      data_collator=DataCollatorForTokenClassification(tok) if tagging else DataCollatorWithPadding(tok),
-                      processing_class=tok, compute_loss_func=Loss(prep.loss, weights), compute_metrics=_metrics_fn(space),
-                      # tags: keep each position's argmax, not (rows, positions, tags) logits for the whole dev set
-                      preprocess_logits_for_metrics=_argmax if tagging else None,
-                      callbacks=[callback, EarlyStoppingCallback(early_stopping_patience=opts.patience)])
+    return args, steps_per_epoch
+
+
+def watched_callbacks(opts: TrainOptions) -> list[Any]:
+    """defib's callback (first: :func:`run_trainer` takes its diagnosis) and early stopping."""
+    from transformers import EarlyStoppingCallback
+
+    from defib.integrations.hf import DefibCallback
+
+    return [DefibCallback(json_path=work_dir(opts.out) / "model" / REPORT_FILE, report=False, ignore=opts.ignore),
+            EarlyStoppingCallback(early_stopping_patience=opts.patience)]
+
+
+def run_trainer(trainer: Any, callback: Any, opts: TrainOptions, prep: Prepared, steps_per_epoch: int, started: float,
+                metrics_of: Callable[[dict[str, float]], dict[str, float]]) -> TrainResult:
+    """Train, evaluate the best checkpoint, and (rank 0) save the model, its meta file and the report into ``--out``.
+
+    ``callback``: defib's, whose diagnosis the result carries. ``metrics_of``: the final dev metrics by defib's names, from the Trainer's (``eval_`` taken off).
+    """
+    work = work_dir(opts.out)
     _bar_without_logs(trainer, opts.progress)
     resume = str(_last_checkpoint(work)) if opts.resume else None
     out = trainer.train(resume_from_checkpoint=resume)
     final = trainer.evaluate()  # the best checkpoint, reloaded at the end of training
     trainer.accelerator.wait_for_everyone()  # every rank done with the checkpoints before rank 0 moves them
-    metrics = {k[len("eval_"):]: float(v) for k, v in final.items()
-               if k.startswith("eval_") and k not in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")}
+    metrics = metrics_of({k[len("eval_"):]: float(v) for k, v in final.items() if k.startswith("eval_") and k not in
+                          ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")})
     eval_s = sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history if "eval_runtime" in e)
     train_s = max(1e-9, float(out.metrics.get("train_runtime", 0.0)) - eval_s)  # training only, not dev passes
     epochs_run = float(trainer.state.epoch or 0.0)
     start_epoch = (_step_of(resume) or 0) / steps_per_epoch  # a resumed run trained only the rest
-    samples = (epochs_run - start_epoch) * len(train_ds)
-    result = TrainResult(out=opts.out, task=space.task, loss=prep.loss, metrics=metrics, wall_s=0.0, train_s=train_s,
-                         samples_per_s=samples / train_s, epochs_run=epochs_run,
+    samples = (epochs_run - start_epoch) * len(prep.train)
+    result = TrainResult(out=opts.out, task=prep.space.task, loss=prep.loss, metrics=metrics, wall_s=0.0,
+                         train_s=train_s, samples_per_s=samples / train_s, epochs_run=epochs_run,
                          best_step=_step_of(trainer.state.best_model_checkpoint), diagnosis=callback.diagnosis,
                          notes=prep.notes)
     if trainer.is_world_process_zero():

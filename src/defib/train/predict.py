@@ -2,7 +2,9 @@
 
 The model folder is what ``defib train`` wrote (or any transformers
 sequence- or token-classification model saved as safetensors). Before
-predicting, the folder must prove it holds a trained head; after predicting,
+predicting, the folder must prove it holds a trained head (a bi-encoder from
+``--task similarity`` has none: it scores a pair by the cosine of its two
+texts' embeddings); after predicting,
 the predict-stage rules (E0xx) compare the reported predictions with the raw
 outputs and the inputs with their token ids. A tagger's predictions are one
 line per word: its sentence, its place, the word and its tag.
@@ -25,11 +27,10 @@ from defib.evidence.model_files import check_model_files, read_json_object
 from defib.evidence.params import input_keys
 from defib.evidence.preflight.tokens import load_model_config, pick_max_length
 from defib.evidence.readers import InputError, first_line, is_conll
-from defib.evidence.task import TASKS
 from defib.signals.run import TOKEN_TASK
 from defib.stages.predict import predict_diagnosis
 from defib.train.data import Columns, read_columns
-from defib.train.labels import LabelSpace
+from defib.train.labels import SIMILARITY, TRAIN_TASKS, LabelSpace
 from defib.train.pipeline import META_FILE, quiet_transformers
 from defib.train.tokens import encode_words, first_pieces
 
@@ -57,15 +58,20 @@ def load(model_dir: str | Path) -> Loaded:
         raise InputError(why)
     check_model_files(folder)
     config = read_json_object(folder / "config.json") or {}
+    meta = read_json_object(folder / META_FILE)
+    if meta is not None:
+        space, columns, max_length = _from_meta(folder / META_FILE, meta)
+        if space.task == SIMILARITY:
+            from defib.train.similarity import load_bi_encoder
+
+            model = load_bi_encoder(folder, max_length)
+            return Loaded(model, model.tokenizer, space, columns, max_length)
     arch = config.get("architectures") or []
     head_of = [h for a in arch if isinstance(a, str) for h in HEADS if a.endswith(h)] if isinstance(arch, list) else []
     if not head_of:
         raise InputError(f"{folder}: a bare encoder ({', '.join(map(str, arch)) or 'no architecture'}), not a "
                          "fine-tuned model: its prediction head was never trained (train one with defib train)")
-    meta = read_json_object(folder / META_FILE)
-    if meta is not None:
-        space, columns, max_length = _from_meta(folder / META_FILE, meta)
-    else:  # a transformers model trained elsewhere: its config says the task; no target scaling is known
+    if meta is None:  # a transformers model trained elsewhere: its config says the task; no target scaling is known
         space = _space_from_config(config, tagger=head_of[0] == "ForTokenClassification")
         columns, max_length = {"text": None, "text_pair": None, "label": None}, None
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
@@ -99,7 +105,7 @@ def _from_meta(path: Path, meta: dict[str, Any]) -> tuple[LabelSpace, dict[str, 
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: not a {META_FILE} that defib wrote ({type(exc).__name__}: {exc})") from None
     wrong = [k for k in ("text", "text_pair") if not isinstance(columns.get(k), (str, type(None)))]
-    if (space.task not in TASKS or (space.task != "regression" and not space.names) or wrong or max_length < 1
+    if (space.task not in TRAIN_TASKS or (space.num_outputs != 1 and not space.names) or wrong or max_length < 1
             or not all(isinstance(n, str) for n in space.names)
             or not (math.isfinite(space.target_std) and space.target_std > 0 and math.isfinite(space.target_mean))):
         raise InputError(f"{path}: not a {META_FILE} that defib wrote (its labels, columns or max_length are "
@@ -131,6 +137,14 @@ def predict(loaded: Loaded, col: Columns, batch_size: int = 64, ignore: tuple[st
     import torch
     from transformers import DataCollatorWithPadding
 
+    if loaded.space.task == SIMILARITY:
+        from defib.train.similarity import cosines
+
+        outputs, ids, lengths = cosines(loaded.model, col, batch_size)
+        values = loaded.space.decode(outputs)
+        signals, diagnosis = predict_diagnosis(SIMILARITY, loaded.max_length, list(zip(col.texts, col.pairs)), ids,
+                                               outputs, values, ignore=ignore, lengths=lengths)
+        return Predictions(values, outputs, signals, diagnosis)
     tagging = loaded.space.task == TOKEN_TASK
     if tagging:
         enc = encode_words(loaded.tokenizer, col.texts, loaded.max_length)
@@ -209,4 +223,6 @@ def read_inputs(loaded: Loaded, data: str | Path, text: str | None, text_pair: s
                              "tags words (a CoNLL file, or a list of tokens per row)")
         return col
     pair = text_pair if text_pair is not None else loaded.columns.get("text_pair")
+    if loaded.space.task == SIMILARITY and not pair:
+        raise InputError("--text-pair: this bi-encoder scores sentence pairs; name the second text's column")
     return read_columns(data, text, pair)
