@@ -33,8 +33,10 @@ class SetLr(Fix):
     @classmethod
     def describe(cls, params):
         if params.get("from_lr"):
-            return (f"lr={params['lr']:.0e} where it was {params['from_lr']:.2g}: every group's lr "
-                    f"x {params['lr'] / params['from_lr']:.3g}")
+            # from_lr is the lr measured at the finding's step (late in a decay it is far below the one set):
+            # the fix scales whatever the script sets by the same factor, so say it as a factor
+            return (f"every group's lr x {params['lr'] / params['from_lr']:.3g} (the lr measured, "
+                    f"{params['from_lr']:.2g}, becomes {params['lr']:.0e})")
         return f"lr={params['lr']:.0e}"
 
     def optimizer_created(self, optimizer):
