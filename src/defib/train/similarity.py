@@ -77,7 +77,12 @@ def train_bi_encoder(opts: TrainOptions, prep: Prepared) -> TrainResult:
     callbacks = watched_callbacks(opts)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=dev,
                                          callbacks=callbacks)
-    return run_trainer(trainer, callbacks[0], opts, prep, steps_per_epoch, started, _dev_metrics)
+    # a sentence-transformers checkpoint is often trained for similarity already (the packaged MiniLM scores 0.87
+    # Spearman on STS-B dev as it is): fine-tuning must be judged against the model as loaded, not against zero
+    before = _dev_metrics(dev(model))
+    result = run_trainer(trainer, callbacks[0], opts, prep, steps_per_epoch, started, _dev_metrics)
+    result.metrics.update({f"{k}_before_training": v for k, v in before.items()})  # summary.worse_than_loaded
+    return result
 
 
 def _dev_metrics(final: dict[str, float]) -> dict[str, float]:

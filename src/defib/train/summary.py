@@ -27,11 +27,13 @@ def final_table(result: TrainResult, console: Console | None = None) -> None:
     if "pred_non_o_share" in result.metrics:
         table.add_row("non-O words (dev truth)", f"{result.metrics['pred_non_o_share']:.1%} "
                                                  f"({result.metrics.get('true_non_o_share', 0.0):.1%})")
+    if "spearman_before_training" in result.metrics:  # a bi-encoder: the model as loaded, on the same dev pairs
+        table.add_row("spearman before training", f"{result.metrics['spearman_before_training']:.4f}")
     table.add_row("epochs run", f"{result.epochs_run:.2f}")
     table.add_row("wall time", f"{result.wall_s:.1f} s")
     table.add_row("train samples/s", f"{result.samples_per_s:.1f}")
     console.print(table)
-    for warning in (missed_classes_warning(result), outside_collapse_warning(result)):
+    for warning in (missed_classes_warning(result), outside_collapse_warning(result), worse_than_loaded(result)):
         if warning:
             console.print(warning, style="yellow")
 
@@ -80,3 +82,19 @@ def diagnosis_lines(diagnosis: Any) -> list[str]:
         if f["severity"] != "info":
             lines.append(f"  [{f['code']}] {f['severity']}: {f['message']}")
     return lines
+
+
+def worse_than_loaded(result: TrainResult) -> str | None:
+    """A line when the model as loaded ranked the dev pairs better than the fine-tuned one; None otherwise.
+
+    A sentence-transformers checkpoint is often trained for similarity
+    already: one epoch on STS-B at 2e-5 took the packaged MiniLM's dev
+    Spearman from 0.867 to 0.852 (bench/train/README.md), a run defib calls
+    healthy, since nothing collapsed.
+    """
+    before, after = result.metrics.get("spearman_before_training"), result.metrics.get("spearman")
+    if before is None or after is None or after >= before:
+        return None
+    return (f"warning: the model as loaded ranked the dev pairs better than the fine-tuned one (Spearman {before:.3f} "
+            f"before training, {after:.3f} after): it was trained for similarity already. A lower --lr or fewer "
+            f"--epochs may keep what it knew; or use it as it is.")
