@@ -50,6 +50,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -109,13 +110,15 @@ class Batches:
         return enc, torch.tensor(y, dtype=torch.float)
 
 
-def step(model, optimizer, batches: Batches, rows, device: str = "cpu") -> tuple[float, float]:
+def step(model, optimizer, batches: Batches, rows, device: str = "cpu",
+         backward: Callable[[torch.Tensor], None] = torch.Tensor.backward) -> tuple[float, float]:
     """One training step on these rows; returns (wall seconds, CPU seconds of this process, all threads).
 
     Both sides of a block pair get the very same rows: with dynamic padding a
     step's time depends on its batch's lengths. On a GPU the step ends when the
     device has finished it, so that work defib queued is counted, and so is any
-    wait it forced.
+    wait it forced. ``backward(loss)``: how the user's loop back-propagates
+    (``accelerator.backward`` under accelerate).
     """
     cuda = device == "cuda"
     if cuda:
@@ -127,7 +130,7 @@ def step(model, optimizer, batches: Batches, rows, device: str = "cpu") -> tuple
         preds = model(**enc)
         loss = F.mse_loss(preds.float(), y)
     optimizer.zero_grad()
-    loss.backward()
+    backward(loss)
     optimizer.step()
     if cuda:
         torch.cuda.synchronize()
@@ -160,10 +163,11 @@ def load() -> str:
         return "n/a"
 
 
-def build(size: str, device: str, seed: int, tokenizer_path: str | None):
+def build(size: str, device: str, seed: int, tokenizer_path: str | None, path: str | None = None):
+    """The regressor, its AdamW and the batch stream; ``path``: a BERT folder in place of the packaged MiniLM."""
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or model_path())
-    model = Regressor(model_path() if size == "minilm" else "", size).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or path or model_path())
+    model = Regressor(path or (model_path() if size == "minilm" else ""), size).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5)
     return model, optimizer, Batches(tokenizer, seed)
@@ -173,6 +177,59 @@ def param_bytes(model: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
+def alternate(label: str, args: argparse.Namespace, w: "defib.watch", batches: Batches,
+              run_block: Callable[[list], list[tuple[float, float]]],
+              prime: Callable[[list], object] | None = None) -> tuple[dict[str, list], dict[str, list[int]]]:
+    """R pairs of blocks, one bare and one watched, on the same K batches; which side goes first alternates.
+
+    ``run_block(batches' rows)`` trains on them and returns its timed pieces,
+    ``(wall, cpu)`` seconds each, whose sum is the block's time: its steps in
+    a plain loop, one piece for a whole ``trainer.train()``. ``w`` is attached
+    only during watched blocks, so its sampling schedule is that of one long
+    watched run. ``prime(rows)``: run untimed before each pair (see
+    ``--prime``). Returns the pieces per block per side, and on a GPU each
+    block's peak of allocated memory.
+    """
+    cuda = args.device == "cuda"
+    blocks: dict[str, list] = {"bare": [], "watched": []}
+    peaks: dict[str, list[int]] = {"bare": [], "watched": []}
+    for r in range(args.repeats):
+        # both sides of a pair train on the same K batches, and which side goes first alternates,
+        # so neither batch lengths nor a warming cache can favour one side
+        block = [batches.next() for _ in range(args.block)]
+        if prime is not None:
+            # an untimed bare pass over the pair's batches first: on a GPU the first side to meet a new
+            # batch shape pays for kernel selection and allocator growth, which made the pair ratios
+            # alternate with the order (bench/overhead/gpu.md); primed, both sides meet known shapes
+            prime(block)
+        for side in (("bare", "watched") if r % 2 == 0 else ("watched", "bare")):
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            if side == "watched":
+                w.start()
+            try:
+                blocks[side].append(run_block(block))
+            finally:
+                if side == "watched":
+                    w.stop()
+            if cuda:
+                peaks[side].append(torch.cuda.max_memory_allocated())
+        per_step = {side: sum(t[0] for t in blocks[side][-1]) / args.block for side in blocks}
+        print(f"{label} block {r + 1}/{args.repeats}: bare {per_step['bare']:.3f} s/step, "
+              f"watched {per_step['watched']:.3f} s/step", file=sys.stderr, flush=True)
+    return blocks, peaks
+
+
+def pair_ratios(blocks: dict[str, list]) -> list[float]:
+    """Watched over bare block totals, pair by pair.
+
+    A block's total counts defib's sampled steps (every sample_every-th step
+    does more work), which the median of single steps would hide; the two
+    blocks of a pair trained on the same batches.
+    """
+    return [sum(t[0] for t in wb) / sum(t[0] for t in bb) for bb, wb in zip(blocks["bare"], blocks["watched"])]
+
+
 def measure(size: str, args: argparse.Namespace) -> dict:
     """Alternated bare and watched blocks of one model size: the step times, and on a GPU the memory peaks."""
     cuda = args.device == "cuda"
@@ -180,41 +237,16 @@ def measure(size: str, args: argparse.Namespace) -> dict:
     began = time.perf_counter()
     for _ in range(args.warmup):
         step(model, optimizer, batches, batches.next(), args.device)
-    # one watcher for the whole run, attached only during watched blocks, so that
-    # its sampling schedule is that of one long watched run
     w = defib.watch(model, optimizer, announce=None)
-    blocks: dict[str, list[list[tuple[float, float]]]] = {"bare": [], "watched": []}
-    peaks: dict[str, list[int]] = {"bare": [], "watched": []}
-    for r in range(args.repeats):
-        # both sides of a pair train on the same K batches, and which side goes first alternates,
-        # so neither batch lengths nor a warming cache can favour one side
-        block = [batches.next() for _ in range(args.block)]
-        if args.prime:
-            # an untimed bare pass over the pair's batches first: on a GPU the first side to meet a new
-            # batch shape pays for kernel selection and allocator growth, which made the pair ratios
-            # alternate with the order (bench/overhead/gpu.md); primed, both sides meet known shapes
-            for rows in block:
-                step(model, optimizer, batches, rows, args.device)
-        for side in (("bare", "watched") if r % 2 == 0 else ("watched", "bare")):
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            if side == "watched":
-                w.start()
-            try:
-                blocks[side].append([step(model, optimizer, batches, rows, args.device) for rows in block])
-            finally:
-                if side == "watched":
-                    w.stop()
-            if cuda:
-                peaks[side].append(torch.cuda.max_memory_allocated())
-        print(f"{size} block {r + 1}/{args.repeats}: bare {med(blocks['bare'][-1]):.3f} s/step, "
-              f"watched {med(blocks['watched'][-1]):.3f} s/step", file=sys.stderr, flush=True)
+
+    def run_block(block):
+        return [step(model, optimizer, batches, rows, args.device) for rows in block]
+
+    blocks, peaks = alternate(size, args, w, batches, run_block, run_block if args.prime else None)
     bare_blocks, watched_blocks = blocks["bare"], blocks["watched"]
     bare = [t for b in bare_blocks for t in b]
     watched = [t for b in watched_blocks for t in b]
-    # a block's total time counts defib's sampled steps (every sample_every-th step does more work),
-    # which the median of single steps would hide; block totals are paired on the same batches
-    total_ratios = [sum(t[0] for t in wb) / sum(t[0] for t in bb) for bb, wb in zip(bare_blocks, watched_blocks)]
+    total_ratios = pair_ratios(blocks)
     result = {
         "size": size, "params": sum(p.numel() for p in model.parameters()), "param_bytes": param_bytes(model),
         "seconds": time.perf_counter() - began, "verdict": w.diagnosis.verdict if w.diagnosis else "n/a",
