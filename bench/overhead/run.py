@@ -251,6 +251,7 @@ def measure(size: str, args: argparse.Namespace) -> dict:
         "size": size, "params": sum(p.numel() for p in model.parameters()), "param_bytes": param_bytes(model),
         "seconds": time.perf_counter() - began, "verdict": w.diagnosis.verdict if w.diagnosis else "n/a",
         "bare": bare, "watched": watched, "bare_blocks": bare_blocks, "watched_blocks": watched_blocks,
+        "blocks": blocks,
         "total_ratios": total_ratios,
         "sample_every_now": w.watcher.s.config.get("sample_every_now", w.watcher.sample_every),
     }
@@ -283,8 +284,28 @@ def memory_cpu(size: str, args: argparse.Namespace) -> int:
     return peaks["watched"] - peaks["bare"]
 
 
-def render(results: list[dict], args: argparse.Namespace, load_start: str) -> str:
+def context_lines(args: argparse.Namespace, load_start: str, script: str) -> list[str]:
+    """The table's setting: device, the exact command, date, machine, threads, versions, load average."""
     argv = " ".join(sys.argv[1:])
+    return [
+        f"Device: {device_name(args.device)}{', bf16 autocast' if args.device == 'cuda' else ''}.  ",
+        f"Command: `python bench/overhead/{script}{' ' + argv if argv else ''}`  ",
+        f"Date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ",
+        f"Machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; defib {defib.__version__}  ",
+        f"Load average (1/5/15 min) at start: {load_start}; at end: {load()}. Other work on the machine makes "
+        "absolute times noisy; alternating blocks in one process is what keeps the ratio fair.  ",
+    ]
+
+
+def ratio_cells(blocks: dict[str, list], total_ratios: list[float]) -> str:
+    """The ratio columns both tables share: median of pairs (bold), min-max, geometric mean, all over all."""
+    everything = {side: sum(t[0] for b in blocks[side] for t in b) for side in blocks}
+    return (f"**{statistics.median(total_ratios):.3f}** | {min(total_ratios):.3f}-{max(total_ratios):.3f} | "
+            f"{statistics.geometric_mean(total_ratios):.3f} | {everything['watched'] / everything['bare']:.3f}")
+
+
+def render(results: list[dict], args: argparse.Namespace, load_start: str) -> str:
     cuda = args.device == "cuda"
     lines = [
         "# Overhead benchmark",
@@ -294,13 +315,7 @@ def render(results: list[dict], args: argparse.Namespace, load_start: str) -> st
         "watching adds. MiniLM has its packaged pretrained weights; base and large are random-weight",
         "BERT configurations (a step costs the same whatever the weights learned).",
         "",
-        f"Device: {device_name(args.device)}{', bf16 autocast' if cuda else ''}.  ",
-        f"Command: `python bench/overhead/run.py{' ' + argv if argv else ''}`  ",
-        f"Date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ",
-        f"Machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; defib {defib.__version__}  ",
-        f"Load average (1/5/15 min) at start: {load_start}; at end: {load()}. Other work on the machine makes "
-        "absolute times noisy; alternating blocks in one process is what keeps the ratio fair.  ",
+        *context_lines(args, load_start, "run.py"),
         f"Steps per size: {args.warmup} warm-up, then {args.repeats} x ({args.block} bare + {args.block} watched, the "
         f"same {args.block} batches on both sides, which side goes first alternating"
         + (", each pair's batches first run once untimed" if args.prime else "") + ").",
@@ -317,11 +332,8 @@ def render(results: list[dict], args: argparse.Namespace, load_start: str) -> st
         mem = r.get("memory")
         mem_cells = (f"{mem / 2**20:+.1f} MiB | {mem / r['param_bytes']:.1%}" if mem is not None else "n/a | n/a")
         lines.append(
-            f"| {r['size']} | {r['params'] / 1e6:.0f}M | **{statistics.median(tr):.3f}** | "
-            f"{min(tr):.3f}-{max(tr):.3f} | {statistics.geometric_mean(tr):.3f} | "
-            f"{sum(t[0] for t in r['watched']) / sum(t[0] for t in r['bare']):.3f} | "
-            f"{mw / mb:.3f} | {mb:.3f} | {mw:.3f} | {mem_cells} | "
-            f"{r['sample_every_now']} | {r['verdict']} | {r['seconds']:.0f} |")
+            f"| {r['size']} | {r['params'] / 1e6:.0f}M | {ratio_cells(r['blocks'], tr)} | {mw / mb:.3f} | "
+            f"{mb:.3f} | {mw:.3f} | {mem_cells} | {r['sample_every_now']} | {r['verdict']} | {r['seconds']:.0f} |")
     lines += [
         "",
         "The block-total ratio counts defib's sampled steps (they do the heavier statistics), which the median",
@@ -344,13 +356,34 @@ def render(results: list[dict], args: argparse.Namespace, load_start: str) -> st
     return "\n".join(lines)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_timing_args(ap: argparse.ArgumentParser) -> None:
+    """The options of the alternation itself, which every script of this folder takes."""
     ap.add_argument("--block", "-k", type=int, default=10, help="steps per block (K)")
     ap.add_argument("--repeats", "-r", type=int, default=8, help="bare/watched block pairs (R)")
     ap.add_argument("--warmup", type=int, default=5, help="unmeasured steps first")
     ap.add_argument("--quick", action="store_true", help="K=3, R=2, 2 warm-up steps")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-write", action="store_true", help="print only")
+
+
+def check_timing_args(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.quick:
+        args.block, args.repeats, args.warmup = 3, 2, 2
+    if args.block < 1 or args.repeats < 1:
+        ap.error("--block and --repeats must be at least 1")
+
+
+def write(text: str, args: argparse.Namespace) -> None:
+    """Print the table, and write it to ``--out`` unless ``--no-write``."""
+    print(text)
+    if not args.no_write:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_timing_args(ap)
     ap.add_argument("--sizes", default="minilm,base,large",
                     help="comma-separated: the packaged MiniLM (real weights), BERT-base/large configurations "
                          "(random weights)")
@@ -362,7 +395,6 @@ def main() -> int:
     ap.add_argument("--no-memory", action="store_true", help="skip the memory runs (CPU)")
     ap.add_argument("--memory-side", choices=["bare", "watched"], help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=HERE / "README.md", help="markdown file to write")
-    ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in ("minilm", *SIZES)]
@@ -371,10 +403,7 @@ def main() -> int:
     if args.memory_side:
         print(memory_side(sizes[0], args.memory_side, args))
         return 0
-    if args.quick:
-        args.block, args.repeats, args.warmup = 3, 2, 2
-    if args.block < 1 or args.repeats < 1:
-        ap.error("--block and --repeats must be at least 1")
+    check_timing_args(ap, args)
     if args.prime is None:
         args.prime = args.device == "cuda"
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -389,11 +418,7 @@ def main() -> int:
         if args.device == "cpu" and not args.no_memory:
             r["memory"] = memory_cpu(size, args)
         results.append(r)
-    text = render(results, args, load_start)
-    print(text)
-    if not args.no_write:
-        args.out.write_text(text, encoding="utf-8")
-        print(f"wrote {args.out}", file=sys.stderr)
+    write(render(results, args, load_start), args)
     return 0
 
 
