@@ -36,10 +36,10 @@ def test_quick_run_of_every_stack_watches_each_watched_step(tiny_model_dir, tmp_
     assert list(rows) == list(stacks.STACKS)
     for name, cells in rows.items():
         ratio = float(re.fullmatch(r"\*\*([0-9.]+)\*\*", cells[2]).group(1))
-        bare, watched = float(cells[6]), float(cells[7])
-        assert ratio > 0 and bare > 0 and watched > 0, (name, cells)
-        assert int(cells[8]) == QUICK_R * QUICK_K, (name, cells)
-        assert cells[10] != "n/a", (name, cells)  # the watch was stopped with a diagnosis
+        cpu_ratio, bare, watched = float(cells[6]), float(cells[7]), float(cells[8])
+        assert ratio > 0 and cpu_ratio > 0 and bare > 0 and watched > 0, (name, cells)
+        assert int(cells[9]) == QUICK_R * QUICK_K, (name, cells)
+        assert cells[11] != "n/a", (name, cells)  # the watch was stopped with a diagnosis
 
 
 def test_unknown_stack_is_refused(capsys):

@@ -30,7 +30,8 @@ against the model's own parameter memory.
 On a GPU each pair's batches first run once untimed (``--prime``, on by default there), so that
 neither side pays for meeting a new batch shape first.
 
-The table is printed and written to bench/overhead/README.md.
+The table is printed and written to bench/overhead/README.md. ``stacks.py`` measures the same way
+under the transformers Trainer, Lightning, sentence-transformers, PEFT and accelerate (stacks.md).
 """
 
 from __future__ import annotations
@@ -163,11 +164,10 @@ def load() -> str:
         return "n/a"
 
 
-def build(size: str, device: str, seed: int, tokenizer_path: str | None, path: str | None = None):
-    """The regressor, its AdamW and the batch stream; ``path``: a BERT folder in place of the packaged MiniLM."""
+def build(size: str, device: str, seed: int, tokenizer_path: str | None):
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or path or model_path())
-    model = Regressor(path or (model_path() if size == "minilm" else ""), size).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or model_path())
+    model = Regressor(model_path() if size == "minilm" else "", size).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5)
     return model, optimizer, Batches(tokenizer, seed)
@@ -220,14 +220,14 @@ def alternate(label: str, args: argparse.Namespace, w: "defib.watch", batches: B
     return blocks, peaks
 
 
-def pair_ratios(blocks: dict[str, list]) -> list[float]:
-    """Watched over bare block totals, pair by pair.
+def pair_ratios(blocks: dict[str, list], which: int = 0) -> list[float]:
+    """Watched over bare block totals of wall (0) or CPU (1) seconds, pair by pair.
 
     A block's total counts defib's sampled steps (every sample_every-th step
     does more work), which the median of single steps would hide; the two
     blocks of a pair trained on the same batches.
     """
-    return [sum(t[0] for t in wb) / sum(t[0] for t in bb) for bb, wb in zip(blocks["bare"], blocks["watched"])]
+    return [sum(t[which] for t in wb) / sum(t[which] for t in bb) for bb, wb in zip(blocks["bare"], blocks["watched"])]
 
 
 def measure(size: str, args: argparse.Namespace) -> dict:
@@ -243,16 +243,11 @@ def measure(size: str, args: argparse.Namespace) -> dict:
         return [step(model, optimizer, batches, rows, args.device) for rows in block]
 
     blocks, peaks = alternate(size, args, w, batches, run_block, run_block if args.prime else None)
-    bare_blocks, watched_blocks = blocks["bare"], blocks["watched"]
-    bare = [t for b in bare_blocks for t in b]
-    watched = [t for b in watched_blocks for t in b]
-    total_ratios = pair_ratios(blocks)
     result = {
         "size": size, "params": sum(p.numel() for p in model.parameters()), "param_bytes": param_bytes(model),
         "seconds": time.perf_counter() - began, "verdict": w.diagnosis.verdict if w.diagnosis else "n/a",
-        "bare": bare, "watched": watched, "bare_blocks": bare_blocks, "watched_blocks": watched_blocks,
-        "blocks": blocks,
-        "total_ratios": total_ratios,
+        "bare": [t for b in blocks["bare"] for t in b], "watched": [t for b in blocks["watched"] for t in b],
+        "blocks": blocks, "total_ratios": pair_ratios(blocks),
         "sample_every_now": w.watcher.s.config.get("sample_every_now", w.watcher.sample_every),
     }
     if cuda:  # per pair (the same batches on both sides), then the median: robust to drift between blocks
@@ -350,7 +345,7 @@ def render(results: list[dict], args: argparse.Namespace, load_start: str) -> st
     for r in results:
         lines += [f"Per block, {r['size']}:", "", "| block | bare median wall s/step | watched median wall s/step "
                   "| block-total ratio |", "|---|---|---|---|"]
-        for i, (bb, wb, t) in enumerate(zip(r["bare_blocks"], r["watched_blocks"], r["total_ratios"]), 1):
+        for i, (bb, wb, t) in enumerate(zip(r["blocks"]["bare"], r["blocks"]["watched"], r["total_ratios"]), 1):
             lines.append(f"| {i} | {med(bb):.3f} | {med(wb):.3f} | {t:.3f} |")
         lines.append("")
     return "\n".join(lines)

@@ -244,7 +244,7 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     blocks, _ = alternate(name, args, w, batches, stack.run_block)
     per_step = {side: [sum(t[0] for t in b) / args.block for b in blocks[side]] for side in blocks}
     return {
-        "stack": name, "blocks": blocks, "total_ratios": pair_ratios(blocks),
+        "stack": name, "blocks": blocks, "total_ratios": pair_ratios(blocks), "cpu_ratios": pair_ratios(blocks, 1),
         "bare": statistics.median(per_step["bare"]), "watched": statistics.median(per_step["watched"]),
         "params": sum(p.numel() for p in stack.model.parameters()),
         "trainable": sum(p.numel() for p in stack.model.parameters() if p.requires_grad),
@@ -272,20 +272,24 @@ def render(results: list[dict], args: argparse.Namespace, load_start: str) -> st
         f"steps, the same {args.block} batches of {BATCH} on both sides, which side goes first alternating).",
         "",
         "| stack | parameters (trainable) | **block-total ratio** (median of pairs) | spread of pair ratios (min-max) "
-        "| geometric mean of pair ratios | all watched / all bare | bare s/step | watched s/step | steps watched "
-        "| sampling period at the end | verdict | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| geometric mean of pair ratios | all watched / all bare | CPU-time ratio (median of pairs) | bare s/step "
+        "| watched s/step | steps watched | sampling period at the end | verdict | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['stack']} | {count(r['params'])} ({count(r['trainable'])}) | "
-            f"{ratio_cells(r['blocks'], r['total_ratios'])} | {r['bare']:.3f} | {r['watched']:.3f} | "
+            f"{ratio_cells(r['blocks'], r['total_ratios'])} | {statistics.median(r['cpu_ratios']):.3f} | "
+            f"{r['bare']:.3f} | {r['watched']:.3f} | "
             f"{r['steps_watched']} | {r['sample_every_now']} | {r['verdict']} | {r['seconds']:.0f} |")
     lines += [
         "",
         "s/step: a block's time over its K steps, median over the blocks of a side; under a trainer the block's",
         "time is the whole `train()`/`fit()` call, the framework's per-call setup included on both sides.",
         "Steps watched: the optimizer steps the watcher counted, R x K when it saw every watched step.",
+        "CPU-time ratio: the same pairs' process CPU time (all threads), watched over bare: time spent waiting for",
+        "a core another process holds does not count there, so on a busy machine it is the steadier of the two;",
+        "it misses only what defib would make the process wait for (nothing, on a CPU).",
         "",
     ]
     for r in results:
