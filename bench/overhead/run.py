@@ -30,7 +30,8 @@ against the model's own parameter memory.
 On a GPU each pair's batches first run once untimed (``--prime``, on by default there), so that
 neither side pays for meeting a new batch shape first.
 
-The table is printed and written to bench/overhead/README.md.
+The table is printed and written to bench/overhead/README.md. ``stacks.py`` measures the same way
+under the transformers Trainer, Lightning, sentence-transformers, PEFT and accelerate (stacks.md).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -109,13 +111,15 @@ class Batches:
         return enc, torch.tensor(y, dtype=torch.float)
 
 
-def step(model, optimizer, batches: Batches, rows, device: str = "cpu") -> tuple[float, float]:
+def step(model, optimizer, batches: Batches, rows, device: str = "cpu",
+         backward: Callable[[torch.Tensor], None] = torch.Tensor.backward) -> tuple[float, float]:
     """One training step on these rows; returns (wall seconds, CPU seconds of this process, all threads).
 
     Both sides of a block pair get the very same rows: with dynamic padding a
     step's time depends on its batch's lengths. On a GPU the step ends when the
     device has finished it, so that work defib queued is counted, and so is any
-    wait it forced.
+    wait it forced. ``backward(loss)``: how the user's loop back-propagates
+    (``accelerator.backward`` under accelerate).
     """
     cuda = device == "cuda"
     if cuda:
@@ -127,7 +131,7 @@ def step(model, optimizer, batches: Batches, rows, device: str = "cpu") -> tuple
         preds = model(**enc)
         loss = F.mse_loss(preds.float(), y)
     optimizer.zero_grad()
-    loss.backward()
+    backward(loss)
     optimizer.step()
     if cuda:
         torch.cuda.synchronize()
@@ -173,6 +177,59 @@ def param_bytes(model: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
+def alternate(label: str, args: argparse.Namespace, w: "defib.watch", batches: Batches,
+              run_block: Callable[[list], list[tuple[float, float]]],
+              prime: Callable[[list], object] | None = None) -> tuple[dict[str, list], dict[str, list[int]]]:
+    """R pairs of blocks, one bare and one watched, on the same K batches; which side goes first alternates.
+
+    ``run_block(batches' rows)`` trains on them and returns its timed pieces,
+    ``(wall, cpu)`` seconds each, whose sum is the block's time: its steps in
+    a plain loop, one piece for a whole ``trainer.train()``. ``w`` is attached
+    only during watched blocks, so its sampling schedule is that of one long
+    watched run. ``prime(rows)``: run untimed before each pair (see
+    ``--prime``). Returns the pieces per block per side, and on a GPU each
+    block's peak of allocated memory.
+    """
+    cuda = args.device == "cuda"
+    blocks: dict[str, list] = {"bare": [], "watched": []}
+    peaks: dict[str, list[int]] = {"bare": [], "watched": []}
+    for r in range(args.repeats):
+        # both sides of a pair train on the same K batches, and which side goes first alternates,
+        # so neither batch lengths nor a warming cache can favour one side
+        block = [batches.next() for _ in range(args.block)]
+        if prime is not None:
+            # an untimed bare pass over the pair's batches first: on a GPU the first side to meet a new
+            # batch shape pays for kernel selection and allocator growth, which made the pair ratios
+            # alternate with the order (bench/overhead/gpu.md); primed, both sides meet known shapes
+            prime(block)
+        for side in (("bare", "watched") if r % 2 == 0 else ("watched", "bare")):
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            if side == "watched":
+                w.start()
+            try:
+                blocks[side].append(run_block(block))
+            finally:
+                if side == "watched":
+                    w.stop()
+            if cuda:
+                peaks[side].append(torch.cuda.max_memory_allocated())
+        per_step = {side: sum(t[0] for t in blocks[side][-1]) / args.block for side in blocks}
+        print(f"{label} block {r + 1}/{args.repeats}: bare {per_step['bare']:.3f} s/step, "
+              f"watched {per_step['watched']:.3f} s/step", file=sys.stderr, flush=True)
+    return blocks, peaks
+
+
+def pair_ratios(blocks: dict[str, list], which: int = 0) -> list[float]:
+    """Watched over bare block totals of wall (0) or CPU (1) seconds, pair by pair.
+
+    A block's total counts defib's sampled steps (every sample_every-th step
+    does more work), which the median of single steps would hide; the two
+    blocks of a pair trained on the same batches.
+    """
+    return [sum(t[which] for t in wb) / sum(t[which] for t in bb) for bb, wb in zip(blocks["bare"], blocks["watched"])]
+
+
 def measure(size: str, args: argparse.Namespace) -> dict:
     """Alternated bare and watched blocks of one model size: the step times, and on a GPU the memory peaks."""
     cuda = args.device == "cuda"
@@ -180,46 +237,17 @@ def measure(size: str, args: argparse.Namespace) -> dict:
     began = time.perf_counter()
     for _ in range(args.warmup):
         step(model, optimizer, batches, batches.next(), args.device)
-    # one watcher for the whole run, attached only during watched blocks, so that
-    # its sampling schedule is that of one long watched run
     w = defib.watch(model, optimizer, announce=None)
-    blocks: dict[str, list[list[tuple[float, float]]]] = {"bare": [], "watched": []}
-    peaks: dict[str, list[int]] = {"bare": [], "watched": []}
-    for r in range(args.repeats):
-        # both sides of a pair train on the same K batches, and which side goes first alternates,
-        # so neither batch lengths nor a warming cache can favour one side
-        block = [batches.next() for _ in range(args.block)]
-        if args.prime:
-            # an untimed bare pass over the pair's batches first: on a GPU the first side to meet a new
-            # batch shape pays for kernel selection and allocator growth, which made the pair ratios
-            # alternate with the order (bench/overhead/gpu.md); primed, both sides meet known shapes
-            for rows in block:
-                step(model, optimizer, batches, rows, args.device)
-        for side in (("bare", "watched") if r % 2 == 0 else ("watched", "bare")):
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            if side == "watched":
-                w.start()
-            try:
-                blocks[side].append([step(model, optimizer, batches, rows, args.device) for rows in block])
-            finally:
-                if side == "watched":
-                    w.stop()
-            if cuda:
-                peaks[side].append(torch.cuda.max_memory_allocated())
-        print(f"{size} block {r + 1}/{args.repeats}: bare {med(blocks['bare'][-1]):.3f} s/step, "
-              f"watched {med(blocks['watched'][-1]):.3f} s/step", file=sys.stderr, flush=True)
-    bare_blocks, watched_blocks = blocks["bare"], blocks["watched"]
-    bare = [t for b in bare_blocks for t in b]
-    watched = [t for b in watched_blocks for t in b]
-    # a block's total time counts defib's sampled steps (every sample_every-th step does more work),
-    # which the median of single steps would hide; block totals are paired on the same batches
-    total_ratios = [sum(t[0] for t in wb) / sum(t[0] for t in bb) for bb, wb in zip(bare_blocks, watched_blocks)]
+
+    def run_block(block):
+        return [step(model, optimizer, batches, rows, args.device) for rows in block]
+
+    blocks, peaks = alternate(size, args, w, batches, run_block, run_block if args.prime else None)
     result = {
         "size": size, "params": sum(p.numel() for p in model.parameters()), "param_bytes": param_bytes(model),
         "seconds": time.perf_counter() - began, "verdict": w.diagnosis.verdict if w.diagnosis else "n/a",
-        "bare": bare, "watched": watched, "bare_blocks": bare_blocks, "watched_blocks": watched_blocks,
-        "total_ratios": total_ratios,
+        "bare": [t for b in blocks["bare"] for t in b], "watched": [t for b in blocks["watched"] for t in b],
+        "blocks": blocks, "total_ratios": pair_ratios(blocks),
         "sample_every_now": w.watcher.s.config.get("sample_every_now", w.watcher.sample_every),
     }
     if cuda:  # per pair (the same batches on both sides), then the median: robust to drift between blocks
@@ -251,8 +279,28 @@ def memory_cpu(size: str, args: argparse.Namespace) -> int:
     return peaks["watched"] - peaks["bare"]
 
 
-def render(results: list[dict], args: argparse.Namespace, load_start: str) -> str:
+def context_lines(args: argparse.Namespace, load_start: str, script: str) -> list[str]:
+    """The table's setting: device, the exact command, date, machine, threads, versions, load average."""
     argv = " ".join(sys.argv[1:])
+    return [
+        f"Device: {device_name(args.device)}{', bf16 autocast' if args.device == 'cuda' else ''}.  ",
+        f"Command: `python bench/overhead/{script}{' ' + argv if argv else ''}`  ",
+        f"Date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ",
+        f"Machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; defib {defib.__version__}  ",
+        f"Load average (1/5/15 min) at start: {load_start}; at end: {load()}. Other work on the machine makes "
+        "absolute times noisy; alternating blocks in one process is what keeps the ratio fair.  ",
+    ]
+
+
+def ratio_cells(blocks: dict[str, list], total_ratios: list[float]) -> str:
+    """The ratio columns both tables share: median of pairs (bold), min-max, geometric mean, all over all."""
+    everything = {side: sum(t[0] for b in blocks[side] for t in b) for side in blocks}
+    return (f"**{statistics.median(total_ratios):.3f}** | {min(total_ratios):.3f}-{max(total_ratios):.3f} | "
+            f"{statistics.geometric_mean(total_ratios):.3f} | {everything['watched'] / everything['bare']:.3f}")
+
+
+def render(results: list[dict], args: argparse.Namespace, load_start: str) -> str:
     cuda = args.device == "cuda"
     lines = [
         "# Overhead benchmark",
@@ -262,13 +310,7 @@ def render(results: list[dict], args: argparse.Namespace, load_start: str) -> st
         "watching adds. MiniLM has its packaged pretrained weights; base and large are random-weight",
         "BERT configurations (a step costs the same whatever the weights learned).",
         "",
-        f"Device: {device_name(args.device)}{', bf16 autocast' if cuda else ''}.  ",
-        f"Command: `python bench/overhead/run.py{' ' + argv if argv else ''}`  ",
-        f"Date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ",
-        f"Machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; defib {defib.__version__}  ",
-        f"Load average (1/5/15 min) at start: {load_start}; at end: {load()}. Other work on the machine makes "
-        "absolute times noisy; alternating blocks in one process is what keeps the ratio fair.  ",
+        *context_lines(args, load_start, "run.py"),
         f"Steps per size: {args.warmup} warm-up, then {args.repeats} x ({args.block} bare + {args.block} watched, the "
         f"same {args.block} batches on both sides, which side goes first alternating"
         + (", each pair's batches first run once untimed" if args.prime else "") + ").",
@@ -285,11 +327,8 @@ def render(results: list[dict], args: argparse.Namespace, load_start: str) -> st
         mem = r.get("memory")
         mem_cells = (f"{mem / 2**20:+.1f} MiB | {mem / r['param_bytes']:.1%}" if mem is not None else "n/a | n/a")
         lines.append(
-            f"| {r['size']} | {r['params'] / 1e6:.0f}M | **{statistics.median(tr):.3f}** | "
-            f"{min(tr):.3f}-{max(tr):.3f} | {statistics.geometric_mean(tr):.3f} | "
-            f"{sum(t[0] for t in r['watched']) / sum(t[0] for t in r['bare']):.3f} | "
-            f"{mw / mb:.3f} | {mb:.3f} | {mw:.3f} | {mem_cells} | "
-            f"{r['sample_every_now']} | {r['verdict']} | {r['seconds']:.0f} |")
+            f"| {r['size']} | {r['params'] / 1e6:.0f}M | {ratio_cells(r['blocks'], tr)} | {mw / mb:.3f} | "
+            f"{mb:.3f} | {mw:.3f} | {mem_cells} | {r['sample_every_now']} | {r['verdict']} | {r['seconds']:.0f} |")
     lines += [
         "",
         "The block-total ratio counts defib's sampled steps (they do the heavier statistics), which the median",
@@ -306,19 +345,40 @@ def render(results: list[dict], args: argparse.Namespace, load_start: str) -> st
     for r in results:
         lines += [f"Per block, {r['size']}:", "", "| block | bare median wall s/step | watched median wall s/step "
                   "| block-total ratio |", "|---|---|---|---|"]
-        for i, (bb, wb, t) in enumerate(zip(r["bare_blocks"], r["watched_blocks"], r["total_ratios"]), 1):
+        for i, (bb, wb, t) in enumerate(zip(r["blocks"]["bare"], r["blocks"]["watched"], r["total_ratios"]), 1):
             lines.append(f"| {i} | {med(bb):.3f} | {med(wb):.3f} | {t:.3f} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_timing_args(ap: argparse.ArgumentParser) -> None:
+    """The options of the alternation itself, which every script of this folder takes."""
     ap.add_argument("--block", "-k", type=int, default=10, help="steps per block (K)")
     ap.add_argument("--repeats", "-r", type=int, default=8, help="bare/watched block pairs (R)")
     ap.add_argument("--warmup", type=int, default=5, help="unmeasured steps first")
     ap.add_argument("--quick", action="store_true", help="K=3, R=2, 2 warm-up steps")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-write", action="store_true", help="print only")
+
+
+def check_timing_args(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.quick:
+        args.block, args.repeats, args.warmup = 3, 2, 2
+    if args.block < 1 or args.repeats < 1:
+        ap.error("--block and --repeats must be at least 1")
+
+
+def write(text: str, args: argparse.Namespace) -> None:
+    """Print the table, and write it to ``--out`` unless ``--no-write``."""
+    print(text)
+    if not args.no_write:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_timing_args(ap)
     ap.add_argument("--sizes", default="minilm,base,large",
                     help="comma-separated: the packaged MiniLM (real weights), BERT-base/large configurations "
                          "(random weights)")
@@ -330,7 +390,6 @@ def main() -> int:
     ap.add_argument("--no-memory", action="store_true", help="skip the memory runs (CPU)")
     ap.add_argument("--memory-side", choices=["bare", "watched"], help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=HERE / "README.md", help="markdown file to write")
-    ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in ("minilm", *SIZES)]
@@ -339,10 +398,7 @@ def main() -> int:
     if args.memory_side:
         print(memory_side(sizes[0], args.memory_side, args))
         return 0
-    if args.quick:
-        args.block, args.repeats, args.warmup = 3, 2, 2
-    if args.block < 1 or args.repeats < 1:
-        ap.error("--block and --repeats must be at least 1")
+    check_timing_args(ap, args)
     if args.prime is None:
         args.prime = args.device == "cuda"
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -357,11 +413,7 @@ def main() -> int:
         if args.device == "cpu" and not args.no_memory:
             r["memory"] = memory_cpu(size, args)
         results.append(r)
-    text = render(results, args, load_start)
-    print(text)
-    if not args.no_write:
-        args.out.write_text(text, encoding="utf-8")
-        print(f"wrote {args.out}", file=sys.stderr)
+    write(render(results, args, load_start), args)
     return 0
 
 
