@@ -203,6 +203,20 @@ def test_multilabel_with_pos_weight_is_silent():
     assert _find(w.diagnosis, "L004") is None, [(f.code, f.message) for f in w.diagnosis.findings]
 
 
+def test_multilabel_with_an_inverted_pos_weight_is_named():
+    """pos_weight = pos / neg (where neg / pos was meant) weighs the rare positives down, not up: the constant
+    predictor under those weights is the baseline the run's loss is judged by, and L004 names the weights."""
+    x, y = _multilabel(3200, decided=False)
+    pos = y.sum(0)
+    w = _train_multilabel(x, y, pos_weight=pos / (len(y) - pos))
+    s, d = w.watcher.s, w.diagnosis
+    assert s.loss.pos_weight is not None and max(s.loss.pos_weight) < 1
+    f = _find(d, "L004")
+    assert f is not None, [(x.code, x.message) for x in d.findings]
+    assert "pos / neg where neg / pos was meant" in f.message and f.evidence["pos_weight"] == s.loss.pos_weight
+    assert max(s.preds.pred_pos_rate) == 0 and _find(d, "S001") is not None
+
+
 def test_multilabel_labels_the_features_decide_are_silent():
     x, y = _multilabel(3200, decided=True)
     w = _train_multilabel(x, y)
@@ -210,3 +224,48 @@ def test_multilabel_labels_the_features_decide_are_silent():
     assert max(p.label_pos_rate) < 0.1 and min(p.pred_pos_rate) > 0  # as rare, and predicted
     assert w.diagnosis.verdict == "healthy", [(f.code, f.message) for f in w.diagnosis.findings]
 
+
+
+def _padded_with_o(tok, rows):
+    """The labels padded with the O tag instead of -100 (a collate's padding_value=0): padding supervised as O."""
+    enc, labels = _encode(tok, rows)
+    labels[enc["attention_mask"] == 0] = O
+    return enc, labels
+
+
+@pytest.mark.parametrize("encode, fires", [(_padded_with_o, True), (_encode, False)])
+def test_labels_at_padding_are_named(tiny_model_dir, encode, fires):
+    """D011: a token loss that supervises padding; the same run with padding at -100 is the near-miss."""
+    tok, rows = _tokenizer(tiny_model_dir), _tagged(320, noisy=False)
+    with defib.watch(announce=None) as w:
+        model = _token_model(tiny_model_dir).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for i in range(0, len(rows), 16):
+            enc, labels = encode(tok, rows[i:i + 16])
+            loss = model(**enc, labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = _find(w.diagnosis, "D011")
+    data = w.watcher.s.data
+    assert data.labelled_tokens > 0
+    if fires:
+        assert f is not None and f.cause == "data.label_encoding", [(x.code, x.message) for x in w.diagnosis.findings]
+        assert f.evidence["padding_share"] >= 0.05 and f.evidence["ignore_index"] == -100
+    else:
+        assert f is None and data.labelled_padding == 0
+
+
+def test_labels_at_padding_are_named_for_a_loss_outside_the_model(tiny_model_dir):
+    tok, rows = _tokenizer(tiny_model_dir), _tagged(320, noisy=False)
+    with defib.watch(announce=None) as w:
+        model = TokenHead(tiny_model_dir).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for i in range(0, len(rows), 16):
+            enc, labels = _padded_with_o(tok, rows[i:i + 16])
+            loss = F.cross_entropy(model(**enc).view(-1, 3), labels.view(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = _find(w.diagnosis, "D011")
+    assert f is not None and f.evidence["labelled_padding"] > 0, [(x.code, x.message) for x in w.diagnosis.findings]

@@ -37,6 +37,7 @@ class LossSignals:
     target_dtype: str = ""
     broadcast_calls: int = 0                  # calls whose input and target shapes differ
     weighted: bool = False                    # weight= or pos_weight= given
+    pos_weight: list[float] | None = None     # BCE's pos_weight per label (one value: every label), as given
     where: Where | None = None                # the user's loss call
     values: Series = field(default_factory=Series)      # loss per optimizer step
     baseline: float | None = None             # loss of the best constant predictor on the targets seen
@@ -231,6 +232,10 @@ class DataSignals:
     batches_mask_all_ones_with_pad: int = 0
     batches_mask_inverted: int = 0
     mask_where: Where | None = None
+    # token-level labels against the batch's attention mask (sampled steps): supervised positions, and of them
+    # the ones at padding (mask 0), which a tagger then learns to tag as whatever they were given
+    labelled_tokens: int = 0
+    labelled_padding: int = 0
     dup_rows_share: float | None = None       # rows whose input_ids duplicate another row in the batch
     tokenizer_where: Where | None = None
     tokenizer_max_length: int | None = None

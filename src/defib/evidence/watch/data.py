@@ -52,6 +52,7 @@ class DataEvidence(Part):
         # (input_ids, attention_mask) an encoder inside the user's module received in this forward, and the line
         # in that module that calls it (see encoder_batch)
         self._encoder_inputs: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._mask: torch.Tensor | None = None  # the attention mask of this step's training batch (a reference)
         self._encoder_mask_where: Any = None
         self._tokenizer: weakref.ref | None = None  # the tokenizer called last
         # per embedding row, on the model's device: True where the checkpoint never trained it (see _embedding_seen)
@@ -123,6 +124,7 @@ class DataEvidence(Part):
         call, the same every step) is found now, from the live stack, once.
         """
         self._adopt_loader()
+        self._mask = mask if isinstance(mask, torch.Tensor) else None  # the step's mask, for token labels
         if not self._embedding_checked and model is not None:
             self._embedding_seen(model)
         inner, self._encoder_inputs = self._encoder_inputs, None
@@ -135,6 +137,25 @@ class DataEvidence(Part):
             self._mask_where = where_here(keyword="attention_mask", skip=3)
         self.w.later(self._check_batch, ids.detach().clone(),
                      mask.detach().clone() if isinstance(mask, torch.Tensor) else None)
+
+    def token_labels(self, target: torch.Tensor, ignore_index: int) -> None:
+        """A token-level training loss's targets on a sampled step: read against this step's attention mask later.
+
+        Labels at padding positions (a collate that pads the labels with a tag, not the ignore index) are
+        supervised like real tokens: in NER, as many O tags again as there is padding.
+        """
+        # a model's own loss (``labels=``) runs inside its forward: the encoder's inputs of this forward are known,
+        # the outermost call's are not yet (they would be the previous step's)
+        mask = self._encoder_inputs[1] if self._encoder_inputs is not None else self._mask
+        if isinstance(mask, torch.Tensor) and target.numel() == mask.numel():
+            self.w.later(self._count_labelled_padding, target.detach().clone().reshape(mask.shape),
+                         mask.detach().clone(), ignore_index)
+
+    def _count_labelled_padding(self, y: torch.Tensor, mask: torch.Tensor, ignore_index: int) -> None:
+        d = self.signals()
+        labelled = y != ignore_index
+        d.labelled_tokens += int(labelled.sum())
+        d.labelled_padding += int((labelled & (mask == 0)).sum())
 
     def _adopt_loader(self) -> None:
         """A training forward ran: the loader iterated last is the one that feeds training."""

@@ -98,9 +98,14 @@ class LossEvidence(Part):
             ls.per_token = _per_token(input)
             ls.ignore_index = int(kwargs.get("ignore_index", -100)) if fn in CLASS_LOSSES else None
         self.w.rows.loss_targets(family, ls.per_token, input, target)
+        if ls.per_token and ls.ignore_index is not None and self.w.sampling():
+            self.w.data.token_labels(target, ls.ignore_index)
         ls.input_shape, ls.target_shape = tuple(input.shape), tuple(target.shape)
         ls.target_dtype = str(target.dtype).replace("torch.", "")
         ls.weighted = ls.weighted or kwargs.get("weight") is not None or kwargs.get("pos_weight") is not None
+        pos_weight = kwargs.get("pos_weight")
+        if ls.pos_weight is None and isinstance(pos_weight, torch.Tensor) and family == "multilabel":
+            self.w.later(self._note_pos_weight, ls, pos_weight.detach().clone())
         if family != "classification" and input.shape != target.shape and input.numel() != 1:
             ls.broadcast_calls += 1
         # read later (Watcher.later): copies, so that a buffer the script refills cannot change them meanwhile
@@ -225,6 +230,10 @@ class LossEvidence(Part):
         y = target.detach().clone() if target is not None else input.new_empty(0)
         self.w.later(self._values, ls, "regression", self.w.s.step + 1, value.detach(), input.detach().clone(), y)
         self.w.later(self._batch_baseline, baseline)
+
+    @staticmethod
+    def _note_pos_weight(ls: LossSignals, w: torch.Tensor) -> None:
+        ls.pos_weight = [float(x) for x in w.float().reshape(-1).cpu()]
 
     def _labels_where(self, loss_where: Any) -> Any:
         """The targets' line: followed in the source from the loss call, else the line that built the examples
@@ -436,8 +445,13 @@ class LossEvidence(Part):
         if ls.fn in MULTILABEL_LOSSES:
             # the best constant predicts each label's own rate; one rate for all only when labels are not columns
             rates = self._label_pos / self._label_rows if self._label_rows else np.array([t.mean])
-            q = np.clip(rates, 1e-6, 1 - 1e-6)
-            return float(np.mean(-(q * np.log(q) + (1 - q) * np.log(1 - q))))
+            p = np.clip(rates, 1e-6, 1 - 1e-6)
+            w = np.asarray(ls.pos_weight or [1.0], dtype=np.float64)
+            if w.size not in (1, p.size):
+                w = np.ones(1)  # a pos_weight that broadcasts some other way: the unweighted prior
+            # with pos_weight w the loss weighs each positive w times, and the best constant is w p / (w p + 1 - p)
+            q = np.clip(w * p / (w * p + 1 - p), 1e-6, 1 - 1e-6)
+            return float(np.mean(-(w * p * np.log(q) + (1 - p) * np.log(1 - q))))
         return None
 
     def _label_std(self) -> float | None:

@@ -62,10 +62,12 @@ class ClassImbalance(Rule):
 
     def check(self, s: Signals) -> Finding | None:
         ls, p = s.loss, s.preds
-        if ls.weighted or s.step < self.min_step:
+        if s.step < self.min_step:
             return None
         if ls.family == "multilabel":
             return self._rare_positives(s)
+        if ls.weighted:
+            return None
         if ls.family != "classification" or not p.label_counts:
             return None
         k = max(p.n_classes or 0, len(p.label_counts))
@@ -101,14 +103,22 @@ class ClassImbalance(Rule):
             fix="weights = counts.sum() / (len(counts) * counts); nn.CrossEntropyLoss(weight=weights)")
 
     def _rare_positives(self, s: Signals) -> Finding | None:
-        """Multilabel BCE without ``pos_weight``: labels that are rarely 1 and predictions that recall almost none."""
+        """Multilabel BCE without ``pos_weight`` (or with one that does not lift the rare labels: pos / neg where
+        neg / pos was meant): labels that are rarely 1 and predictions that recall almost none."""
         ls, p = s.loss, s.preds
         rates, preds = p.label_pos_rate, p.pred_pos_rate
         if not rates or len(preds) != len(rates):
             return None
+        weights = ls.pos_weight or []
+        if ls.weighted and len(weights) not in (1, len(rates)):
+            return None  # weighted some other way (weight=, a pos_weight that broadcasts otherwise): not judged
         # a label 1 at most this often is imbalanced as a binary class (negatives >= min_imbalance / 2); never 1 is
         # a constant label (D006), which no weight fixes
         rare = [i for i, q in enumerate(rates) if 0 < q <= 1 - self.min_imbalance / 2]
+        if ls.weighted:
+            lifted = [i for i in rare if (weights[0] if len(weights) == 1 else weights[i]) > 1.0]
+            if lifted or not weights:
+                return None  # the rare labels' positives weigh more than their negatives: the weight is the fix
         positives = sum(rates[i] for i in rare)
         if not rare or sum(preds[i] for i in rare) > (1 - self.collapsed_share) * positives:
             return None
@@ -116,12 +126,15 @@ class ClassImbalance(Rule):
         if loss is not None and base is not None and loss < self.loss_margin * base:
             return None
         shown = ", ".join(f"{rates[i]:.0%}" for i in rare[:8]) + (", ..." if len(rare) > 8 else "")
+        how = ("BCE without pos_weight" if not ls.weighted else
+               "BCE whose pos_weight is at most 1 on every one of them (positives weigh less than negatives: "
+               "pos / neg where neg / pos was meant?)")
         return self.finding(
             f"{len(rare)} of {len(rates)} labels are rarely 1 (positive rates {shown}) and the predictions above 0.5 "
-            f"recall {sum(preds[i] for i in rare) / positives:.0%} of their positives, with BCE without pos_weight "
+            f"recall {sum(preds[i] for i in rare) / positives:.0%} of their positives, with {how} "
             f"stuck at {num(loss)} (always predicting each label's rate scores {num(base)}).",
             confidence=0.6, where=ls.where,
             evidence={"label_pos_rate": [round(q, 4) for q in rates], "pred_pos_rate": [round(q, 4) for q in preds],
-                      "rare_labels": rare, "weighted": ls.weighted},
+                      "rare_labels": rare, "weighted": ls.weighted, "pos_weight": weights[:len(rates)] or None},
             fix="pos_weight = (n_rows - positives) / positives  # per label; "
                 "nn.BCEWithLogitsLoss(pos_weight=pos_weight)")
