@@ -21,16 +21,16 @@ STEPS = 40  # past the grace period (30 steps)
 IDS, SCORE = word_data(STEPS * 16, seed=41)
 
 
-def _trainer_run(model_dir, tmp_path, warmup_steps: int):
+def _trainer_run(model_dir, tmp_path, warmup_steps: int, arguments=TrainingArguments):
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(model_dir)
     data = [dict(tok(text, truncation=True, max_length=32), labels=score) for text, score in sentences(STEPS * 16)]
     with watch() as w:
         model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
-        args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=16, max_steps=STEPS,
-                                 learning_rate=5e-5, report_to=[], save_strategy="no", logging_strategy="no",
-                                 warmup_steps=warmup_steps,  # planted
-                                 disable_tqdm=True, use_cpu=True, seed=0)
+        args = arguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=16, max_steps=STEPS,
+                         learning_rate=5e-5, report_to=[], save_strategy="no", logging_strategy="no",
+                         warmup_steps=warmup_steps,  # planted
+                         disable_tqdm=True, use_cpu=True, seed=0)
         Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tok)).train()
     return w
 
@@ -47,6 +47,18 @@ def test_trainer_warmup_counted_in_examples_fires(tiny_model_dir, tmp_path):
     assert e["configured_lr"] == 5e-5 and e["max_applied_lr"] <= 5e-5 * STEPS / warmup * 1.001
     assert w.diagnosis.findings[0].cause == "optim.lr_schedule"
     assert_where(f, _trainer_run)  # the argument the Trainer built its schedule from
+
+
+def test_a_dataclass_subclass_of_the_arguments_is_read_too(tiny_model_dir, tmp_path):
+    """Seq2SeqTrainingArguments (as sentence-transformers' own) is a dataclass whose generated __init__ never calls
+    TrainingArguments.__init__: the arguments are read at __post_init__, which it does call."""
+    from transformers import Seq2SeqTrainingArguments
+
+    w = _trainer_run(tiny_model_dir, tmp_path, len(sentences(STEPS * 16)) // 2, arguments=Seq2SeqTrainingArguments)
+    f = find(w.diagnosis, "O010")
+    assert f is not None, [(x.code, x.message) for x in w.diagnosis.findings]
+    assert_where(f, _trainer_run)
+    assert w.watcher.optim.training_args_where is not None  # the learning_rate= line, for the lr rules
 
 
 def test_trainer_warmup_of_a_tenth_of_the_run_is_silent(tiny_model_dir, tmp_path):

@@ -7,6 +7,7 @@ script that never imports transformers never loads it because of defib.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -86,37 +87,47 @@ def _patch_from_pretrained(inst: Installed, w: Watcher, module: Any) -> None:
 
 
 def _patch_training_args(inst: Installed, w: Watcher, module: Any) -> None:
-    """Remember where the user wrote ``TrainingArguments(learning_rate=...)``."""
+    """Remember where the user wrote ``TrainingArguments(learning_rate=...)``, or a subclass's.
+
+    Patched at ``__post_init__``, not ``__init__``: a dataclass subclass (``Seq2SeqTrainingArguments``,
+    sentence-transformers' ``SentenceTransformerTrainingArguments``, a user's own) gets a generated
+    ``__init__`` that never calls the base one, but it calls ``__post_init__``, and theirs call the base's.
+    """
     cls = getattr(module, "TrainingArguments", None)
-    if cls is None:
+    if cls is None or "__post_init__" not in cls.__dict__:
         return
 
-    def init(original):
+    def post_init(original):
         @functools.wraps(original)
         def run(self, *args, **kwargs):
-            original(self, *args, **kwargs)
+            out = original(self, *args, **kwargs)
             try:
                 w.optim.training_args_where = where_here(keyword="learning_rate", skip=2,
                                                          value=getattr(self, "learning_rate", None))
-                w.optim.training_args_plan = _planned(self, kwargs)
+                w.optim.training_args_plan = _planned(self)
             except Exception as exc:
                 w.record_internal_error("TrainingArguments", exc)
+            return out
         return run
 
-    inst.patch(cls, "__init__", init)
+    inst.patch(cls, "__post_init__", post_init)
 
 
-def _planned(args: Any, passed: dict) -> tuple[int | None, int | None, Any]:
+def _planned(args: Any) -> tuple[int | None, int | None, Any]:
     """(max_steps, warmup in steps, where the warmup was set) from TrainingArguments, each None when unstated.
 
     ``max_steps`` <= 0 means "from the epochs", which only the Trainer resolves (its schedule then states the
-    length); a ``warmup_steps`` under 1 (or ``warmup_ratio``) is a share of that length, likewise.
+    length); a ``warmup_steps`` under 1 (or ``warmup_ratio``) is a share of that length, likewise. A warmup
+    argument counts as stated when it differs from its field's default (the keywords themselves are not
+    seen from ``__post_init__``).
     """
     max_steps = getattr(args, "max_steps", -1)
     warmup = getattr(args, "warmup_steps", 0)
-    keyword = next((k for k in ("warmup_steps", "warmup_ratio") if k in passed), None)
-    # the search starts at the patched __init__ and stops at the first frame outside the libraries
-    where = where_here(keyword=keyword, skip=3, value=passed.get(keyword)) if keyword else None
+    defaults = {f.name: f.default for f in dataclasses.fields(args)}
+    keyword = next((k for k in ("warmup_steps", "warmup_ratio")
+                    if k in defaults and getattr(args, k, None) != defaults[k]), None)
+    # the search starts at the patched __post_init__ and stops at the first frame outside the libraries
+    where = where_here(keyword=keyword, skip=3, value=getattr(args, keyword)) if keyword else None
     return (int(max_steps) if isinstance(max_steps, int) and max_steps > 0 else None,
             int(warmup) if isinstance(warmup, (int, float)) and warmup >= 1 else None, where)
 
