@@ -101,3 +101,25 @@ def test_cross_encoder_trainer_with_bce_is_healthy_under_watch(tiny_model_dir, t
     assert s.loss.fn == "binary_cross_entropy_with_logits" and s.model.name == "CrossEncoder"
     assert d.steps == STEPS and s.preds.n_seen == STEPS * 16
     assert d.verdict == "healthy" and not d.findings, _codes(d.findings)
+
+
+
+def test_the_learning_rate_line_survives_the_trainers_own_arguments(tiny_model_dir, tmp_path):
+    """SentenceTransformerTrainer builds default arguments of its own (to compare with the user's for the model
+    card): the lr line defib keeps is still the user's ``learning_rate=``, not the trainer's construction."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    with watch() as w:
+        encoder = Transformer(str(tiny_model_dir), max_seq_length=32)
+        model = SentenceTransformer(modules=[encoder, Pooling(encoder.get_embedding_dimension(), "mean")], device="cpu")
+        args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path), max_steps=2, report_to=[],
+                                                    learning_rate=3e-5,  # the user's line
+                                                    save_strategy="no", use_cpu=True)
+        SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(tiny_sentence.pairs(32, 1.0)),
+                                   loss=losses.CosineSimilarityLoss(model))
+    where = w.watcher.optim.training_args_where
+    assert where is not None and "learning_rate=3e-5" in where.code, where

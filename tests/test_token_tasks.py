@@ -214,6 +214,7 @@ def test_multilabel_with_an_inverted_pos_weight_is_named():
     f = _find(d, "L004")
     assert f is not None, [(x.code, x.message) for x in d.findings]
     assert "pos / neg where neg / pos was meant" in f.message and f.evidence["pos_weight"] == s.loss.pos_weight
+    assert f.where is not None and "pos_weight=pos_weight" in f.where.code  # the line that passed the weights
     assert max(s.preds.pred_pos_rate) == 0 and _find(d, "S001") is not None
 
 
@@ -269,3 +270,24 @@ def test_labels_at_padding_are_named_for_a_loss_outside_the_model(tiny_model_dir
             opt.step()
     f = _find(w.diagnosis, "D011")
     assert f is not None and f.evidence["labelled_padding"] > 0, [(x.code, x.message) for x in w.diagnosis.findings]
+
+
+def test_labels_padded_by_the_scripts_collate_point_at_it(tiny_model_dir):
+    from torch.utils.data import DataLoader
+
+    tok, rows = _tokenizer(tiny_model_dir), _tagged(320, noisy=False)
+
+    def pad_with_o(batch):
+        return _padded_with_o(tok, batch)
+
+    with defib.watch(announce=None) as w:
+        loader = DataLoader(rows, batch_size=16, collate_fn=pad_with_o)  # the script's collate
+        model = _token_model(tiny_model_dir).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for enc, labels in loader:
+            loss = model(**enc, labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = _find(w.diagnosis, "D011")
+    assert f is not None and f.where is not None and "pad_with_o" in f.where.code, f and f.where

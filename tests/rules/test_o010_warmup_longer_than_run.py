@@ -102,3 +102,4 @@ def test_long_warmup_on_a_run_that_learns_anyway_is_silent():
     assert p.loss_window.last < 0.9 * p.baseline.last  # it learned
     assert w.watcher.s.optim.warmup_steps == 10 * STEPS
     assert find(w.diagnosis, "O010") is None
+

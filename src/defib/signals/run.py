@@ -38,6 +38,7 @@ class LossSignals:
     broadcast_calls: int = 0                  # calls whose input and target shapes differ
     weighted: bool = False                    # weight= or pos_weight= given
     pos_weight: list[float] | None = None     # BCE's pos_weight per label (one value: every label), as given
+    weight_where: Where | None = None         # the line that set the loss's weight= / pos_weight= value
     where: Where | None = None                # the user's loss call
     values: Series = field(default_factory=Series)      # loss per optimizer step
     baseline: float | None = None             # loss of the best constant predictor on the targets seen
@@ -221,6 +222,7 @@ class DataSignals:
     """Batches as the model saw them, the loaders and the tokenizer calls."""
 
     loader_where: Where | None = None
+    collate_where: Where | None = None        # the training loader's collate function, when the script made it
     shuffle: bool | None = None
     sampler: str | None = None
     batches: int = 0

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 from typing import Any
 
-from defib.evidence.callsite import where_here
+from defib.evidence.callsite import is_user_file, where_here
 from defib.evidence.hooks.patching import Installed, PostImport, after_init
 from defib.evidence.watch import Watcher
 
@@ -102,6 +103,8 @@ def _patch_training_args(inst: Installed, w: Watcher, module: Any) -> None:
         def run(self, *args, **kwargs):
             out = original(self, *args, **kwargs)
             try:
+                if w.optim.training_args_where is not None and not _made_by_user():
+                    return out  # a library's own arguments (sentence-transformers builds defaults to compare with)
                 w.optim.training_args_where = where_here(keyword="learning_rate", skip=2,
                                                          value=getattr(self, "learning_rate", None))
                 w.optim.training_args_plan = _planned(self)
@@ -111,6 +114,19 @@ def _patch_training_args(inst: Installed, w: Watcher, module: Any) -> None:
         return run
 
     inst.patch(cls, "__post_init__", post_init)
+
+
+def _made_by_user() -> bool:
+    """The arguments being initialised were constructed by the user's code, not by a library's.
+
+    Looked up from the patched ``__post_init__``: past the constructor frames (a dataclass's generated
+    ``__init__``, subclasses' ``__post_init__``), the frame that called the constructor.
+    """
+    frame = sys._getframe(2)
+    while frame is not None and (frame.f_code.co_filename.startswith("<")
+                                 or frame.f_code.co_name in ("__init__", "__post_init__")):
+        frame = frame.f_back
+    return frame is not None and is_user_file(frame.f_code.co_filename)
 
 
 def _planned(args: Any) -> tuple[int | None, int | None, Any]:

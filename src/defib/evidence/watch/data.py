@@ -76,8 +76,13 @@ class DataEvidence(Part):
             self._loaders = {k: v for k, v in self._loaders.items() if v["ref"]() is not None}
         rebuilt = self._rebuilt_from(batch_sampler)
         # keyed by id, checked by weakref: a loader used once (iter(DataLoader(...))) dies and its id is reused
+        # a collate function of the script's (not torch's default): where it was made, for findings about what it
+        # does to the batch (labels padded with a tag: D011)
+        custom = not getattr(getattr(loader, "collate_fn", None), "__module__", "torch").startswith("torch")
         self._loaders[id(loader)] = {
             "where": rebuilt["where"] if rebuilt else where_here(keyword="shuffle", skip=4, value=shuffled),
+            "collate_where": rebuilt["collate_where"] if rebuilt else
+            where_here(keyword="collate_fn", skip=4) if custom else None,
             "sampler": rebuilt["sampler"] if rebuilt else name, "ref": weakref.ref(loader)}
 
     def _rebuilt_from(self, batch_sampler: Any) -> dict | None:
@@ -162,7 +167,7 @@ class DataEvidence(Part):
         info = self._active_loader
         if info is not None:
             d = self.signals()
-            d.loader_where, d.sampler = info["where"], info["sampler"]
+            d.loader_where, d.sampler, d.collate_where = info["where"], info["sampler"], info["collate_where"]
             d.shuffle = info["sampler"] not in ("SequentialSampler",)
             self._active_loader = None
 

@@ -67,6 +67,10 @@ class LossEvidence(Part):
     def loss_module_created(self, module: nn.Module) -> None:
         """``nn.MSELoss(reduction="sum")`` and friends: remember the line, for findings about the reduction."""
         module._defib_where = where_here(keyword="reduction", skip=4, value=getattr(module, "reduction", None))
+        for keyword in ("pos_weight", "weight"):  # the line that computed the weights, for findings about them
+            if getattr(module, keyword, None) is not None:
+                module._defib_weight_where = where_here(keyword=keyword, skip=4)
+                break
 
     @guarded
     def loss_call(self, fn: str, input: Any, target: Any, result: Any, kwargs: dict) -> None:
@@ -90,7 +94,11 @@ class LossEvidence(Part):
             ls.producer = _grad_fn_chain(input.grad_fn)
             ls.producer_where = self.w.model.activation_where(input.grad_fn)
             ls.bounded_input = self.w.model.bounded_range(input.grad_fn)
-            ls.module_where = _loss_module_where()
+            module = _loss_module()
+            ls.module_where = getattr(module, "_defib_where", None)
+            weighted_by = next((k for k in ("pos_weight", "weight") if kwargs.get(k) is not None), None)
+            ls.weight_where = (getattr(module, "_defib_weight_where", None) if module is not None
+                               else where_here(keyword=weighted_by, skip=4) if weighted_by else None)
             # a loss a library computes (sentence-transformers, a model's own labels=) is called from no user line
             ls.label_where = self._labels_where(ls.where) if _called_by_user() else self.w.sentence.examples_where()
         ls.calls += 1
@@ -500,8 +508,8 @@ _DEFIB_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__f
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 
 
-def _loss_module_where(depth: int = 8) -> Any:
-    """The construction line of the loss module whose forward made this functional loss call, if any."""
+def _loss_module(depth: int = 8) -> Any:
+    """The loss module whose forward made this functional loss call, if any."""
     frame = sys._getframe(1)
     for _ in range(depth):
         frame = frame.f_back
@@ -509,7 +517,7 @@ def _loss_module_where(depth: int = 8) -> Any:
             return None
         owner = frame.f_locals.get("self") if frame.f_code.co_name == "forward" else None
         if isinstance(owner, nn.modules.loss._Loss):
-            return getattr(owner, "_defib_where", None)
+            return owner
     return None
 
 

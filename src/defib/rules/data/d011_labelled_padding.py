@@ -59,7 +59,7 @@ class LabelledPadding(Rule):
             f"({share:.0%}) sit at padding positions (attention mask 0): the labels were padded with a tag, not "
             f"with the loss's ignore index {ls.ignore_index}, so the model is also taught that tag for padding.",
             confidence=0.9, severity=Severity.ERROR if harm else Severity.WARNING,
-            where=ls.label_where or ls.where,
+            where=d.collate_where or ls.label_where or ls.where,  # a collate of the script's pads the labels
             evidence={"labelled_padding": d.labelled_padding, "labelled_tokens": d.labelled_tokens,
                       "padding_share": round(share, 4), "ignore_index": ls.ignore_index},
             fix=f"Pad the labels with {ls.ignore_index} (padding_value={ls.ignore_index}; "

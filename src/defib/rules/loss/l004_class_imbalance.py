@@ -133,7 +133,7 @@ class ClassImbalance(Rule):
             f"{len(rare)} of {len(rates)} labels are rarely 1 (positive rates {shown}) and the predictions above 0.5 "
             f"recall {sum(preds[i] for i in rare) / positives:.0%} of their positives, with {how} "
             f"stuck at {num(loss)} (always predicting each label's rate scores {num(base)}).",
-            confidence=0.6, where=ls.where,
+            confidence=0.6, where=ls.weight_where or ls.where if ls.weighted else ls.where,
             evidence={"label_pos_rate": [round(q, 4) for q in rates], "pred_pos_rate": [round(q, 4) for q in preds],
                       "rare_labels": rare, "weighted": ls.weighted, "pos_weight": weights[:len(rates)] or None},
             fix="pos_weight = (n_rows - positives) / positives  # per label; "
