@@ -291,3 +291,20 @@ def test_labels_padded_by_the_scripts_collate_point_at_it(tiny_model_dir):
             opt.step()
     f = _find(w.diagnosis, "D011")
     assert f is not None and f.where is not None and "pad_with_o" in f.where.code, f and f.where
+
+
+def test_an_inverted_pos_weight_in_a_loss_module_points_where_the_weights_were_computed():
+    x, y = _multilabel(3200, decided=False)
+    with defib.watch(announce=None) as w:
+        pos = y.sum(0)
+        inverted = pos / (len(y) - pos)  # planted: pos / neg
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=inverted)
+        model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 6))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for i in range(0, len(x), 32):
+            loss = loss_fn(model(x[i:i + 32]), y[i:i + 32])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = _find(w.diagnosis, "L004")
+    assert f is not None and f.where is not None and "inverted = pos / (len(y) - pos)" in f.where.code, f and f.where

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from defib.evidence.callsite import is_user_file, make_where, where_here
+from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here
+from defib.evidence.provenance import origin_line
 from defib.evidence.stats import Moments, Window
 from defib.evidence.watch.graph import GraphLoss
 from defib.evidence.watch.guard import Part, guarded
@@ -67,10 +68,10 @@ class LossEvidence(Part):
     def loss_module_created(self, module: nn.Module) -> None:
         """``nn.MSELoss(reduction="sum")`` and friends: remember the line, for findings about the reduction."""
         module._defib_where = where_here(keyword="reduction", skip=4, value=getattr(module, "reduction", None))
-        for keyword in ("pos_weight", "weight"):  # the line that computed the weights, for findings about them
-            if getattr(module, keyword, None) is not None:
-                module._defib_weight_where = where_here(keyword=keyword, skip=4)
-                break
+        # the construction call itself, to follow its weight= / pos_weight= argument once the loss is called (a
+        # subclass sets its weights after the base __init__ this runs from: they are not there yet)
+        frame = user_frame(4)
+        module._defib_site = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else None
 
     @guarded
     def loss_call(self, fn: str, input: Any, target: Any, result: Any, kwargs: dict) -> None:
@@ -97,8 +98,10 @@ class LossEvidence(Part):
             module = _loss_module()
             ls.module_where = getattr(module, "_defib_where", None)
             weighted_by = next((k for k in ("pos_weight", "weight") if kwargs.get(k) is not None), None)
-            ls.weight_where = (getattr(module, "_defib_weight_where", None) if module is not None
-                               else where_here(keyword=weighted_by, skip=4) if weighted_by else None)
+            site = getattr(module, "_defib_site", None)
+            ls.weight_where = (None if weighted_by is None
+                               else make_where(site[0], origin_line(site[0], site[1], weighted_by)) if site
+                               else where_here(keyword=weighted_by, skip=4))
             # a loss a library computes (sentence-transformers, a model's own labels=) is called from no user line
             ls.label_where = self._labels_where(ls.where) if _called_by_user() else self.w.sentence.examples_where()
         ls.calls += 1
