@@ -180,7 +180,7 @@ def test_a_bi_encoder_keeps_no_rows(tiny_model_dir, monkeypatch):
     encoder = AutoModel.from_pretrained(str(tiny_model_dir))
     opt = torch.optim.AdamW(encoder.parameters(), lr=1e-3)
     with defib.watch(encoder, opt, announce=None) as w:
-        for step in range(4):
+        for step in range(10):
             batch = ALIGNED[step * 8:(step + 1) * 8]
             a = encoder(**tok([t for t, _ in batch], padding=True, return_tensors="pt")).last_hidden_state[:, 0]
             b = encoder(**tok([t[::-1] for t, _ in batch], padding=True, return_tensors="pt")).last_hidden_state[:, 0]
@@ -188,8 +188,9 @@ def test_a_bi_encoder_keeps_no_rows(tiny_model_dir, monkeypatch):
             opt.zero_grad()
             loss.backward()
             opt.step()
-    assert w.watcher.s.loss is not None and w.watcher.s.loss.calls == 4  # the loss was seen, its rows were not kept
+    assert w.watcher.s.loss is not None and w.watcher.s.loss.calls == 10  # the loss was seen, its rows were not kept
     assert w.watcher.rows.rows == []
+    assert not w.watcher.rows.wanted()  # after 8 steps with nothing paired, no encoder batch is copied any more
 
 
 def test_the_copy_loads_while_the_training_process_exits(tiny_model_dir, tmp_path):

@@ -109,8 +109,8 @@ class LiveDiagnosis:
 def final_diagnosis(live: LiveDiagnosis, control: bool = True) -> Diagnosis:
     """The diagnosis of the whole run, with the steps each finding first fired at during it.
 
-    ``control``: a flatline with no cause may run the label-permutation control first (see
-    :func:`label_control`); False for a checkpoint written during training or on the way out of a signal.
+    ``control``: a flatline with no cause may run the label control first (see :func:`label_control`);
+    False for a checkpoint written during training or on the way out of a signal.
     """
     w = live.watcher
     w.s.config["seconds"] = round(time.time() - w.started, 2)
@@ -262,7 +262,7 @@ def _write_report(live: LiveDiagnosis, state: dict[str, Any], partial: bool = Fa
         crashed_in_embedding = watcher.s.data is not None and watcher.s.data.raised_ids is not None
         if watcher.s.step == 0 and watcher.s.loss is None and not watcher.roots() and not crashed_in_embedding:
             return  # a helper process that never touched a model: nothing to say
-        # the label control trains for seconds: at the run's normal end only, never at a checkpoint or a SIGTERM
+        # the label control takes seconds: at the run's normal end only, never at a checkpoint or a SIGTERM
         report = run_report(final_diagnosis(live, control=not partial and not state.get("terminating")), watcher)
         report["partial"] = partial
         report["stopped_after_steps"] = state["stopped"]

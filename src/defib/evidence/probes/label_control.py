@@ -19,11 +19,10 @@ forward pass over the rows (seconds) and separates the two by several
 standard deviations of the shuffles.
 
 It never touches the user's model, optimizer or random streams: a fresh
-copy, on the CPU, in eval mode, no gradients, torch's thread count restored,
-its own random generator. It runs after training, so the run's losses are
-what they would have been without it. Bounded: skipped for a model over
-``MAX_PARAMS`` parameters, stopped when its forward passes run past a
-wall-time budget.
+copy, on the CPU, in eval mode, no gradients, its own random generator. It
+runs after training, so the run's losses are what they would have been
+without it. Bounded: skipped for a model over ``MAX_PARAMS`` parameters,
+stopped when its forward passes run past a wall-time budget.
 """
 
 from __future__ import annotations
@@ -62,7 +61,6 @@ def run_label_control(rows: list[Row], task: str | None, checkpoint: str | None,
     say(f"defib: predictions flatlined with no cause seen; checking that the labels go with their texts "
         f"(a linear read-out of {checkpoint}'s features for {len(rows)} training rows)")
     started = time.perf_counter()
-    threads = torch.get_num_threads()
     try:
         features = _features(load_encoder(checkpoint), rows, started + seconds)
         targets = [r.target for r in rows]
@@ -75,8 +73,6 @@ def run_label_control(rows: list[Row], task: str | None, checkpoint: str | None,
         control.skipped = f"the control could not run: {exc}"
     except OutOfTime:
         control.skipped = f"the control's forward passes ran past their {seconds:.0f} s budget"
-    finally:
-        torch.set_num_threads(threads)
     control.seconds = round(time.perf_counter() - started, 2)
     return control
 

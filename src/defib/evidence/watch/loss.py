@@ -67,11 +67,14 @@ class LossEvidence(Part):
     @guarded
     def loss_module_created(self, module: nn.Module) -> None:
         """``nn.MSELoss(reduction="sum")`` and friends: remember the line, for findings about the reduction."""
-        module._defib_where = where_here(keyword="reduction", skip=4, value=getattr(module, "reduction", None))
+        frame = user_frame(4)
+        if frame is None:
+            module._defib_where = module._defib_site = None
+            return
         # the construction call itself, to follow its weight= / pos_weight= argument once the loss is called (a
         # subclass sets its weights after the base __init__ this runs from: they are not there yet)
-        frame = user_frame(4)
-        module._defib_site = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else None
+        file, line = module._defib_site = (frame.f_code.co_filename, frame.f_lineno)
+        module._defib_where = make_where(file, origin_line(file, line, "reduction", getattr(module, "reduction", None)))
 
     @guarded
     def loss_call(self, fn: str, input: Any, target: Any, result: Any, kwargs: dict) -> None:

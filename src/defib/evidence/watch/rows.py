@@ -2,7 +2,7 @@
 
 A run whose predictions go flat with no cause in sight may be learning from
 labels that do not belong to their texts, which nothing inside the run can
-tell from any other failure to learn. The label-permutation control
+tell from any other failure to learn. The end-of-run label control
 (:mod:`defib.evidence.probes.label_control`) can, given real rows; this part
 keeps them: from the first training steps until ``MAX_ROWS`` are kept (the
 copies are made on the tensors' device and read on the host at the next
@@ -11,7 +11,8 @@ pairing is beyond doubt: exactly one training call of an encoder on token
 ids since the previous loss call, whose batch is as long as the training loss's targets,
 one target per row (a regression's score or a class id). Two encoder calls
 (a bi-encoder's two texts), a token-level or multilabel loss, a library's
-own loss: no rows.
+own loss: no rows, and after ``GIVE_UP_STEPS`` optimizer steps without one
+paired row, no more copies either (the pairing will not change mid-run).
 
 Memory: at most ``MAX_ROWS`` rows of at most ``MAX_TOKENS`` token ids each,
 three int64 tensors a row (ids, mask, token types): 256 x 128 x 3 x 8 bytes,
@@ -33,6 +34,7 @@ from defib.evidence.watch.vocab import checkpoint_dir
 
 MAX_ROWS = 256    # rows kept: the label control reads them all
 MAX_TOKENS = 128  # token ids kept per row: enough for a short training run to tell labels apart by text
+GIVE_UP_STEPS = 8  # optimizer steps with no row paired, after which no encoder batch is copied any more
 
 
 @dataclass
@@ -56,10 +58,13 @@ class RowSample(Part):
         self.checkpoint: str | None = None        # the folder the encoder was loaded from, if on disk
         self.encoder_params: int | None = None    # its parameter count (None: no encoder call kept yet)
         self._promised = 0  # rows of batches paired with their targets but not read yet (the next flush reads them)
+        self._paired = False  # some batch was paired with its targets (rows kept, or promised to the next flush)
+        self._steps = 0       # optimizer steps seen while rows were wanted
 
     def wanted(self) -> bool:
-        """More rows are wanted: the sample is not full yet (counting those waiting for the next flush)."""
-        return len(self.rows) + self._promised < MAX_ROWS
+        """More rows are wanted: the sample is not full yet (counting those waiting for the next flush), and the
+        run's batches can be paired with targets at all (a bi-encoder's, a tagger's cannot: stop copying them)."""
+        return len(self.rows) + self._promised < MAX_ROWS and (self._paired or self._steps < GIVE_UP_STEPS)
 
     def encoder_call(self, encoder: nn.Module, args: tuple, kwargs: dict, ids: torch.Tensor | None,
                      mask: torch.Tensor | None) -> None:
@@ -98,12 +103,14 @@ class RowSample(Part):
         if self.task is not None and task != self.task:
             return
         self.task = task
+        self._paired = True
         self._promised += n
         self.w.later(self._keep, ids, mask, types, target.detach().clone().reshape(n))
 
     def forget_pending(self) -> None:
         """An optimizer step ended: an encoder call no loss followed pairs with nothing."""
         self._pending = []
+        self._steps += 1
 
     def _keep(self, ids: torch.Tensor, mask: torch.Tensor | None, types: torch.Tensor | None,
               y: torch.Tensor) -> None:
