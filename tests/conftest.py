@@ -18,6 +18,21 @@ from encoders import look_pretrained
 from support import SCRIPTS, run_defib  # noqa: F401 - SCRIPTS re-exported for older imports
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models on shared cores: one intra-op thread is faster than contending ones; seeded, order-free.
+
+    Test modules of tiny real models take it with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BERT checkpoint (hidden 32, 2 layers) with MiniLM's real tokenizer, built once per session.

@@ -28,14 +28,7 @@ STEPS = len(ROWS) // BATCH  # 60: past the flatline rule's grace period
 LORA = dict(r=4, lora_alpha=8, target_modules=["query", "value"])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is faster than two contending ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _classifier(model_dir):

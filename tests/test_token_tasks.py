@@ -30,14 +30,7 @@ NAMES, PLACES = ["alice", "bob", "carol"], ["paris", "london", "berlin"]
 FILL = ["the", "movie", "was", "a", "plot", "and", "it", "went", "to", "see", "with", "friends"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on shared cores: one intra-op thread is faster than contending ones; seeded, order-free."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _find(d, code):

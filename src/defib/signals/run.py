@@ -238,6 +238,12 @@ class DataSignals:
     # the ones at padding (mask 0), which a tagger then learns to tag as whatever they were given
     labelled_tokens: int = 0
     labelled_padding: int = 0
+    # rows of a token-level loss with both labelled and unlabelled pieces between their special tokens, and of
+    # them the rows whose labels stop early (one unbroken labelled run, then only unlabelled pieces): tags per
+    # word laid on word pieces (see evidence/watch/data.py, _count_label_tails)
+    token_rows_partly_labelled: int = 0
+    token_rows_labels_stop: int = 0
+    word_split_where: Where | None = None     # a tokenizer call with is_split_into_words=True (where tags are aligned)
     dup_rows_share: float | None = None       # rows whose input_ids duplicate another row in the batch
     tokenizer_where: Where | None = None
     tokenizer_max_length: int | None = None

@@ -161,6 +161,8 @@ class DataEvidence(Part):
         labelled = y != ignore_index
         d.labelled_tokens += int(labelled.sum())
         d.labelled_padding += int((labelled & (mask == 0)).sum())
+        if y.ndim == 2:
+            _count_label_tails(d, labelled, mask != 0)
 
     def _adopt_loader(self) -> None:
         """A training forward ran: the loader iterated last is the one that feeds training."""
@@ -207,6 +209,8 @@ class DataEvidence(Part):
             d.pad_token_id = getattr(tokenizer, "pad_token_id", None)
         if d.tokenizer_where is None:
             d.tokenizer_where = where_here(keyword="max_length", skip=4, value=kwargs.get("max_length"))
+        if kwargs.get("is_split_into_words") and d.word_split_where is None:
+            d.word_split_where = where_here(skip=4)  # words split into pieces here: their tags must follow them
         self._tokenizer_seen(tokenizer)
         ids = encoding.get("input_ids") if hasattr(encoding, "get") else None
         if ids is None or not isinstance(texts, (list, tuple)) or not texts:
@@ -323,3 +327,21 @@ class DataEvidence(Part):
         if bool((flat - flat[:, :1] == torch.arange(flat.shape[1], device=ids.device)).all()):
             return
         self.signals().raised_ids = (top, rows)
+
+
+def _count_label_tails(d: DataSignals, labelled: torch.Tensor, real: torch.Tensor) -> None:
+    """Rows whose labels stop before their text does: every unlabelled piece comes after every labelled one.
+
+    A row's first and last real positions (the special tokens) are left out. Whatever the alignment (each word's
+    first piece labelled, or every piece), the pieces left unlabelled inside a row are continuations of words,
+    spread through the row; a row whose labelled pieces form one unbroken run followed only by unlabelled ones
+    is what a list of one tag per word laid on the word pieces gives (``[-100] + tags + [-100]``, padded with
+    -100 to the row's length). Only rows with both kinds of interior piece say anything and are counted.
+    """
+    for row_labelled, row_real in zip(labelled, real):
+        inner = row_labelled[row_real.nonzero().flatten()[1:-1]]
+        if inner.numel() < 2 or bool(inner.all()) or not bool(inner.any()):
+            continue
+        d.token_rows_partly_labelled += 1
+        if bool((inner[1:] <= inner[:-1]).all()):  # 1...1 0...0: the labels stop, the pieces go on
+            d.token_rows_labels_stop += 1
