@@ -112,3 +112,23 @@ def test_a_plain_bi_encoder_loop_on_shuffled_labels_fires(tiny_model_dir):
                for r in kept]
     control = run_label_control(aligned, "pairs", str(tiny_model_dir), 1000)
     assert control.labels.p_value <= 0.01 and control.power.p_value <= 0.01
+
+
+def test_the_scores_agreement_is_a_one_sided_rank_test():
+    from defib.evidence.watch.rows import Row, RowSample
+
+    def sample(scores: list[float], labels: list[float]) -> RowSample:
+        kept = RowSample(None)
+        kept.task = "pairs"
+        ids = torch.tensor([101, 2000, 102])
+        kept.rows = [Row(ids, None, None, y, second=Row(ids, None, None, y), score=x) for x, y in zip(scores, labels)]
+        return kept
+
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.rand(256, generator=gen).tolist()
+    noise = torch.randn(256, generator=gen).tolist()
+    rho, p = sample([y + 0.3 * e for y, e in zip(labels, noise)], labels).scores_follow_labels()
+    assert rho > 0.5 and p < 1e-6
+    rho, p = sample([-y for y in labels], labels).scores_follow_labels()
+    assert rho == pytest.approx(-1.0) and p > 0.99  # scores that reverse the labels do not follow them
+    assert sample(noise, [0.5] * 256).scores_follow_labels() is None  # one label for all: nothing to follow

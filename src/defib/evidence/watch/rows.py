@@ -139,16 +139,17 @@ class RowSample(Part):
 
     def scores_follow_labels(self) -> tuple[float, float] | None:
         """How far the run's own scores for the pairs kept follow their labels: (Spearman's rho, its one-sided
-        p-value against no relation), or None without pairs.
+        p-value against no relation), or None without pairs or with one label for all.
 
         A bi-encoder has no new head: its first steps' scores are the pretrained model's read-out of each
         pair, so labels these follow belong to their texts. The p-value is the normal approximation of
         rho's law under independence (sd 1 / sqrt(n - 1)): the rows are hundreds.
         """
         pairs = [r for r in self.rows if r.score is not None]
-        if self.task != "pairs" or len(pairs) < 3:
-            return None
-        rho = pearson(ranks(np.array([r.score for r in pairs])), ranks(np.array([r.target for r in pairs])))
+        labels = np.array([r.target for r in pairs])
+        if self.task != "pairs" or len(pairs) < 3 or np.ptp(labels) == 0:
+            return None  # one label for all: nothing to follow (D104's constant labels)
+        rho = pearson(ranks(np.array([r.score for r in pairs])), ranks(labels))
         z = rho * math.sqrt(len(pairs) - 1)
         return rho, 0.5 * math.erfc(z / math.sqrt(2))
 
