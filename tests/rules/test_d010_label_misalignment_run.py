@@ -170,27 +170,40 @@ def test_the_read_out_separates_labels_that_belong_from_labels_that_do_not():
     assert probe_labels(x, y) == belongs  # deterministic
 
 
-def test_a_bi_encoder_keeps_no_rows(tiny_model_dir, monkeypatch):
-    """Two encoder calls (one per text of a pair) before each loss: which rows the targets go with is ambiguous."""
+def test_a_bi_encoder_keeps_pairs_and_a_two_call_classifier_keeps_nothing(tiny_model_dir, monkeypatch):
+    """Two encoder calls (one per text of a pair) before a regression loss on one score a pair: kept as pairs
+    (tests/test_label_control_pairs.py runs the control on them). Before a class loss (two views of one
+    batch, as R-Drop makes): which rows the targets go with is ambiguous, so nothing is kept."""
     from transformers import AutoModel
 
     monkeypatch.setenv("DEFIB_LABEL_CONTROL", "0")
     tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     torch.manual_seed(0)
     encoder = AutoModel.from_pretrained(str(tiny_model_dir))
-    opt = torch.optim.AdamW(encoder.parameters(), lr=1e-3)
-    with defib.watch(encoder, opt, announce=None) as w:
-        for step in range(10):
-            batch = ALIGNED[step * 8:(step + 1) * 8]
-            a = encoder(**tok([t for t, _ in batch], padding=True, return_tensors="pt")).last_hidden_state[:, 0]
-            b = encoder(**tok([t[::-1] for t, _ in batch], padding=True, return_tensors="pt")).last_hidden_state[:, 0]
-            loss = F.mse_loss(F.cosine_similarity(a, b), torch.tensor([float(y) for _, y in batch]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    assert w.watcher.s.loss is not None and w.watcher.s.loss.calls == 10  # the loss was seen, its rows were not kept
-    assert w.watcher.rows.rows == []
-    assert not w.watcher.rows.wanted()  # after 8 steps with nothing paired, no encoder batch is copied any more
+    head = torch.nn.Linear(64, 2)
+    opt = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=1e-3)
+    for pairs in (True, False):
+        with defib.watch(encoder, opt, announce=None) as w:
+            for step in range(10):
+                batch = ALIGNED[step * 8:(step + 1) * 8]
+                a = encoder(**tok([t for t, _ in batch], padding=True, return_tensors="pt")).last_hidden_state[:, 0]
+                b = encoder(**tok([t[::-1] for t, _ in batch], padding=True, return_tensors="pt")).last_hidden_state[:, 0]
+                if pairs:
+                    loss = F.mse_loss(F.cosine_similarity(a, b), torch.tensor([float(y) for _, y in batch]))
+                else:
+                    loss = F.cross_entropy(head(torch.cat([a, b], 1)), torch.tensor([y for _, y in batch]))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        kept = w.watcher.rows
+        assert w.watcher.s.loss is not None and w.watcher.s.loss.calls == 10
+        if pairs:
+            assert kept.task == "pairs" and len(kept.rows) == 80
+            assert kept.rows[0].second.input_ids.tolist() == tok(ALIGNED[0][0][::-1])["input_ids"]
+            assert kept.rows[0].target == float(ALIGNED[0][1]) and kept.rows[0].score is not None
+        else:
+            assert kept.rows == []
+            assert not kept.wanted()  # after 8 steps with nothing paired, no encoder batch is copied any more
 
 
 def test_the_copy_loads_while_the_training_process_exits(tiny_model_dir, tmp_path):

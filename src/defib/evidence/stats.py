@@ -70,6 +70,23 @@ class Window:
 MAD_TO_STD = 1.4826  # median absolute deviation x this = std, for normal data
 
 
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's correlation; 0 when either side is constant."""
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 0 else 0.0  # a constant prediction correlates with nothing
+
+
+def ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks with ties averaged (what Spearman's rho needs)."""
+    order = np.argsort(x, kind="mergesort")
+    out = np.empty(len(x), dtype=np.float64)
+    out[order] = np.arange(len(x), dtype=np.float64)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=out)
+    return sums[inverse] / counts[inverse]
+
+
 def rel_spread(x: torch.Tensor) -> float:
     """How different the rows of ``x`` (N, D) are, relative to their size.
 

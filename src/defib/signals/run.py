@@ -303,6 +303,13 @@ class LabelControl:
     # half of them contain): whether these features and this many rows can show labels that belong at all
     power: ProbeScore | None = None
     seconds: float | None = None              # wall time it took
+    # why it ran: "flatline" (flat predictions, no cause in sight) or "pair_scores" (a bi-encoder whose own
+    # scores for the pairs kept, at its first steps, did not follow their labels)
+    trigger: str = "flatline"
+    pairs: bool = False                       # the rows were a bi-encoder's pairs (pair features, overlap control)
+    # a bi-encoder's first steps: Spearman's rho of its own scores for the pairs kept against their labels
+    scores_rho: float | None = None
+    scores_p: float | None = None             # its one-sided p-value against no relation
 
 
 @dataclass

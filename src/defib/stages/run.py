@@ -34,6 +34,7 @@ from defib.evidence.distributed import is_main_process
 from defib.evidence.hooks import install
 from defib.evidence.hooks.patching import PostImport
 from defib.evidence.watch import Watcher
+from defib.rules import thresholds
 from defib.rules.base import Severity
 from defib.rules.fmt import num
 
@@ -41,7 +42,7 @@ STEPS_ENV = "DEFIB_STEPS"
 IGNORE_ENV = "DEFIB_IGNORE"  # comma-separated rule codes left out of every diagnosis (--ignore)
 REPORT_ENV = "DEFIB_REPORT_DIR"
 FIX_ENV = "DEFIB_FIX"  # JSON fix spec (defib.fixes.plan) for a --confirm rerun
-LABEL_CONTROL_ENV = "DEFIB_LABEL_CONTROL"  # 0: no label control at the end of a flatlined run (on by default)
+LABEL_CONTROL_ENV = "DEFIB_LABEL_CONTROL"  # 0: no label control at the end of a run (on by default)
 LABEL_CONTROL_CODE = "D010"  # the rule that judges it: --ignore D010 skips the control too
 LOG_TO_ENV = "DEFIB_LOG_TO"  # --log-to: the experiment tracker the run's defib series go to (integrations/trackers)
 CHECKPOINT_SECONDS = 5.0  # the training process rewrites its report at most this often (at evaluation points)
@@ -122,25 +123,44 @@ def final_diagnosis(live: LiveDiagnosis, control: bool = True) -> Diagnosis:
 
 def label_control(watcher: Watcher, d: Diagnosis, ignore: tuple[str, ...] = (),
                   say: Callable[[str], None] | None = None) -> bool:
-    """Run the label control once, if this run flatlined with no cause in sight; True if it was tried.
+    """Run the label control once, if this run flatlined with no cause in sight, or if a bi-encoder's own
+    scores did not follow its labels; True if it was tried.
 
     On the training rows the watcher kept (evidence/watch/rows.py), encoded by a fresh copy of the encoder
     from its checkpoint folder, on the CPU, after training: the run itself is untouched
-    (evidence/probes/label_control.py). About 5 s on MiniLM; a run without a flatline, or with a cause that
-    explains it, never pays for it. ``DEFIB_LABEL_CONTROL=0`` turns it off. ``say``: where its one-line note
-    goes while it runs (the run's announcements).
+    (evidence/probes/label_control.py). About 5 s on MiniLM; a run with a cause in sight never pays for it,
+    nor one that neither flatlined nor is a bi-encoder whose scores ignored its labels.
+
+    Why a bi-encoder needs no flatline: trained on labels that do not belong, it keeps spread-out scores
+    (its pretrained similarity, worn down) where a fresh head collapses. But it has no fresh head: its
+    scores at the first steps, when the pairs were kept, are the pretrained model's read-out of each pair,
+    so labels they follow (rank correlation, one-sided p <= LABELS_PREDICTED_P) belong to their texts and
+    need no control; labels they do not follow are either a task the pretrained similarity does not read, or
+    labels apart from their pairs, which the control tells apart.
+
+    ``DEFIB_LABEL_CONTROL=0`` turns it off. ``say``: where its one-line note goes while it runs (the run's
+    announcements).
     """
     s = watcher.s
     explained = any(f.cause and f.severity >= Severity.WARNING for f in d.findings)
-    if (s.label_control is not None or d.verdict != "flatlined" or explained or LABEL_CONTROL_CODE in ignore
+    if (s.label_control is not None or explained or LABEL_CONTROL_CODE in ignore
             or os.environ.get(LABEL_CONTROL_ENV, "1") == "0" or not is_main_process()):
+        return False
+    rows = watcher.rows
+    followed = rows.scores_follow_labels()
+    if d.verdict == "flatlined":
+        trigger = "flatline"
+    elif followed is not None and followed[1] > thresholds.LABELS_PREDICTED_P:
+        trigger = "pair_scores"
+    else:
         return False
     from defib.evidence.probes.label_control import run_label_control
 
-    rows = watcher.rows
     with watcher.paused():
         s.label_control = run_label_control(rows.rows, rows.task, rows.checkpoint, rows.encoder_params or 0,
-                                            say=say or (lambda _msg: None))
+                                            trigger=trigger, say=say or (lambda _msg: None))
+    if followed is not None:
+        s.label_control.scores_rho, s.label_control.scores_p = followed
     return True
 
 

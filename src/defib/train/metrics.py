@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from defib.evidence.stats import pearson, ranks
 from defib.signals.run import TOKEN_TASK
 
 # the metric early stopping and the best checkpoint follow, per task (all: higher is better)
@@ -20,7 +21,7 @@ PREFIXES = "BIESLU"   # B-egin, I-nside, E-nd, S-ingle (IOBES), L-ast, U-nit (BI
 
 def regression(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     pred, y = pred.reshape(-1).astype(np.float64), y.reshape(-1).astype(np.float64)
-    return {"pearson": _pearson(pred, y), "spearman": _pearson(_ranks(pred), _ranks(y)),
+    return {"pearson": pearson(pred, y), "spearman": pearson(ranks(pred), ranks(y)),
             "rmse": float(np.sqrt(np.mean((pred - y) ** 2))), "pred_std": float(pred.std())}
 
 
@@ -92,22 +93,6 @@ def _tag_parts(tag: str, outside: str) -> tuple[str, str]:
     if len(tag) > 2 and tag[0] in PREFIXES and tag[1] in "-_":
         return tag[0], tag[2:]
     return "I", tag
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / denom) if denom > 0 else 0.0  # a constant prediction correlates with nothing
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks with ties averaged (what Spearman's rho needs)."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.arange(len(x), dtype=np.float64)
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return sums[inverse] / counts[inverse]
 
 
 def _f1(pred: np.ndarray, true: np.ndarray) -> float:

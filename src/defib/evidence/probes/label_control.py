@@ -11,6 +11,14 @@ rows the run kept (:mod:`defib.evidence.watch.rows`), encoded by a fresh copy
 of the encoder loaded from its checkpoint folder: the pretrained features,
 not what the run made of them (a run can wreck its encoder).
 
+A bi-encoder's rows are pairs (two texts, one score: evidence/watch/rows.py).
+Both texts are encoded by the fresh copy and mean-pooled (a sentence
+encoder's own pooling), and the read-out sees the symmetric features a pair
+classifier reads, ``u * v`` and ``|u - v|`` of the unit vectors (the cosine is
+their first half's sum, so the read-out can find it). Its positive control is
+the pair's lexical overlap (the share of word pieces the two texts share),
+which any informative pair features show.
+
 Why not ``defib probe``'s permutation control (train a copy on real and on
 shuffled labels)? Measured on MiniLM and Rotten Tomatoes rows, it took 345 s
 of CPU and its real and shuffled runs ended close on labels that did belong
@@ -32,6 +40,7 @@ from collections import Counter
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from defib.evidence.probes.checkpoint import load_encoder
 from defib.evidence.probes.data import ProbeInputError
@@ -51,22 +60,29 @@ class OutOfTime(Exception):
 
 
 def run_label_control(rows: list[Row], task: str | None, checkpoint: str | None, n_params: int, *,
-                      seconds: float = BUDGET_SECONDS, say: Callable[[str], None] = lambda _msg: None) -> LabelControl:
-    """Probe a fresh copy's features of ``rows`` for their labels, and for a token label; what it measured, or why not."""
-    control = LabelControl(rows=len(rows), checkpoint=checkpoint)
+                      trigger: str = "flatline", seconds: float = BUDGET_SECONDS,
+                      say: Callable[[str], None] = lambda _msg: None) -> LabelControl:
+    """Probe a fresh copy's features of ``rows`` for their labels, and for labels read off the rows themselves
+    (common tokens' presence; a pair's overlap); what it measured, or why not. ``trigger``: why it runs."""
+    pairs = task == "pairs"
+    control = LabelControl(rows=len(rows), checkpoint=checkpoint, trigger=trigger, pairs=pairs)
     why = _not_runnable(rows, task, checkpoint, n_params)
     if why or checkpoint is None:
         control.skipped = why
         return control
-    say(f"defib: predictions flatlined with no cause seen; checking that the labels go with their texts "
-        f"(a linear read-out of {checkpoint}'s features for {len(rows)} training rows)")
+    why_now = ("the bi-encoder's own scores did not follow its labels" if trigger == "pair_scores"
+               else "predictions flatlined with no cause seen")
+    say(f"defib: {why_now}; checking that the labels go with their texts "
+        f"(a linear read-out of {checkpoint}'s features for {len(rows)} training {'pairs' if pairs else 'rows'})")
     started = time.perf_counter()
     try:
-        features = _features(load_encoder(checkpoint), rows, started + seconds)
+        encoder = load_encoder(checkpoint)
+        deadline = started + seconds
+        features = _pair_features(encoder, rows, deadline) if pairs else _features(encoder, rows, deadline)
         targets = [r.target for r in rows]
         labels = one_hot([int(t) for t in targets]) if task == "classification" else torch.tensor(targets)
         control.labels = probe_labels(features, labels)
-        marked = _token_labels(rows)
+        marked = _overlap(rows) if pairs else _token_labels(rows)
         if marked is not None:
             control.power = probe_labels(features, marked)
     except ProbeInputError as exc:
@@ -80,8 +96,9 @@ def run_label_control(rows: list[Row], task: str | None, checkpoint: str | None,
 def _not_runnable(rows: list[Row], task: str | None, checkpoint: str | None, n_params: int) -> str | None:
     if checkpoint is None:
         return "the encoder was not loaded from a checkpoint folder on disk, so no fresh copy could be made"
-    if task not in ("regression", "classification"):
-        return "no training rows could be paired with their targets (one encoder call per loss call, one target a row)"
+    if task not in ("regression", "classification", "pairs"):
+        return ("no training rows could be paired with their targets (one encoder call per loss call, one target "
+                "a row; or a bi-encoder's two, one score a pair)")
     if len(rows) < MIN_ROWS:
         return f"only {len(rows)} training rows were kept with their targets; the control needs {MIN_ROWS}"
     if len({r.target for r in rows}) < 2:
@@ -98,16 +115,32 @@ def _features(encoder: torch.nn.Module, rows: list[Row], deadline: float) -> tor
     Two poolings because either can carry what the other misses: a [CLS]-trained checkpoint keeps the
     sentence in its first token, a mean-pooled one (sentence-transformers) spreads it over all of them.
     """
+    return torch.cat(_pooled(encoder, rows, deadline), dim=1)
+
+
+@torch.no_grad()
+def _pair_features(encoder: torch.nn.Module, rows: list[Row], deadline: float) -> torch.Tensor:
+    """Each pair's ``u * v`` and ``|u - v|`` of its two texts' unit mean-pooled vectors (pairs x 2 hidden):
+    symmetric in the two texts, as a bi-encoder's score is."""
+    u = F.normalize(_pooled(encoder, rows, deadline)[0], dim=-1)
+    v = F.normalize(_pooled(encoder, [r.second for r in rows], deadline)[0], dim=-1)
+    return torch.cat([u * v, (u - v).abs()], dim=1)
+
+
+@torch.no_grad()
+def _pooled(encoder: torch.nn.Module, rows: list[Row], deadline: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's last-layer mean over its tokens, and its first token's vector (rows x hidden each)."""
     pad = getattr(encoder.config, "pad_token_id", None) or 0
-    out = []
+    means, firsts = [], []
     for at in range(0, len(rows), BATCH):
         if time.perf_counter() > deadline:
             raise OutOfTime
         batch = _padded(rows[at:at + BATCH], pad)
         hidden = encoder(**batch).last_hidden_state.float()
         mask = batch["attention_mask"].unsqueeze(-1).float()
-        out.append(torch.cat([(hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0), hidden[:, 0]], dim=1))
-    return torch.cat(out)
+        means.append((hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0))
+        firsts.append(hidden[:, 0])
+    return torch.cat(means), torch.cat(firsts)
 
 
 def _padded(rows: list[Row], pad_id: int) -> dict[str, torch.Tensor]:
@@ -147,3 +180,14 @@ def _token_labels(rows: list[Row]) -> torch.Tensor | None:
     if not near:
         return None
     return torch.tensor([[float(t in ids) for t, _ in near] for ids in inside])
+
+
+def _overlap(rows: list[Row]) -> torch.Tensor | None:
+    """Each pair's share of word pieces its two texts share (Jaccard, first and last token aside): labels
+    that belong to the pairs by construction, which informative pair features show. None when every pair
+    shares the same share (nothing to predict)."""
+    shares = []
+    for r in rows:
+        a, b = set(r.input_ids[1:-1].tolist()), set(r.second.input_ids[1:-1].tolist())
+        shares.append(len(a & b) / max(1, len(a | b)))
+    return torch.tensor(shares) if len(set(shares)) > 1 else None

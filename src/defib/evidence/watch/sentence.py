@@ -92,6 +92,9 @@ class SentenceEvidence(Part):
         if ids is None:
             return
         self.w._root_call(model, (features,), {})
+        if self.w._grad and model.training and self.w.rows.wanted():
+            # sentence-transformers calls the encoder's forward itself, past its hooks: its batch is this one
+            self.w.rows.encoder_call(model, (features,), {}, ids, mask)
         emb = output.get("sentence_embedding") if isinstance(output, Mapping) else None
         if not (self.w._grad and model.training and self.w.sampling() and isinstance(emb, torch.Tensor)
                 and emb.ndim == 2 and emb.shape[0] == ids.shape[0] > 1):
@@ -126,6 +129,7 @@ class SentenceEvidence(Part):
                 return
             scores = loss.similarity_fct(a, b).float()
             y = labels.detach().reshape(-1).float()
+            self.w.rows.loss_targets("regression", False, scores, y)  # the pairs, for the label control
             # CoSENT uses only the labels' order: on the scores' scale (each batch over its largest label),
             # the spread of predictions against targets means what it means for a cosine loss
             target = y / y.abs().max().clamp_min(1e-12)
