@@ -64,6 +64,7 @@ class DataEvidence(Part):
         super().__init__(watcher)
         self._loaders: dict[int, dict[str, Any]] = {}
         self._active_loader: dict | None = None  # the loader iterated last, until a forward shows its use
+        self._train_loader: weakref.ref | None = None  # the loader a training forward showed in use last
         self._mask_where: Any = None  # where a finding about the training batches' masks points
         # (input_ids, attention_mask) an encoder inside the user's module received in this forward, and the line
         # in that module that calls it (see encoder_batch)
@@ -185,10 +186,16 @@ class DataEvidence(Part):
         """A training forward ran: the loader iterated last is the one that feeds training."""
         info = self._active_loader
         if info is not None:
+            self._train_loader = info["ref"]
             d = self.signals()
             d.loader_where, d.sampler, d.collate_where = info["where"], info["sampler"], info["collate_where"]
             d.shuffle = info["sampler"] not in ("SequentialSampler",)
             self._active_loader = None
+
+    def training_dataset(self) -> Any:
+        """The dataset behind the training loader, once a training forward showed which loader that is."""
+        loader = self._train_loader() if self._train_loader is not None else None
+        return getattr(loader, "dataset", None)
 
     def _check_batch(self, ids: torch.Tensor, mask: torch.Tensor | None) -> None:
         d = self.signals()
