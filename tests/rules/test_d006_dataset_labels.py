@@ -38,13 +38,22 @@ def rewritten_by_map(a: list[str], b: list[str]):
     return ds.map(lambda row: {"score": 1.0})  # planted
 
 
+def relabelled_by_function(a: list[str], b: list[str]):
+    def relabel(row):
+        row["score"] = 1.0
+        return row
+    # the file puts values under "score" in several places: the map that rewrote the column is the line
+    return Dataset.from_dict({"sentence1": a, "sentence2": b, "score": [0.0] * len(a)}).map(relabel)  # planted
+
+
 def kept_through_map_and_shuffle(a: list[str], b: list[str]):
     ds = Dataset.from_dict({"sentence1": a, "sentence2": b, "score": [1.0] * len(a)})  # planted
     ds = ds.map(lambda row: {"words": len(row["sentence1"].split())})
     return ds.shuffle(seed=0).select(range(len(a) - 4))
 
 
-@pytest.mark.parametrize("build", [from_dict, added_column, rewritten_by_map, kept_through_map_and_shuffle],
+@pytest.mark.parametrize("build", [from_dict, added_column, rewritten_by_map, relabelled_by_function,
+                                   kept_through_map_and_shuffle],
                          ids=lambda f: f.__name__)
 def test_labels_column_points_at_the_line_that_made_it(build):
     with watch():
@@ -54,8 +63,14 @@ def test_labels_column_points_at_the_line_that_made_it(build):
     assert where is not None and where.line == line and file.endswith(where.file.split("/")[-1]), where
 
 
-def test_dataset_made_unwatched_has_no_line():
+def test_dataset_made_unwatched_or_from_columns_made_in_several_places_has_no_line():
     assert label_where(from_dict(*_texts())) is None
+    a, b = _texts()
+    cols = {"sentence1": a, "sentence2": b, "score": [0.0] * len(a)}
+    cols["score"] = [1.0] * len(a)
+    with watch():
+        ds = Dataset.from_dict(cols)
+    assert label_where(ds) is None  # "score" is set in several places of this file: no line is sure
 
 
 def test_constant_labels_in_a_trainer_dataset_point_at_the_column(tiny_model_dir, tmp_path):

@@ -563,17 +563,19 @@ def step_guard_line(filename: str, line: int) -> int | None:
     return min(calls) if calls else None
 
 
-def column_line(filename: str, line: int, column: str) -> int:
-    """The line that gave a dataset's ``column`` its values in the call on ``line`` (``line`` if unknown).
+def column_line(filename: str, line: int, column: str) -> int | None:
+    """The line that gave a dataset's ``column`` its values in the call on ``line``; None when the file does not
+    show it.
 
     ``Dataset.from_dict({"text": t, "label": [1.0] * n})`` over several lines: the ``"label"`` entry;
     ``ds.map(lambda r: {"label": ...})``: the entry in the function's dict; ``Dataset.from_dict(cols)`` or
     ``ds.map(relabel)``: the one place in the file that puts a value under that key (``cols["label"] = ...``,
-    ``row["label"] = ...``), if only one does. ``ds.add_column("label", values)`` stays at its line.
+    ``row["label"] = ...``), if only one does, else for a ``map`` (which rewrote the column) its own line.
+    ``ds.add_column("label", values)`` names the column at its line.
     """
     tree = _tree(filename)
     if tree is None:
-        return line
+        return None
     calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)
                     and n.lineno <= line <= (n.end_lineno or n.lineno)), key=lambda n: (n.end_lineno or n.lineno) - n.lineno)
     for call in calls:
@@ -585,5 +587,6 @@ def column_line(filename: str, line: int, column: str) -> int:
         if any(isinstance(a, ast.Constant) and a.value == column for a in call.args):
             return line  # add_column("label", ...): named here
         if call.args and isinstance(call.args[0], ast.Name):
-            return _key_origin(tree, column) or line
-    return line
+            mapped = isinstance(call.func, ast.Attribute) and call.func.attr == "map"
+            return _key_origin(tree, column) or (line if mapped else None)
+    return None

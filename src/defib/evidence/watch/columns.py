@@ -61,4 +61,5 @@ def label_where(ds: Any) -> Where | None:
     if column is None:
         return None
     file, line = lines[column]
-    return make_where(file, column_line(file, line, column))
+    found = column_line(file, line, column)
+    return make_where(file, found) if found else None
