@@ -251,7 +251,7 @@ class DataSignals:
     rows_at_max_length: int = 0
     distinct_texts: int = 0
     distinct_encodings: int = 0
-    # how much text the cap cut, from the first rows of the truncating tokenizer calls (LENGTH_SAMPLE in
+    # how much text the cap cut, from the first rows of each truncating tokenizer call (LENGTH_SAMPLE_* in
     # evidence/watch/data.py; the cut rows re-tokenized uncut once): rows measured, and the median row's share of
     # its text (tokens past the special ones) that the cap dropped (None: no truncating call seen)
     length_sample_rows: int = 0

@@ -23,6 +23,9 @@ from defib.signals.run import DataSignals
 
 MAX_LOADERS = 256  # DataLoaders remembered before the dead ones are dropped
 LENGTH_SAMPLE = 512  # rows of truncating tokenizer calls whose uncut length is measured (enough for a median)
+# ... at most this many from one call, so the sample spans the run: a library's one-off call on the dataset's first
+# rows (sentence-transformers' model card examples) or one preprocessing chunk does not stand for all the data
+LENGTH_SAMPLE_PER_CALL = 8
 NO_CAP = 10**9  # a tokenizer's model_max_length this large is transformers' "no limit" (VERY_LARGE_INTEGER)
 # a tokenizer call's options that only shape a cut or padded output: dropped when a row is tokenized again uncut
 _CUT_ONLY = ("text_pair", "max_length", "stride", "return_overflowing_tokens", "pad_to_multiple_of", "truncation",
@@ -268,14 +271,15 @@ class DataEvidence(Part):
         d.distinct_encodings += len({tuple(r) for r in rows})
 
     def _measure_cut(self, tokenizer: Any, texts: list | tuple, kwargs: dict, real: list[int], cap: int) -> None:
-        """How much of each row's text the cap dropped, for the first rows of truncating calls (LENGTH_SAMPLE in all).
+        """How much of each row's text the cap dropped, for the first rows of truncating calls (LENGTH_SAMPLE in all,
+        LENGTH_SAMPLE_PER_CALL from each).
 
         A row shorter than the cap lost nothing; a row at the cap is tokenized again, uncut, by the original
         ``__call__`` (neither this hook nor a ``--confirm`` fix sees it), once. Its text is its tokens past the
         special ones the tokenizer adds, which the cap always keeps.
         """
         d = self.signals()
-        rows = range(min(LENGTH_SAMPLE - len(self._text_lost), len(real), len(texts)))
+        rows = range(min(LENGTH_SAMPLE - len(self._text_lost), LENGTH_SAMPLE_PER_CALL, len(real), len(texts)))
         cut = [i for i in rows if real[i] >= cap]
         pair = kwargs.get("text_pair")
         paired = (isinstance(pair, (list, tuple)) and len(pair) == len(texts)) or \

@@ -9,7 +9,7 @@ from defib.signals.run import Signals
 
 @register
 class TruncationCollisions(Rule):
-    """Distinct texts become identical inputs after truncation.
+    """Truncation makes distinct texts identical inputs, or cuts away much of the typical text.
 
     What it detects:
         At the tokenizer calls: the share of distinct texts (or text pairs)
@@ -32,7 +32,7 @@ class TruncationCollisions(Rule):
     Example:
         ``tokenizer(s1, s2, truncation=True, max_length=8)`` on STS-B pairs:
         the second sentence never survives. ``model.max_seq_length = 8`` on a
-        SentenceTransformer: most sentences lose their second half.
+        SentenceTransformer: most sentences lose their last words.
 
     Fix:
         Raise ``max_length`` to cover the texts (look at the token-length
