@@ -79,7 +79,11 @@ class DataEvidence(Part):
         self._untrained: torch.Tensor | None = None
         self._embedding_checked = False
         self._vocab_checked = False
-        self._text_lost: list[float] = []  # per row measured (see _measure_cut): the share of its text the cap dropped
+        # per row measured (see _measure_cut): the share of its text the cap dropped; rows tokenized before any
+        # training forward (a whole dataset up front, or a library's one-off calls) apart from rows tokenized
+        # during training, which are the rows the model learns from once there are any
+        self._text_lost: dict[bool, list[float]] = {False: [], True: []}
+        self._training = False  # a training forward has run: tokenizer calls with gradients on feed training
 
     def signals(self) -> DataSignals:
         if self.w.s.data is None:
@@ -150,6 +154,7 @@ class DataEvidence(Part):
         call, the same every step) is found now, from the live stack, once.
         """
         self._adopt_loader()
+        self._training = True
         self._mask = mask if isinstance(mask, torch.Tensor) else None  # the step's mask, for token labels
         if not self._embedding_checked and model is not None:
             self._embedding_seen(model)
@@ -262,7 +267,7 @@ class DataEvidence(Part):
                 pad = d.pad_token_id
                 real = [len(r) if pad is None else sum(1 for t in r if t != pad) for r in rows]
             d.rows_at_max_length += sum(1 for n in real if n >= max_len)
-            if len(self._text_lost) < LENGTH_SAMPLE:
+            if len(self._text_lost[self._training and self.w._grad]) < LENGTH_SAMPLE:
                 self._measure_cut(tokenizer, texts, kwargs, real, max_len)
         pair = kwargs.get("text_pair")
         keys = list(zip(texts, pair)) if isinstance(pair, (list, tuple)) and len(pair) == len(texts) else list(texts)
@@ -272,14 +277,17 @@ class DataEvidence(Part):
 
     def _measure_cut(self, tokenizer: Any, texts: list | tuple, kwargs: dict, real: list[int], cap: int) -> None:
         """How much of each row's text the cap dropped, for the first rows of truncating calls (LENGTH_SAMPLE in all,
-        LENGTH_SAMPLE_PER_CALL from each).
+        LENGTH_SAMPLE_PER_CALL from each); the calls made during training are measured apart, and stand for the
+        run once there are any (sentence-transformers' model card tokenizes the dataset's first thousand rows
+        before training, and STS-B's first rows are its shortest).
 
         A row shorter than the cap lost nothing; a row at the cap is tokenized again, uncut, by the original
         ``__call__`` (neither this hook nor a ``--confirm`` fix sees it), once. Its text is its tokens past the
         special ones the tokenizer adds, which the cap always keeps.
         """
         d = self.signals()
-        rows = range(min(LENGTH_SAMPLE - len(self._text_lost), LENGTH_SAMPLE_PER_CALL, len(real), len(texts)))
+        lost = self._text_lost[self._training and self.w._grad]
+        rows = range(min(LENGTH_SAMPLE - len(lost), LENGTH_SAMPLE_PER_CALL, len(real), len(texts)))
         cut = [i for i in rows if real[i] >= cap]
         pair = kwargs.get("text_pair")
         paired = (isinstance(pair, (list, tuple)) and len(pair) == len(texts)) or \
@@ -295,15 +303,16 @@ class DataEvidence(Part):
                 ids = call(tokenizer, [texts[i] for i in cut], **uncut, truncation=False, padding=False,
                            return_tensors=None, verbose=False)["input_ids"]
             except Exception:  # inputs this tokenizer only takes with the user's exact options: leave it unmeasured
-                self._text_lost.extend([0.0] * LENGTH_SAMPLE)
+                lost.extend([0.0] * LENGTH_SAMPLE)
                 return
             full = {i: len(r) for i, r in zip(cut, ids)}
         special = tokenizer.num_special_tokens_to_add(pair=paired)
         for i in rows:
             n = full.get(i, real[i])
-            self._text_lost.append(max(0, n - real[i]) / (n - special) if n > special else 0.0)
-        d.length_sample_rows = len(self._text_lost)
-        d.text_lost_median = statistics.median(self._text_lost)
+            lost.append(max(0, n - real[i]) / (n - special) if n > special else 0.0)
+        used = self._text_lost[True] or self._text_lost[False]
+        d.length_sample_rows = len(used)
+        d.text_lost_median = statistics.median(used)
 
     # ------------------------------------------------------------------ the tokenizer against the checkpoint
     def _tokenizer_seen(self, tokenizer: Any) -> None:
