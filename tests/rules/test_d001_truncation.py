@@ -7,6 +7,7 @@ padded to ``max_length`` (with the tokenizer's mask): padding is harmless.
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from helpers import BertRegressor, assert_where, find, sentences, tokenizer, watch
@@ -90,3 +91,74 @@ def test_rule_on_signals():
     err = rule.check(_signals(tokenizer_rows=100, distinct_texts=100, distinct_encodings=50, rows_at_max_length=100,
                               tokenizer_max_length=8))
     assert err is not None and err.severity == Severity.ERROR and err.evidence["rows_at_max_length"] == 1.0
+
+
+# ---------------------------------------------------------------- a cap below the typical length
+def _sentence_trainer(model_dir, out_dir, data: dict, cap: int, steps: int = 6):
+    """sentence-transformers' own trainer on ``data``; the cap set the way its users do, on the model."""
+    from datasets import Dataset
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    torch.manual_seed(0)
+    encoder = Transformer(str(model_dir))
+    model = SentenceTransformer(modules=[encoder, Pooling(encoder.get_embedding_dimension(), "mean")], device="cpu")
+    model.max_seq_length = cap  # planted
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out_dir), per_device_train_batch_size=16, max_steps=steps, learning_rate=1e-3,
+        report_to=[], save_strategy="no", logging_strategy="no", disable_tqdm=True, use_cpu=True, seed=0)
+    return SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(data),
+                                      loss=losses.CoSENTLoss(model))
+
+
+def _pairs(n: int, long_every: int = 0) -> dict[str, list]:
+    """Sentence pairs of 3-14 words (every ``long_every``-th first sentence 40 words long), scored by overlap."""
+    rows = sentences(2 * n, seed=5)
+    first = [t if not long_every or i % long_every else " ".join([t] * 6) for i, (t, _) in enumerate(rows[:n])]
+    second = [t for t, _ in rows[n:]]
+    score = [len(set(a.split()) & set(b.split())) / len(set(a.split())) for a, b in zip(first, second)]
+    return {"sentence1": first, "sentence2": second, "score": score}
+
+
+def test_max_seq_length_below_the_typical_sentence_fires(tiny_model_dir, tmp_path):
+    """``model.max_seq_length = 5``: sentence-transformers cuts at the tokenizer's own limit (no max_length=), so
+    most sentences lose their second half while staying distinct enough for the collision count."""
+    pytest.importorskip("sentence_transformers")
+    with watch() as w:
+        _sentence_trainer(tiny_model_dir, tmp_path, _pairs(96), cap=5).train()
+    f = find(w.diagnosis, "D001")
+    assert f is not None, w.diagnosis.findings
+    assert f.cause == "data.truncation" and f.severity >= Severity.WARNING
+    assert f.evidence["max_length"] == 5 and f.evidence["text_lost_median"] >= 0.25
+    assert f.evidence["rows_at_max_length"] > 0.5
+    assert w.diagnosis.verdict in ("at_risk", "flatlined")
+    assert_where(f, _sentence_trainer)
+
+
+@pytest.mark.parametrize("cap, long_every", [(64, 0), (16, 10)], ids=["room-for-all", "cuts-the-long-tail"])
+def test_cap_that_fits_the_typical_sentence_is_silent(tiny_model_dir, tmp_path, cap, long_every):
+    """A cap above every sentence, and one that only cuts the one long sentence in ten: nothing to say."""
+    pytest.importorskip("sentence_transformers")
+    with watch() as w:
+        _sentence_trainer(tiny_model_dir, tmp_path, _pairs(96, long_every), cap=cap).train()
+    d = w.watcher.s.data
+    assert d.length_sample_rows >= 32 and d.tokenizer_max_length == cap  # the cut was measured
+    if long_every:
+        assert 0 < d.rows_at_max_length < d.tokenizer_rows / 4
+    assert d.text_lost_median == 0.0
+    assert find(w.diagnosis, "D001") is None, w.diagnosis.findings
+
+
+def test_rule_on_lost_text():
+    rule = TruncationCollisions()
+    kept = dict(tokenizer_rows=100, distinct_texts=100, distinct_encodings=100, rows_at_max_length=90,
+                tokenizer_max_length=8, length_sample_rows=100)
+    assert rule.check(_signals(**kept, text_lost_median=0.2)) is None  # most rows cut, but only their last words
+    assert rule.check(_signals(**dict(kept, length_sample_rows=16), text_lost_median=0.6)) is None  # too few rows
+    warn = rule.check(_signals(**kept, text_lost_median=0.3))
+    assert warn is not None and warn.severity == Severity.WARNING and warn.evidence["text_lost_median"] == 0.3
+    err = rule.check(_signals(**kept, text_lost_median=0.6))
+    assert err is not None and err.severity == Severity.ERROR

@@ -251,6 +251,14 @@ class DataSignals:
     rows_at_max_length: int = 0
     distinct_texts: int = 0
     distinct_encodings: int = 0
+    # how much text the cap cut, from the first rows of each truncating tokenizer call during training (before
+    # it, until training tokenizes any; LENGTH_SAMPLE_* in evidence/watch/data.py; the cut rows re-tokenized uncut
+    # once): rows measured, and the median row's share of its text (tokens past the special ones) that the cap
+    # dropped (None: no truncating call seen)
+    length_sample_rows: int = 0
+    text_lost_median: float | None = None
+    cap_where: Where | None = None            # the user's line that set the cap the tokenizer cut at (max_length=,
+    #                                           model_max_length, sentence-transformers' max_seq_length)
     # the token ids of the training batches against the model's embedding table and the checkpoint's tokenizer
     tokens_seen: int = 0                      # real (unpadded) token ids in the training batches checked
     unk_token_id: int | None = None           # the tokenizer's unknown token, None when no tokenizer call was seen

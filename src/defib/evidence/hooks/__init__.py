@@ -10,7 +10,8 @@ Two kinds of interception, both observe-only:
   schedulers and DataLoaders, ``GradScaler``'s ``scale`` and ``step``
   (:mod:`.torch_patches`), once transformers is imported, tokenizer calls
   and ``from_pretrained`` (:mod:`.transformers_patches`), and, once
-  sentence-transformers is, its loss modules and models' forward (:mod:`.st_patches`).
+  sentence-transformers is, its loss modules and models' forward (:mod:`.st_patches`), and once
+  ``datasets`` is, the making of each Dataset (:mod:`.datasets_patches`).
   Each wrapper calls the original with the same arguments and returns its
   result untouched, so the run computes exactly what it would without defib.
   The one exception is a ``defib run --confirm`` rerun: there the Watcher
@@ -23,6 +24,7 @@ Each hook calls the watcher part that owns the event (see :mod:`defib.evidence.w
 
 from __future__ import annotations
 
+from defib.evidence.hooks.datasets_patches import datasets_callbacks
 from defib.evidence.hooks.patching import Installed
 from defib.evidence.hooks.st_patches import st_callbacks
 from defib.evidence.hooks.torch_patches import install_torch
@@ -38,5 +40,6 @@ def install(w: Watcher) -> Installed:
     install_torch(inst, w)
     inst.finder = transformers_finder(inst, w)
     inst.finder.callbacks.update(st_callbacks(inst, w))
+    inst.finder.callbacks.update(datasets_callbacks(inst, w))
     inst.finder.install()
     return inst

@@ -47,6 +47,26 @@ def _patch_tokenizers(inst: Installed, w: Watcher, module: Any) -> None:
 
     inst.patch(cls, "__call__", call)
     _patch_tokenizer_making(inst, cls)
+    _patch_tokenizer_cap(inst, cls)
+
+
+def _patch_tokenizer_cap(inst: Installed, cls: Any) -> None:
+    """Remember the user's line that last set a tokenizer's ``model_max_length``: the cap a call with truncation
+    and no ``max_length`` cuts at. Set at construction (``from_pretrained(..., model_max_length=)``), or later
+    through a library (sentence-transformers' ``model.max_seq_length = 8`` writes it to the tokenizer)."""
+
+    def set_attr(original):
+        @functools.wraps(original)
+        def run(self, key, value):
+            original(self, key, value)
+            if key == "model_max_length":
+                try:
+                    object.__setattr__(self, "_defib_cap_where", where_here(skip=2))
+                except Exception:  # an object that refuses attributes just goes unmarked
+                    pass
+        return run
+
+    inst.patch(cls, "__setattr__", set_attr)
 
 
 def _patch_tokenizer_making(inst: Installed, cls: Any) -> None:

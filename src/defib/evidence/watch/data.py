@@ -8,6 +8,7 @@ is the one iterated last before that forward. Targets are the loss part's
 
 from __future__ import annotations
 
+import statistics
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +22,24 @@ from defib.evidence.watch.guard import Part, guarded
 from defib.signals.run import DataSignals
 
 MAX_LOADERS = 256  # DataLoaders remembered before the dead ones are dropped
+LENGTH_SAMPLE = 512  # rows of truncating tokenizer calls whose uncut length is measured (enough for a median)
+# ... at most this many from one call, so the sample spans the run: a library's one-off call on the dataset's first
+# rows (sentence-transformers' model card examples) or one preprocessing chunk does not stand for all the data
+LENGTH_SAMPLE_PER_CALL = 8
+NO_CAP = 10**9  # a tokenizer's model_max_length this large is transformers' "no limit" (VERY_LARGE_INTEGER)
+# a tokenizer call's options that only shape a cut or padded output: dropped when a row is tokenized again uncut
+_CUT_ONLY = ("text_pair", "max_length", "stride", "return_overflowing_tokens", "pad_to_multiple_of", "truncation",
+             "padding", "return_tensors", "verbose")
+
+
+def _cap(tokenizer: Any, kwargs: dict) -> int | None:
+    """The length a tokenizer call cuts its rows at: its ``max_length=``, else (truncation on, no max_length) the
+    tokenizer's own ``model_max_length``, which sentence-transformers' ``max_seq_length`` sets; None: no cut."""
+    truncation = kwargs.get("truncation")
+    if not truncation or truncation == "do_not_truncate":
+        return None
+    cap = kwargs.get("max_length") or getattr(tokenizer, "model_max_length", None)
+    return int(cap) if isinstance(cap, int) and 0 < cap < NO_CAP else None
 
 
 def find_inputs(args: tuple, kwargs: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -48,6 +67,7 @@ class DataEvidence(Part):
         super().__init__(watcher)
         self._loaders: dict[int, dict[str, Any]] = {}
         self._active_loader: dict | None = None  # the loader iterated last, until a forward shows its use
+        self._train_loader: weakref.ref | None = None  # the loader a training forward showed in use last
         self._mask_where: Any = None  # where a finding about the training batches' masks points
         # (input_ids, attention_mask) an encoder inside the user's module received in this forward, and the line
         # in that module that calls it (see encoder_batch)
@@ -59,6 +79,11 @@ class DataEvidence(Part):
         self._untrained: torch.Tensor | None = None
         self._embedding_checked = False
         self._vocab_checked = False
+        # per row measured (see _measure_cut): the share of its text the cap dropped; rows tokenized before any
+        # training forward (a whole dataset up front, or a library's one-off calls) apart from rows tokenized
+        # during training, which are the rows the model learns from once there are any
+        self._text_lost: dict[bool, list[float]] = {False: [], True: []}
+        self._training = False  # a training forward has run: tokenizer calls with gradients on feed training
 
     def signals(self) -> DataSignals:
         if self.w.s.data is None:
@@ -129,6 +154,7 @@ class DataEvidence(Part):
         call, the same every step) is found now, from the live stack, once.
         """
         self._adopt_loader()
+        self._training = True
         self._mask = mask if isinstance(mask, torch.Tensor) else None  # the step's mask, for token labels
         if not self._embedding_checked and model is not None:
             self._embedding_seen(model)
@@ -168,10 +194,16 @@ class DataEvidence(Part):
         """A training forward ran: the loader iterated last is the one that feeds training."""
         info = self._active_loader
         if info is not None:
+            self._train_loader = info["ref"]
             d = self.signals()
             d.loader_where, d.sampler, d.collate_where = info["where"], info["sampler"], info["collate_where"]
             d.shuffle = info["sampler"] not in ("SequentialSampler",)
             self._active_loader = None
+
+    def training_dataset(self) -> Any:
+        """The dataset behind the training loader, once a training forward showed which loader that is."""
+        loader = self._train_loader() if self._train_loader is not None else None
+        return getattr(loader, "dataset", None)
 
     def _check_batch(self, ids: torch.Tensor, mask: torch.Tensor | None) -> None:
         d = self.signals()
@@ -221,9 +253,12 @@ class DataEvidence(Part):
         top = max((max(r) for r in rows if r), default=None)
         if top is not None and (d.tokenizer_max_id is None or top > d.tokenizer_max_id):
             d.tokenizer_max_id = int(top)  # on the host already: survives a device assert in the embedding
-        max_len = kwargs.get("max_length")
-        if kwargs.get("truncation") and max_len:
-            d.tokenizer_max_length = int(max_len)
+        max_len = _cap(tokenizer, kwargs)
+        if max_len:
+            if d.cap_where is None:  # the keyword's line, else the line that set the tokenizer's own limit
+                d.cap_where = (where_here(keyword="max_length", skip=4, value=max_len) if kwargs.get("max_length")
+                               else getattr(tokenizer, "_defib_cap_where", None) or d.tokenizer_where)
+            d.tokenizer_max_length = max_len
             masks = encoding.get("attention_mask")
             masks = masks.tolist() if hasattr(masks, "tolist") else masks
             if isinstance(masks, list) and len(masks) == len(rows):  # real tokens: the mask's ones, whatever the pad id
@@ -232,11 +267,52 @@ class DataEvidence(Part):
                 pad = d.pad_token_id
                 real = [len(r) if pad is None else sum(1 for t in r if t != pad) for r in rows]
             d.rows_at_max_length += sum(1 for n in real if n >= max_len)
+            if len(self._text_lost[self._training and self.w._grad]) < LENGTH_SAMPLE:
+                self._measure_cut(tokenizer, texts, kwargs, real, max_len)
         pair = kwargs.get("text_pair")
         keys = list(zip(texts, pair)) if isinstance(pair, (list, tuple)) and len(pair) == len(texts) else list(texts)
         d.tokenizer_rows += len(rows)
         d.distinct_texts += len(set(map(str, keys)))
         d.distinct_encodings += len({tuple(r) for r in rows})
+
+    def _measure_cut(self, tokenizer: Any, texts: list | tuple, kwargs: dict, real: list[int], cap: int) -> None:
+        """How much of each row's text the cap dropped, for the first rows of truncating calls (LENGTH_SAMPLE in all,
+        LENGTH_SAMPLE_PER_CALL from each); the calls made during training are measured apart, and stand for the
+        run once there are any (sentence-transformers' model card tokenizes the dataset's first thousand rows
+        before training, and STS-B's first rows are its shortest).
+
+        A row shorter than the cap lost nothing; a row at the cap is tokenized again, uncut, by the original
+        ``__call__`` (neither this hook nor a ``--confirm`` fix sees it), once. Its text is its tokens past the
+        special ones the tokenizer adds, which the cap always keeps.
+        """
+        d = self.signals()
+        lost = self._text_lost[self._training and self.w._grad]
+        rows = range(min(LENGTH_SAMPLE - len(lost), LENGTH_SAMPLE_PER_CALL, len(real), len(texts)))
+        cut = [i for i in rows if real[i] >= cap]
+        pair = kwargs.get("text_pair")
+        paired = (isinstance(pair, (list, tuple)) and len(pair) == len(texts)) or \
+            (not kwargs.get("is_split_into_words") and isinstance(texts[0], (list, tuple)) and len(texts[0]) == 2)
+        full: dict[int, int] = {}
+        if cut:
+            call = type(tokenizer).__call__
+            call = getattr(call, "_defib_original", call)
+            uncut = {k: v for k, v in kwargs.items() if k not in _CUT_ONLY}
+            if isinstance(pair, (list, tuple)) and len(pair) == len(texts):
+                uncut["text_pair"] = [pair[i] for i in cut]
+            try:
+                ids = call(tokenizer, [texts[i] for i in cut], **uncut, truncation=False, padding=False,
+                           return_tensors=None, verbose=False)["input_ids"]
+            except Exception:  # inputs this tokenizer only takes with the user's exact options: leave it unmeasured
+                lost.extend([0.0] * LENGTH_SAMPLE)
+                return
+            full = {i: len(r) for i, r in zip(cut, ids)}
+        special = tokenizer.num_special_tokens_to_add(pair=paired)
+        for i in rows:
+            n = full.get(i, real[i])
+            lost.append(max(0, n - real[i]) / (n - special) if n > special else 0.0)
+        used = self._text_lost[True] or self._text_lost[False]
+        d.length_sample_rows = len(used)
+        d.text_lost_median = statistics.median(used)
 
     # ------------------------------------------------------------------ the tokenizer against the checkpoint
     def _tokenizer_seen(self, tokenizer: Any) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here
+from defib.evidence.watch.columns import label_where, note_columns
 from defib.evidence.watch.data import find_inputs
 from defib.evidence.watch.guard import Part, guarded
 
@@ -79,8 +81,16 @@ class SentenceEvidence(Part):
         if frame is not None:
             self._example_lines.add((frame.f_code.co_filename, frame.f_lineno))
 
+    @guarded
+    def dataset_made(self, ds: Any) -> None:
+        """A ``datasets.Dataset`` was made: the user's lines behind its columns (see :mod:`.columns`)."""
+        note_columns(ds, sys._getframe(1))
+
     def examples_where(self) -> Any:
-        """The one line that built the examples (so their labels), if one; train and dev built apart: unknown."""
+        """The line that built the labels: the one line that built the InputExamples, if one (train and dev built
+        apart: unknown); without InputExamples, the line that made the labels column of the training dataset."""
+        if not self._example_lines:
+            return label_where(self.w.data.training_dataset())
         if len(self._example_lines) != 1:
             return None
         return make_where(*next(iter(self._example_lines)))
