@@ -43,7 +43,7 @@ class TruncationCollisions(Rule):
 
     code = "D001"
     cause = "data.truncation"
-    title = "Inputs truncated until distinct texts look alike"
+    title = "Inputs truncated: distinct texts look alike, or most of each text is cut"
     severity = Severity.ERROR
     needs = ("data",)
 
