@@ -37,11 +37,12 @@ def tiny_budget(monkeypatch):
 
 
 def watched_loop(model_dir, rows, *, steps: int = STEPS, lr: float = 1e-3, from_config: bool = False,
-                 detach: bool = False):
-    """A plain training loop under defib.watch: (the watch, the loss per step)."""
+                 detach: bool = False, bce: bool = False):
+    """A plain training loop under defib.watch: (the watch, the loss per step). ``bce``: one logit per row
+    under binary cross-entropy, the other way to train a binary classifier."""
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=2)
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1 if bce else 2)
     if from_config:  # the same weights, but the config no longer names a folder on disk
         model.config._name_or_path = "not-on-disk"
     # left in eval mode, as from_pretrained returns it (no dropout): the shuffled run then collapses every time
@@ -53,7 +54,10 @@ def watched_loop(model_dir, rows, *, steps: int = STEPS, lr: float = 1e-3, from_
             batch = rows[at:at + BATCH]
             enc = tok([t for t, _ in batch], padding=True, return_tensors="pt")
             logits = model(**enc).logits
-            loss = F.cross_entropy(logits.detach() if detach else logits, torch.tensor([y for _, y in batch]))
+            logits = logits.detach() if detach else logits
+            y = torch.tensor([y for _, y in batch])
+            loss = F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.float()) if bce else \
+                F.cross_entropy(logits, y)
             opt.zero_grad()
             if loss.requires_grad:
                 loss.backward()
@@ -89,6 +93,14 @@ def test_shuffled_labels_in_a_flatlined_run_fire(tiny_model_dir, tiny_budget):
     assert f.evidence["p_value"] > 0.05 and f.evidence["token_label_p_value"] <= 0.01
     assert f.evidence["control_seconds"] > 0
     assert d.findings[0].code == "D010"  # the cause ranks first, the flatline folds under it
+
+
+@pytest.mark.parametrize("labels, fires", [(SHUFFLED, True), (ALIGNED, False)], ids=["shuffled", "aligned"])
+def test_one_logit_under_binary_cross_entropy_is_checked_too(tiny_model_dir, tiny_budget, labels, fires):
+    w, _ = watched_loop(tiny_model_dir, labels, bce=True)
+    assert w.watcher.rows.task == "regression" and len(w.watcher.rows.rows) > 0
+    f = find(w.diagnosis, "D010")
+    assert (f is not None) == fires, [(x.code, x.message) for x in w.diagnosis.findings]
 
 
 def test_aligned_rows_carry_over_and_the_flatline_says_the_labels_were_checked(tiny_model_dir, tiny_budget):

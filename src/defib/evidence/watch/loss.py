@@ -50,6 +50,9 @@ class LossEvidence(Part):
         self._label_pos: np.ndarray | None = None
         self._label_rows = 0
         self._batch_pred_pos: deque = deque(maxlen=16)
+        # BCE on one output per row against scores, not 0/1 labels (a cross-encoder regressed through the loss's
+        # sigmoid): its spread is judged against the scores' own, not against 0/1 labels at their mean rate
+        self._scored_rows = False
         self._target_window = Window(window)
         self._targets = Moments()
         self._label_counts: Counter = Counter()
@@ -312,8 +315,17 @@ class LossEvidence(Part):
                 share = float(((xs >= 0) & (xs <= 1)).mean())
                 ls.unit_interval_share = share if ls.unit_interval_share is None else \
                     0.9 * ls.unit_interval_share + 0.1 * share
-            if x.ndim == 2 and x.shape == y.shape and x.shape[0] > 1:
-                self._per_label(x, y, logits=ls.fn == "binary_cross_entropy_with_logits")
+            logits = ls.fn == "binary_cross_entropy_with_logits"
+            one_output = x.ndim == 1 or (x.ndim == 2 and x.shape[1] == 1)
+            if one_output and x.numel() == y.numel() and x.shape[0] > 1 and \
+                    (self._scored_rows or not np.isin(ys, (0.0, 1.0)).all()):
+                self._scored_rows = True
+                prob = torch.sigmoid(x.float()) if logits else x.float()
+                self._batch_pred_std.append(float(prob.std()))
+            elif one_output and x.shape == y.shape[:1] and x.shape[0] > 1:  # [B] logits, [B] 0/1 labels
+                self._per_label(x.unsqueeze(1), y.unsqueeze(1), logits=logits)
+            elif x.ndim == 2 and x.shape == y.shape and x.shape[0] > 1:
+                self._per_label(x, y, logits=logits)
 
     def _per_label(self, x: torch.Tensor, y: torch.Tensor, logits: bool) -> None:
         """A [B, K] multilabel batch by label: the targets' positives, the predictions above 0.5 and their spread
@@ -406,7 +418,7 @@ class LossEvidence(Part):
             w = w[np.isfinite(w)]
             if w.size:
                 p.window_std, p.window_mean = float(w.std()), float(w.mean())
-                ref = self._label_std() if p.task == "multilabel" else p.target_std
+                ref = self._label_std() if p.task == "multilabel" and not self._scored_rows else p.target_std
                 if self._batch_pred_std:
                     # within-batch spread: blind to the drift of a bias chasing batch means
                     p.batch_std = float(np.mean(self._batch_pred_std))

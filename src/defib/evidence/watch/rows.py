@@ -116,8 +116,8 @@ class RowSample(Part):
             if family != "regression" or not one_each:
                 return
             task = "pairs"
-        elif family == "regression" and one_each:
-            task = "regression"
+        elif family in ("regression", "multilabel") and one_each:
+            task = "regression"  # BCE on one output per row: a score or a 0/1 label per row, read out as a number
         elif (family == "classification" and target.ndim == 1 and not target.is_floating_point()
               and input.ndim == 2 and input.shape[0] == n and input.shape[1] >= 2):
             task = "classification"
