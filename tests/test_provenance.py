@@ -167,6 +167,27 @@ def test_a_mask_read_by_key_is_followed_to_its_last_write_where_the_batch_is_bui
     assert origin_line(f, 16, "attention_mask") == 16    # no mask passed: the call
 
 
+def test_a_mask_passed_by_position_under_its_own_name_is_followed_to_the_collate_that_built_it(tmp_path):
+    """``encoder(input_ids, attention_mask)`` in a loop over ``for input_ids, attention_mask, labels in loader``:
+    the one assignment of ``attention_mask`` in the file, in the script's collate, is the line that made it; a
+    positional argument under another name stays at the call."""
+    path = tmp_path / "train.py"
+    path.write_text(textwrap.dedent('''\
+        def collate(batch):
+            input_ids = pad(batch)
+            attention_mask = (input_ids == 0).long()
+            return input_ids, attention_mask
+
+        def train(loader, encoder, mask_fn):
+            for input_ids, attention_mask in loader:
+                encoder(input_ids, attention_mask)
+                encoder(input_ids, mask_fn(input_ids))
+    '''))
+    f = str(path)
+    assert origin_line(f, 8, "attention_mask") == 3
+    assert origin_line(f, 9, "attention_mask") == 9
+
+
 def test_a_mask_key_filled_in_two_places_or_by_the_tokenizer_stays_at_the_call(tmp_path):
     two = tmp_path / "two.py"
     two.write_text(COLLATED_MASK + textwrap.dedent('''\

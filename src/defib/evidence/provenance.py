@@ -222,6 +222,8 @@ def origin_line(filename: str, line: int, keyword: str, value: object = None) ->
     run_value, value = value, _call_value(tree, line, keyword)
     if value is None:  # ``self(batch["input_ids"], batch["attention_mask"])``: passed by position, read by key
         value = _keyed_argument(tree, line, keyword)
+    if value is None:  # ``encoder(input_ids, attention_mask)``: passed by position under its own name
+        value = _named_argument(tree, line, keyword)
     if value is None:
         # not passed at this call (``HfArgumentParser.parse_args_into_dataclasses()`` builds the arguments):
         # the one place in the file that sets this setting to the value the run used, if there is one
@@ -458,6 +460,16 @@ def _keyed_argument(tree: ast.AST, line: int, key: str) -> ast.expr | None:
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)]
     for call in sorted(calls, key=lambda n: (n.end_lineno or n.lineno) - n.lineno):
         hit = next((a for a in call.args if _keyed(a) == key), None)
+        if hit is not None:
+            return hit
+    return None
+
+
+def _named_argument(tree: ast.AST, line: int, name: str) -> ast.Name | None:
+    """A positional argument that is the variable ``name`` itself, in the innermost call spanning ``line``."""
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)]
+    for call in sorted(calls, key=lambda n: (n.end_lineno or n.lineno) - n.lineno):
+        hit = next((a for a in call.args if isinstance(a, ast.Name) and a.id == name), None)
         if hit is not None:
             return hit
     return None
