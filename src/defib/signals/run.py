@@ -205,6 +205,11 @@ class ModelSignals:
     head_input_where: Where | None = None     # the user's line that calls the head
     head_input_detached: bool = False         # the head's input carried no gradient path in training
     nograd_forward_where: Where | None = None  # the encoder ran under no_grad while training
+    # a module evaluated (no grad or eval mode) after training with the weights it was built with: created after the
+    # first step, never written since its initialisation, a rebuilt copy of trained parameters ({"module": class name,
+    # "params": count}); None: no such evaluation seen
+    eval_untrained: dict | None = None
+    eval_untrained_where: Where | None = None  # the user's line that built that module
     # sentence embeddings (a sentence-transformers model's output): mean cosine between the embeddings of the
     # different inputs of a training batch, sampled steps; near 1: every text points the same way (collapse)
     embedding_cosine: Series = field(default_factory=Series)

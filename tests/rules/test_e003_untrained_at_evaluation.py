@@ -1,0 +1,125 @@
+"""E003: after training, the script evaluates a rebuilt copy whose head never received the trained weights.
+
+Planted: an encoder (embeddings + mean) and a head kept outside it train together; both are saved, then
+rebuilt, and only the encoder's weights are loaded before the evaluation under ``no_grad`` in eval mode.
+Near-misses: the same loading the head too (by ``load_state_dict`` and by ``.data.copy_``, which leaves the
+version counter alone), and evaluating the trained objects themselves.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from helpers import assert_where, batches, find, watch, word_data
+from torch import nn
+
+from defib.rules.base import Severity
+
+
+class Encoder(nn.Module):
+    def __init__(self, vocab: int = 32, dim: int = 16):
+        super().__init__()
+        self.embeddings = nn.Embedding(vocab, dim)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.embeddings(input_ids).mean(1)
+
+
+def train(ids: torch.Tensor, score: torch.Tensor) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    encoder, head = Encoder(), nn.Linear(16, 1)
+    opt = torch.optim.AdamW(list(encoder.parameters()) + list(head.parameters()), lr=1e-2)
+    for x, y in batches(ids, score, size=16):
+        loss = F.mse_loss(head(encoder(x)).squeeze(-1), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return encoder, head, opt
+
+
+def evaluate(encoder: nn.Module, head: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    encoder.eval(), head.eval()
+    with torch.no_grad():
+        return head(encoder(ids)).squeeze(-1)
+
+
+def saved(encoder: nn.Module, head: nn.Module) -> tuple[dict, dict]:
+    return ({k: v.clone() for k, v in encoder.state_dict().items()},
+            {k: v.clone() for k, v in head.state_dict().items()})
+
+
+def test_rebuilt_head_never_loaded_fires():
+    ids, score = word_data(160, seed=3)
+    with watch() as w:
+        encoder, head, opt = train(ids, score)
+        enc_state, _ = saved(encoder, head)
+        encoder = Encoder()
+        encoder.load_state_dict(enc_state)
+        head = nn.Linear(16, 1)  # planted
+        evaluate(encoder, head, ids)
+    f = find(w.diagnosis, "E003")
+    assert f is not None, w.diagnosis.findings
+    assert f.cause == "eval.wrong_weights" and f.severity == Severity.ERROR
+    assert f.evidence["module"] == "Linear" and f.evidence["params"] == 17
+    assert_where(f, test_rebuilt_head_never_loaded_fires)
+
+
+def test_rebuilt_head_loaded_is_silent():
+    ids, score = word_data(160, seed=3)
+    with watch() as w:
+        encoder, head, opt = train(ids, score)
+        enc_state, head_state = saved(encoder, head)
+        encoder, head = Encoder(), nn.Linear(16, 1)
+        encoder.load_state_dict(enc_state)
+        head.load_state_dict(head_state)
+        evaluate(encoder, head, ids)
+    assert find(w.diagnosis, "E003") is None, w.diagnosis.findings
+
+
+def test_rebuilt_head_copied_through_data_is_silent():
+    ids, score = word_data(160, seed=3)
+    with watch() as w:
+        encoder, head, opt = train(ids, score)
+        trained_head = head
+        head = nn.Linear(16, 1)
+        head.weight.data.copy_(trained_head.weight.data)  # no version bump: the values say it was loaded
+        head.bias.data.copy_(trained_head.bias.data)
+        evaluate(encoder, head, ids)
+    assert head.weight._version == 1  # the near-miss the values must catch
+    assert find(w.diagnosis, "E003") is None, w.diagnosis.findings
+
+
+def test_trained_objects_evaluated_are_silent():
+    ids, score = word_data(160, seed=3)
+    with watch() as w:
+        encoder, head, opt = train(ids, score)
+        evaluate(encoder, head, ids)
+    assert find(w.diagnosis, "E003") is None, w.diagnosis.findings
+
+
+def test_rebuilt_head_initialised_by_the_user_and_never_loaded_fires():
+    ids, score = word_data(160, seed=3)
+    with watch() as w:
+        encoder, head, opt = train(ids, score)
+        head = nn.Linear(16, 1)  # planted
+        nn.init.trunc_normal_(head.weight, std=0.02)  # several in-place writes, all of them initialisation
+        nn.init.zeros_(head.bias)
+        evaluate(encoder, head, ids)
+    f = find(w.diagnosis, "E003")
+    assert f is not None, w.diagnosis.findings
+    assert_where(f, test_rebuilt_head_initialised_by_the_user_and_never_loaded_fires)
+
+
+def test_rebuilt_head_loaded_from_an_earlier_checkpoint_is_silent():
+    ids, score = word_data(160, seed=3)
+    torch.manual_seed(1)
+    early = {k: v + 0.5 for k, v in nn.Linear(16, 1).state_dict().items()}  # weights unlike the final ones
+    with watch() as w:
+        encoder, head, opt = train(ids, score)
+        copied, assigned = nn.Linear(16, 1), nn.Linear(16, 1)
+        copied.load_state_dict(early)
+        assigned.load_state_dict({k: v.clone() for k, v in early.items()}, assign=True)
+        evaluate(encoder, copied, ids)
+        evaluate(encoder, assigned, ids)
+    assert not torch.equal(assigned.weight, head.weight)  # only the counters can tell these were loaded
+    assert find(w.diagnosis, "E003") is None, w.diagnosis.findings
