@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from helpers import assert_where, batches, find, watch, word_data
+import pytest
+from helpers import assert_where, batches, find, sentences, tokenizer, watch, word_data
 from torch import nn
 
 from defib.rules.base import Severity
@@ -122,4 +123,68 @@ def test_rebuilt_head_loaded_from_an_earlier_checkpoint_is_silent():
         evaluate(encoder, copied, ids)
         evaluate(encoder, assigned, ids)
     assert not torch.equal(assigned.weight, head.weight)  # only the counters can tell these were loaded
+    assert find(w.diagnosis, "E003") is None, w.diagnosis.findings
+
+
+class LoraEncoder(nn.Module):
+    """The tiny BERT with LoRA on query/value (fresh, or the adapter saved in ``adapter``), mean-pooled."""
+
+    def __init__(self, model_dir, adapter=None):
+        super().__init__()
+        from peft import LoraConfig, PeftModel, get_peft_model
+        from transformers import AutoModel
+
+        bert = AutoModel.from_pretrained(str(model_dir))
+        self.dim = bert.config.hidden_size
+        self.bert = (get_peft_model(bert, LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"]))
+                     if adapter is None else PeftModel.from_pretrained(bert, str(adapter)))
+
+    def forward(self, input_ids, attention_mask):
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-6)
+
+
+def lora_then_rebuild(model_dir, folder, load_head: bool) -> tuple[nn.Module, nn.Module]:
+    """Train a LoRA encoder and an outside head 12 steps, save both, rebuild them for the evaluation."""
+    torch.manual_seed(0)
+    tok = tokenizer(str(model_dir))
+    rows = sentences(192, seed=5)
+    encoder = LoraEncoder(model_dir)
+    head = nn.Linear(encoder.dim, 2)
+    opt = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad] + list(head.parameters()), lr=1e-3)
+    for i in range(0, len(rows), 16):
+        enc = tok([t for t, _ in rows[i:i + 16]], padding=True, return_tensors="pt")
+        y = torch.tensor([int(s > 0) for _, s in rows[i:i + 16]])
+        loss = F.cross_entropy(head(encoder(enc["input_ids"], enc["attention_mask"])), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    encoder.bert.save_pretrained(str(folder))
+    torch.save(head.state_dict(), folder / "head.pt")
+    encoder = LoraEncoder(model_dir, adapter=folder)
+    head = nn.Linear(encoder.dim, 2)  # planted
+    if load_head:
+        head.load_state_dict(torch.load(folder / "head.pt"))
+    encoder.eval(), head.eval()
+    enc = tok([t for t, _ in rows[:32]], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        head(encoder(enc["input_ids"], enc["attention_mask"]))
+    return encoder, head
+
+
+def test_lora_encoder_reloaded_with_a_head_never_loaded_fires(tiny_model_dir, tmp_path):
+    pytest.importorskip("peft")
+    with watch() as w:
+        lora_then_rebuild(tiny_model_dir, tmp_path, load_head=False)
+    f = find(w.diagnosis, "E003")
+    assert f is not None, w.diagnosis.findings
+    assert f.evidence["module"] == "Linear"
+    assert_where(f, lora_then_rebuild)
+
+
+def test_lora_encoder_reloaded_with_its_head_loaded_is_silent(tiny_model_dir, tmp_path):
+    pytest.importorskip("peft")
+    with watch() as w:
+        lora_then_rebuild(tiny_model_dir, tmp_path, load_head=True)
     assert find(w.diagnosis, "E003") is None, w.diagnosis.findings
