@@ -210,6 +210,10 @@ class ModelSignals:
     # "params": count}); None: no such evaluation seen
     eval_untrained: dict | None = None
     eval_untrained_where: Where | None = None  # the user's line that built that module
+    # texts in each of two consecutive encode() calls with the same list after training on pairs (the two sides of an
+    # evaluation's pairs encoded from one column); None: not seen
+    eval_same_texts: int | None = None
+    eval_same_texts_where: Where | None = None  # the user's line of the second of those calls
     # sentence embeddings (a sentence-transformers model's output): mean cosine between the embeddings of the
     # different inputs of a training batch, sampled steps; near 1: every text points the same way (collapse)
     embedding_cosine: Series = field(default_factory=Series)
