@@ -16,7 +16,9 @@ without judging any output:
   (a ``load_state_dict`` copy, ``copy_``, an optimizer step) is a load. A
   parameter that is never written after its registration was assigned whole
   (``load_state_dict(assign=True)``, transformers' loading): loaded as well,
-  and so is every parameter of a model ``from_pretrained`` returns;
+  and so is every parameter of a model ``from_pretrained`` returns (a head
+  written as ``nn.Parameter(torch.randn(...))`` is missed likewise: it has
+  no initialising write to tell it from a loaded tensor);
 * the watched optimizer trained a parameter of each one's shape (the module
   is a rebuilt copy of a trained part), and none of those trained tensors has
   the same values (a ``.data.copy_`` load, which the counter misses).
@@ -48,7 +50,7 @@ class EvaluationEvidence(Part):
         super().__init__(watcher)
         # id(param) -> [param, where its module was built, its version counter once initialised]
         self._fresh: dict[int, list] = {}
-        self._judged: set[int] = set()                        # id(module) of the modules already looked at
+        self._judged: weakref.WeakSet = weakref.WeakSet()  # the modules already looked at
 
     def watching(self) -> bool:
         """Parameters were created after training began: an evaluation forward may hold some."""
@@ -81,9 +83,9 @@ class EvaluationEvidence(Part):
     @guarded
     def evaluation_call(self, module: nn.Module) -> None:
         """``module`` ran at top level without gradients or in eval mode, after training began."""
-        if id(module) in self._judged:
+        if module in self._judged:
             return
-        self._judged.add(id(module))
+        self._judged.add(module)
         params = list(module.parameters())
         opt = self.w.optim.main()
         if not params or opt is None:
