@@ -188,3 +188,16 @@ def test_lora_encoder_reloaded_with_its_head_loaded_is_silent(tiny_model_dir, tm
     with watch() as w:
         lora_then_rebuild(tiny_model_dir, tmp_path, load_head=True)
     assert find(w.diagnosis, "E003") is None, w.diagnosis.findings
+
+
+def test_the_evaluation_forward_reads_no_tensor_on_the_host():
+    from test_watch_cost import HostReads
+
+    ids, score = word_data(160, seed=3)
+    with watch() as w:
+        encoder, head, opt = train(ids, score)
+        head = nn.Linear(16, 1)
+        with HostReads() as reads:
+            evaluate(encoder, head, ids)
+    assert reads.calls == []  # versions and shapes only; the values are compared when the watcher flushes
+    assert find(w.diagnosis, "E003") is not None, w.diagnosis.findings
