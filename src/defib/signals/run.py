@@ -205,6 +205,15 @@ class ModelSignals:
     head_input_where: Where | None = None     # the user's line that calls the head
     head_input_detached: bool = False         # the head's input carried no gradient path in training
     nograd_forward_where: Where | None = None  # the encoder ran under no_grad while training
+    # a module evaluated (no grad or eval mode) after training with the weights it was built with: created after the
+    # first step, never written since its initialisation, a rebuilt copy of trained parameters ({"module": class name,
+    # "params": count}); None: no such evaluation seen
+    eval_untrained: dict | None = None
+    eval_untrained_where: Where | None = None  # the user's line that built that module
+    # texts in each of two consecutive encode() calls with the same list after training on pairs (the two sides of an
+    # evaluation's pairs encoded from one column); None: not seen
+    eval_same_texts: int | None = None
+    eval_same_texts_where: Where | None = None  # the user's line of the second of those calls
     # sentence embeddings (a sentence-transformers model's output): mean cosine between the embeddings of the
     # different inputs of a training batch, sampled steps; near 1: every text points the same way (collapse)
     embedding_cosine: Series = field(default_factory=Series)

@@ -12,7 +12,9 @@ wrappers here report to :mod:`defib.evidence.watch.sentence`:
 * ``InputExample.__init__``: the user's line that gives examples their labels, the line a
   finding about the labels' scale points at (the loss compares them far from that line);
 * ``BaseModel.forward``, shared by ``SentenceTransformer`` and ``CrossEncoder``: its features and
-  output, when a loss called it.
+  output, when a loss called it;
+* ``SentenceTransformer.encode``: the texts of an evaluation after training (two calls in a row on
+  the same texts are the two sides of the dev pairs taken from one column).
 
 Applied through :class:`~defib.evidence.hooks.patching.PostImport`, so a script that never imports
 sentence-transformers never loads it because of defib. Each wrapper calls the original with the same
@@ -38,6 +40,7 @@ def st_callbacks(inst: Installed, w: Watcher) -> dict[str, Callable[[Any], None]
     callbacks = {name: functools.partial(_patch_losses, inst, w) for name in LOSS_PACKAGES}
     callbacks["sentence_transformers.base.model"] = functools.partial(_patch_model, inst, w)
     callbacks[EXAMPLES] = functools.partial(_patch_examples, inst, w)
+    callbacks["sentence_transformers.sentence_transformer.model"] = functools.partial(_patch_encode, inst, w)
     return callbacks
 
 
@@ -101,6 +104,24 @@ def _patch_model(inst: Installed, w: Watcher, module: Any) -> None:
         return run
 
     inst.patch(cls, "forward", forward)
+
+
+def _patch_encode(inst: Installed, w: Watcher, module: Any) -> None:
+    cls = getattr(module, "SentenceTransformer", None)
+    if cls is None or "encode" not in vars(cls):
+        return
+
+    def encode(original):
+        @functools.wraps(original)
+        def run(self, *args, **kwargs):
+            out = original(self, *args, **kwargs)
+            # the texts' parameter is ``inputs`` in sentence-transformers 5+, ``sentences`` before
+            w.sentence.encoded(self, args[0] if args else kwargs.get("inputs", kwargs.get("sentences")),
+                               tuple(kwargs.get(k) for k in ("prompt_name", "prompt", "task")))
+            return out
+        return run
+
+    inst.patch(cls, "encode", encode)
 
 
 def _patch_examples(inst: Installed, w: Watcher, module: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as module_hooks
 from torch.optim import optimizer as optimizer_hooks
 from torch.utils.data import DataLoader
 
@@ -46,6 +47,7 @@ def install_torch(inst: Installed, w: Watcher) -> None:
     inst.handles.append(w.forward)
     inst.handles.append(optimizer_hooks.register_optimizer_step_pre_hook(_step_pre_hook(w)))
     inst.handles.append(optimizer_hooks.register_optimizer_step_post_hook(lambda o, a, k: w.step_post(o, a, k)))
+    inst.handles.append(module_hooks.register_module_parameter_registration_hook(w.evaluation.param_registered))
 
     for name in LOSS_FUNCTIONS:
         inst.patch(F, name, functools.partial(_loss_wrapper, w, name))
@@ -102,6 +104,7 @@ def install_torch(inst: Installed, w: Watcher) -> None:
             # only the user's own init calls: those inside from_pretrained are the library's
             if is_user_file(sys._getframe(1).f_code.co_filename):
                 w.model.init_called(tensor)
+            w.evaluation.init_called(tensor)
             return out
         return run
 

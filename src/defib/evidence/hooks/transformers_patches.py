@@ -87,6 +87,7 @@ def _patch_from_pretrained(inst: Installed, w: Watcher, module: Any) -> None:
         @functools.wraps(original)
         def from_pretrained(klass, *args, **kwargs):
             model = original(klass, *args, **kwargs)
+            w.evaluation.loaded(model)
             try:
                 model._defib_pretrained = True
             except Exception:  # a model that refuses attributes just goes unmarked

@@ -52,6 +52,8 @@ class SentenceEvidence(Part):
         super().__init__(watcher)
         self.depth = 0  # sentence-transformers loss calls in progress (a loss may wrap another)
         self._example_lines: set[tuple[str, int]] = set()  # the user's lines that built InputExamples
+        self.paired = False  # a training loss compared the embeddings of two or more columns
+        self._last_encoded: tuple | None = None  # (model id, texts' count, their hash) of the last encode() after training
 
     def enter(self) -> int:
         """A loss module's forward begins; the number of hooked loss calls so far, to tell whether it makes one."""
@@ -130,7 +132,10 @@ class SentenceEvidence(Part):
             self._hooked_call_inside(loss, ls)
             return
         use = next((LABEL_USE[k.__name__] for k in type(loss).__mro__ if k.__name__ in LABEL_USE), None)
-        if use is None or not isinstance(embeddings, (list, tuple)) or len(embeddings) < 2:
+        if not isinstance(embeddings, (list, tuple)) or len(embeddings) < 2:
+            return
+        self.paired = True
+        if use is None:
             return
         a, b = embeddings[0].detach(), embeddings[1].detach()
         where = where_here(skip=3)
@@ -152,6 +157,22 @@ class SentenceEvidence(Part):
         self.w.loss.library_loss(type(loss).__name__, scores, target, result, baseline, where)
         if self.w.s.loss is not None and self.w.s.loss.module_where is None:
             self.w.s.loss.module_where = getattr(loss, "_defib_where", None)
+
+    @guarded
+    def encoded(self, model: nn.Module, sentences: Any, variant: tuple) -> None:
+        """``model.encode(sentences)`` returned, outside any loss: two calls in a row on the same texts (with the
+        same prompt: a query and a document prompt make two different encodings) after training on pairs are the
+        two sides of the evaluation's pairs taken from one column."""
+        if self.depth or self.w.s.step == 0 or not self.paired or not isinstance(sentences, (list, tuple)) \
+                or not all(isinstance(t, str) for t in sentences) or len(set(sentences)) < 2:
+            self._last_encoded = None
+            return
+        key = (id(model), variant, len(sentences), hash(tuple(sentences)))
+        m = self.w.s.model
+        if key == self._last_encoded and m is not None and m.eval_same_texts is None:
+            m.eval_same_texts = len(sentences)
+            m.eval_same_texts_where = where_here(skip=3)
+        self._last_encoded = key
 
     def _hooked_call_inside(self, loss: nn.Module, ls: Any) -> None:
         """A torch loss inside the module compared its scores with the labels: say what those scores can reach."""

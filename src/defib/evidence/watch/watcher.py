@@ -12,6 +12,7 @@ from torch import nn
 
 from defib.evidence import distributed
 from defib.evidence.watch.data import DataEvidence, find_inputs
+from defib.evidence.watch.evaluation import EvaluationEvidence
 from defib.evidence.watch.forward import ForwardHooks
 from defib.evidence.watch.graph import mark_output, mark_outputs_in
 from defib.evidence.watch.guard import guarded
@@ -87,6 +88,7 @@ class Watcher:
         self.optim = OptimEvidence(self)
         self.sentence = SentenceEvidence(self)
         self.rows = RowSample(self)
+        self.evaluation = EvaluationEvidence(self)
         self.forward = ForwardHooks(self.forward_pre, self.forward_post)  # placed by hooks.install (see forward.py)
         if model is not None:
             self.model.add_root(model)
@@ -211,6 +213,8 @@ class Watcher:
             self._forward_out(module, args, kwargs, output)
             if self._depth == 0 and type(output) is torch.Tensor and module.training and torch.is_grad_enabled():
                 self.model.outside_head(module, args)
+            elif self._depth == 0 and self.evaluation.watching() and not (module.training and torch.is_grad_enabled()):
+                self.evaluation.evaluation_call(module)  # the script's own evaluation after training
 
     @guarded
     def _forward_out(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
