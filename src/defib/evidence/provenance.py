@@ -13,6 +13,7 @@ stays at the call.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 
 from defib.evidence.callsite import _tree
 
@@ -220,10 +221,10 @@ def origin_line(filename: str, line: int, keyword: str, value: object = None) ->
     if tree is None:
         return line
     run_value, value = value, _call_value(tree, line, keyword)
-    if value is None:  # ``self(batch["input_ids"], batch["attention_mask"])``: passed by position, read by key
-        value = _keyed_argument(tree, line, keyword)
-    if value is None:  # ``encoder(input_ids, attention_mask)``: passed by position under its own name
-        value = _named_argument(tree, line, keyword)
+    if value is None:  # passed by position: read by key (``self(batch["input_ids"], batch["attention_mask"])``),
+        # or under its own name (``encoder(input_ids, attention_mask)``)
+        value = _positional(tree, line, lambda a: _keyed(a) == keyword) or \
+            _positional(tree, line, lambda a: isinstance(a, ast.Name) and a.id == keyword)
     if value is None:
         # not passed at this call (``HfArgumentParser.parse_args_into_dataclasses()`` builds the arguments):
         # the one place in the file that sets this setting to the value the run used, if there is one
@@ -455,21 +456,11 @@ def _keyed(node: ast.AST | None) -> str | None:
     return _key_of(node) if isinstance(node, (ast.Subscript, ast.Call)) else None
 
 
-def _keyed_argument(tree: ast.AST, line: int, key: str) -> ast.expr | None:
-    """A positional argument read from a dict under ``key`` in the innermost call spanning ``line``."""
+def _positional(tree: ast.AST, line: int, fits: Callable[[ast.expr], bool]) -> ast.expr | None:
+    """The first positional argument that ``fits``, in the innermost call spanning ``line`` that has one."""
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)]
     for call in sorted(calls, key=lambda n: (n.end_lineno or n.lineno) - n.lineno):
-        hit = next((a for a in call.args if _keyed(a) == key), None)
-        if hit is not None:
-            return hit
-    return None
-
-
-def _named_argument(tree: ast.AST, line: int, name: str) -> ast.Name | None:
-    """A positional argument that is the variable ``name`` itself, in the innermost call spanning ``line``."""
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)]
-    for call in sorted(calls, key=lambda n: (n.end_lineno or n.lineno) - n.lineno):
-        hit = next((a for a in call.args if isinstance(a, ast.Name) and a.id == name), None)
+        hit = next((a for a in call.args if fits(a)), None)
         if hit is not None:
             return hit
     return None

@@ -25,9 +25,8 @@ from defib.evidence.provenance import origin_line
 from defib.evidence.stats import Moments, Window
 from defib.evidence.watch.graph import GraphLoss
 from defib.evidence.watch.guard import Part, guarded
-from defib.signals.common import Series
-from defib.signals.run import (CLASS_LOSSES, MAX_PLOTTED_CLASSES, MULTILABEL_LOSSES, QUANTILES, REGRESSION_LOSSES,
-                               TOKEN_TASK, LossSignals, PredSignals)
+from defib.evidence.watch.pred_series import add_class_shares, add_quantiles, entropy_share
+from defib.signals.run import CLASS_LOSSES, MULTILABEL_LOSSES, REGRESSION_LOSSES, TOKEN_TASK, LossSignals, PredSignals
 
 # grad_fn names that only reshape or copy: walked through to find what produced the loss input
 _PASS_THROUGH = ("View", "Squeeze", "Unsqueeze", "Reshape", "Expand", "Select", "Slice", "Clone", "ToCopy",
@@ -408,9 +407,9 @@ class LossEvidence(Part):
             preds = self._pred_classes.array().astype(np.int64)
             p.pred_counts = dict(Counter(preds.tolist()))
             p.label_counts = dict(self._label_counts)
-            p.spread.add(step, _entropy_share(p.pred_counts, p.label_counts))
+            p.spread.add(step, entropy_share(p.pred_counts, p.label_counts))
             if sampled and preds.size:
-                _add_class_shares(p.class_share, step, p.pred_counts, preds.size)
+                add_class_shares(p.class_share, step, p.pred_counts, preds.size)
         else:
             if p.task == "multilabel":
                 self._label_rates()
@@ -425,9 +424,9 @@ class LossEvidence(Part):
                     if ref:  # none when the loss takes no labels (in-batch negatives)
                         p.spread.add(step, p.batch_std / ref)
                 if sampled:
-                    _add_quantiles(p.pred_quantiles, step, w)
+                    add_quantiles(p.pred_quantiles, step, w)
                     ys = self._target_window.array()
-                    _add_quantiles(p.target_quantiles, step, ys[np.isfinite(ys)])
+                    add_quantiles(p.target_quantiles, step, ys[np.isfinite(ys)])
         if len(self._loss_window):
             p.loss_window.add(step, float(self._loss_window.array().mean()))
         base = self.baseline()
@@ -575,39 +574,3 @@ def _grad_fn_chain(fn: Any, depth: int = 6) -> tuple[str, ...]:
         nxt = [f for f, _ in fn.next_functions if f is not None]
         fn = nxt[0] if nxt else None
     return tuple(names)
-
-
-def _add_quantiles(into: dict[str, Series], step: int, x: np.ndarray) -> None:
-    """Percentiles of a window at one step: the prediction and target distributions over time, for the report."""
-    if x.size:
-        for q, v in zip(QUANTILES, np.percentile(x, QUANTILES)):
-            into.setdefault(f"p{q}", Series()).add(step, float(v))
-
-
-def _add_class_shares(into: dict[str, Series], step: int, counts: dict[int, int], total: int) -> None:
-    """Share of each predicted class in the window at one step (the first MAX_PLOTTED_CLASSES, the rest as "other")."""
-    other = 0
-    for cls, n in counts.items():
-        if cls < MAX_PLOTTED_CLASSES:
-            into.setdefault(str(cls), Series()).add(step, n / total)
-        else:
-            other += n
-    if other:
-        into.setdefault("other", Series()).add(step, other / total)
-    for name, series in into.items():  # a class no longer predicted drops to 0, not to its last share
-        if series.last_step != step:
-            series.add(step, 0.0)
-
-
-def _entropy_share(pred: dict[int, int], labels: dict[int, int]) -> float:
-    """Entropy of the predicted classes over the entropy of the labels (0: one class always)."""
-
-    def entropy(counts: dict[int, int]) -> float:
-        c = np.array([v for v in counts.values() if v > 0], dtype=np.float64)
-        if c.sum() == 0:
-            return 0.0
-        q = c / c.sum()
-        return float(-(q * np.log(q)).sum())
-
-    h_labels = entropy(labels)
-    return entropy(pred) / h_labels if h_labels > 0 else math.nan
