@@ -222,6 +222,32 @@ class EmbeddingLayerCLS(nn.Module):
         return features
 
 
+CLS_LAYER = 0  # the embedding layer's output: chosen here, read three hops away
+
+
+class LayerCLS(nn.Module):
+    """[CLS] of the hidden layer it is built with."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, features):
+        return {**features, "sentence_embedding": features["all_layer_embeddings"][self.layer][:, 0]}
+
+
+def test_a_pooling_layer_chosen_elsewhere_points_at_the_choice(tiny_model_dir):
+    """The layer index is a module constant passed to the pooling's constructor: ``where`` is the constant's line."""
+    torch.manual_seed(0)
+    encoder = Transformer(str(tiny_model_dir), max_seq_length=32, config_kwargs={"output_hidden_states": True})
+    model = SentenceTransformer(modules=[encoder, LayerCLS(CLS_LAYER)], device="cpu")
+    with watch() as w:
+        train(model, losses.CosineSimilarityLoss(model), pairs(STEPS * BATCH))
+    f = find(w.diagnosis, "M004")
+    assert f is not None, [(g.code, g.message) for g in w.diagnosis.findings]
+    assert f.where is not None and f.where.code.startswith("CLS_LAYER = 0"), f.where
+
+
 def test_custom_pooling_reading_a_constant_names_the_pooling(tiny_model_dir):
     torch.manual_seed(0)
     encoder = Transformer(str(tiny_model_dir), max_seq_length=32, config_kwargs={"output_hidden_states": True})

@@ -203,6 +203,7 @@ class ModelSignals:
     built_where: Where | None = None          # where the user built the encoder (from_pretrained / from_config / a class)
     init_where: dict[str, Where] = field(default_factory=dict)  # parameter name -> user's nn.init call on it
     head_input_where: Where | None = None     # the user's line that calls the head
+    pool_layer_where: Where | None = None     # the line that chose the hidden layer that head input is read from
     head_input_detached: bool = False         # the head's input carried no gradient path in training
     nograd_forward_where: Where | None = None  # the encoder ran under no_grad while training
     # a module evaluated (no grad or eval mode) after training with the weights it was built with: created after the

@@ -18,6 +18,7 @@ from torch import nn
 from defib.evidence import adapters as A
 from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here, where_picked
+from defib.evidence.layer_origin import layer_where
 from defib.evidence.provenance import origin_line
 from defib.evidence.stats import rel_spread
 from defib.evidence.watch.forward import Hook
@@ -150,6 +151,7 @@ class ModelEvidence(Part):
         where = where_picked(lambda v: isinstance(v, torch.Tensor) and v.shape == x.shape, skip=3)
         if m.head_input_where is None:
             m.head_input_where = where
+            m.pool_layer_where = layer_where(where)
         if not input_requires_grad and not m.head_input_detached:
             m.head_input_detached = True
             m.head_input_where = where

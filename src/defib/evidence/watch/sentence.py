@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here
+from defib.evidence.layer_origin import layer_where
 from defib.evidence.watch.columns import label_where, note_columns
 from defib.evidence.watch.data import find_inputs
 from defib.evidence.watch.guard import Part, guarded
@@ -115,6 +116,7 @@ class SentenceEvidence(Part):
         m = self.w.s.model
         if m is not None and m.head_input_where is None:
             m.head_input_where = _pooling_where(model)
+            m.pool_layer_where = layer_where(m.head_input_where)
         self.w.later(self._embedding_cosine, self.w.s.step, _mean_cosine(emb[:MAX_ROWS], ids[:MAX_ROWS]))
 
     def _embedding_cosine(self, step: int, value: torch.Tensor) -> None:

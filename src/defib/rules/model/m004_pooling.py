@@ -29,6 +29,12 @@ class PoolingIgnoresInput(Rule):
         ``pooled = out.hidden_states[0][:, 0]`` instead of
         ``out.last_hidden_state[:, 0]``.
 
+    Where:
+        The line that picks the vector; when it reads a list of hidden states
+        at an index chosen elsewhere (``hidden_states[self.layer]``, the layer
+        a module constant passed to the pooling's constructor), the line that
+        chose the layer (:mod:`defib.evidence.layer_origin`).
+
     Fix:
         ``out.last_hidden_state[:, 0]`` ([CLS]), ``out.pooler_output``, or a
         mean over real tokens: ``(h * m).sum(1) / m.sum(1)`` with
@@ -55,6 +61,6 @@ class PoolingIgnoresInput(Rule):
         return self.finding(
             f"The vectors entering the head differ across inputs by {h:.2g} of their size while the encoder's token "
             f"vectors differ by {t:.2f}: the head sees (nearly) the same vector for every text.",
-            confidence=0.9, where=m.head_input_where,
+            confidence=0.9, where=m.pool_layer_where or m.head_input_where,
             evidence={"head_input_spread": h, "token_spread": t, "cls_spread": (recent(m.cls_spread, 1) or [None])[0]},
             fix="pooled = outputs.last_hidden_state[:, 0]  # or a masked mean over tokens")
