@@ -117,3 +117,41 @@ def test_rule_on_signals():
     assert rule.check(Signals(optim=OptimSignals(param_dtypes=["float32"]))) is None
     f = rule.check(Signals(optim=OptimSignals(param_dtypes=["float32"], nonfinite={"grad": 7, "weight": 8})))
     assert f is not None and f.severity == Severity.ERROR and "grad at step 7" in f.message
+
+
+def _counts(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Counts 0..8 (how many ids below 8): about one row in ten is 0, whose log is -inf."""
+    ids, _ = word_data(n, seed=8)
+    return ids, (ids < 8).sum(1).float()
+
+
+def _train_on(ids: torch.Tensor, counts: torch.Tensor, safe: bool) -> object:
+    with watch() as w:
+        model = BagOfWords()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for x, c in batches(ids, counts, size=16):
+            y = torch.log1p(c) if safe else torch.log(c)  # planted
+            loss = F.mse_loss(model(x).squeeze(-1), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return w
+
+
+def test_targets_made_infinite_by_their_transform_point_at_it():
+    """log(count) with counts of 0: the loss is infinite from the first batch holding one; the cause is the
+    non-finite loss (not a missing label: D006 stays silent) and ``where`` is the transform's line."""
+    ids, counts = _counts()
+    assert (counts == 0).any()
+    w = _train_on(ids, counts, safe=False)
+    f = find(w.diagnosis, "O009")
+    assert f is not None, w.diagnosis.findings
+    assert f.evidence["infinite_targets"] == int((counts == 0).sum()) and "log1p" in f.fix
+    assert find(w.diagnosis, "D006") is None, [(g.code, g.message) for g in w.diagnosis.findings]
+    assert_where(f, _train_on)
+
+
+def test_a_finite_transform_of_the_same_counts_is_silent():
+    ids, counts = _counts()
+    w = _train_on(ids, counts, safe=True)
+    assert find(w.diagnosis, "O009") is None and find(w.diagnosis, "D006") is None, w.diagnosis.findings

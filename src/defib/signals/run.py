@@ -93,6 +93,7 @@ class PredSignals:
     label_counts: dict[int, int] = field(default_factory=dict)
     pred_counts: dict[int, int] = field(default_factory=dict)  # recent predicted classes
     target_nonfinite: int = 0                 # NaN / inf targets seen
+    target_infinite: int = 0                  # of those, +-inf: an overflow, log(0), 1/0, not a missing label
     ignored: int = 0                          # targets at the loss's ignore_index (-100: padding, later word pieces)
     #                                           dropped before anything else here counts them
     # multilabel: per label (column), the share of 0/1 targets that are 1, over every target seen, and the share

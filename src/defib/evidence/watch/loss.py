@@ -344,6 +344,7 @@ class LossEvidence(Part):
         fin = ys[np.isfinite(ys)]
         if fin.size < ys.size:
             self.w.s.preds.target_nonfinite += int(ys.size - fin.size)
+            self.w.s.preds.target_infinite += int(np.isinf(ys).sum())
         if fin.size:
             self._batch_means.append(float(fin.mean()))
             self._batch_vars.append(float(fin.var()) if fin.size > 1 else math.nan)

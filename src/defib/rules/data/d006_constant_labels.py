@@ -17,7 +17,9 @@ class ConstantLabels(Rule):
         The targets seen at the loss: their standard deviation relative to
         their magnitude, the number of distinct classes, the share of
         regression targets equal to one value (an integer division or a
-        failed parse leaves most rows at 0), and NaN/inf targets.
+        failed parse leaves most rows at 0), and NaN targets (a missing or
+        unparsable label; an infinite one is a transform that overflowed,
+        ``log(0)``, which O009 names as a non-finite loss).
 
     Why it flattens predictions:
         If every label is the same, predicting that label for everything is
@@ -49,13 +51,15 @@ class ConstantLabels(Rule):
     def check(self, s: Signals) -> Finding | None:
         p = s.preds
         seen = p.n_seen
-        if p.target_nonfinite:
+        missing = p.target_nonfinite - p.target_infinite
+        if missing:
             return self.finding(
-                f"{p.target_nonfinite} targets reaching the loss are NaN or infinite.",
+                f"{missing} targets reaching the loss are NaN.",
                 confidence=0.95, evidence={"nonfinite_targets": p.target_nonfinite},
                 where=(s.loss.label_where or s.loss.where) if s.loss else None,
                 fix="Drop or repair rows whose label is missing before building the dataset.")
-        if seen < self.min_targets:
+        if seen < self.min_targets or p.target_infinite:
+            # infinite targets are a transform that overflowed (log of 0, 1/0), not a missing label: O009 names it
             return None
         mean = p.target_mean or 0.0
         if p.task == "classification":

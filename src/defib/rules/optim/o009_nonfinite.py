@@ -7,6 +7,7 @@ from defib.rules.fmt import rnd
 from defib.signals.run import OptimSignals, Signals
 
 _ORIGIN_ORDER = ("loss", "grad", "weight")
+TARGET_FIX = "Keep the targets' transform finite: torch.log1p(y) or torch.log(y + eps), or drop the rows it cannot map"
 
 
 def _origin_first(item: tuple[str, int]) -> tuple[int, int]:
@@ -35,6 +36,10 @@ class NonFinite(Rule):
         steps and halving its scale: if every step has a NaN, no step is ever
         taken, the weights stay where they started (a fresh head's flat
         output included) and the scale sinks towards zero.
+
+        Targets made infinite by their own transform (``torch.log(score)``
+        with scores of 0) make the loss infinite from the first batch that
+        holds one: ``where`` is then the line that made the targets.
 
     Example:
         ``loss = -(y * torch.log(p)).mean()`` with ``p`` reaching 0; or
@@ -80,16 +85,23 @@ class NonFinite(Rule):
             where = s.loss.where if first[0] == "loss" and s.loss else o.backward_where or o.step_where
             what = ", ".join(f"{k} at step {v}" for k, v in sorted(o.nonfinite.items(), key=_origin_first))
             msg = f"Non-finite values appeared: {what}."
+            infinite = s.preds.target_infinite if s.preds else 0
+            if infinite and first[0] == "loss":
+                # the loss was infinite because its targets were: the line that made the targets overflowed
+                msg += (f" {infinite} targets reaching the loss are infinite: their transform overflowed (a log of 0, "
+                        "a division by 0).")
+                where = (s.loss.label_where or where) if s.loss else where
             if half:
                 msg += f" Parameters are {', '.join(half)} under {o.optimizer}."
-            evidence = {"first_nonfinite": dict(o.nonfinite), "param_dtypes": o.param_dtypes}
+            evidence = {"first_nonfinite": dict(o.nonfinite), "param_dtypes": o.param_dtypes,
+                        "infinite_targets": infinite}
             if scaler is not None:
                 msg += f" {scaler['sentence']}."
                 evidence.update(scaler["evidence"])
             return self.finding(msg, confidence=0.95, where=where if not half else (o.half_cast_where or o.where or where),
-                                evidence=evidence,
-                                fix="Keep weights in float32 (use torch.autocast for speed), use numerically safe "
-                                    "losses, clip gradients: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)")
+                                evidence=evidence, fix=TARGET_FIX if infinite and first[0] == "loss" else
+                                "Keep weights in float32 (use torch.autocast for speed), use numerically safe "
+                                "losses, clip gradients: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)")
         return self.finding(
             f"Parameters are {', '.join(half)} and are updated by {o.optimizer} directly: its moments underflow and "
             "updates overflow in half precision.",
