@@ -6,7 +6,7 @@ import json
 
 import torch
 import torch.nn.functional as F
-from rules.helpers import sentences
+from rules.helpers import assert_where, find, sentences
 from support import assert_healthy
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                           TrainingArguments)
@@ -16,11 +16,11 @@ from defib.integrations.hf import DefibCallback
 STEPS = 60  # past the flatline rule's grace period (30 steps) and its plateau window (20)
 
 
-def _train(model_dir, tmp_path, *, compute_loss_func=None, json_path=None):
+def _train(model_dir, tmp_path, *, compute_loss_func=None, json_path=None, scale=1.0):
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(model_dir)
     rows = sentences(1000)
-    data = [dict(tok(text, truncation=True, max_length=32), labels=score) for text, score in rows]
+    data = [dict(tok(text, truncation=True, max_length=32), labels=score * scale) for text, score in rows]  # planted
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
     args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=16, max_steps=STEPS,
                              learning_rate=1e-3, warmup_steps=5, report_to=[], save_strategy="no",
@@ -48,3 +48,12 @@ def test_shape_mismatch_in_the_trainer_loss_is_found(tiny_model_dir, tmp_path):
     d = _train(tiny_model_dir, tmp_path, compute_loss_func=broadcasting_loss).diagnosis
     assert d.findings and d.findings[0].code == "L001", [(f.code, f.message) for f in d.findings]
     assert d.exit_code() == 1
+
+
+def test_labels_the_model_reads_inside_the_trainer_point_at_the_line_that_made_them(tiny_model_dir, tmp_path):
+    """The model computes its own loss inside ``trainer.train()``, which passes no targets to follow: ``where`` is
+    the one line of the script that puts values under ``labels``."""
+    d = _train(tiny_model_dir, tmp_path, scale=0.0).diagnosis
+    f = find(d, "D006")
+    assert f is not None, [(g.code, g.message) for g in d.findings]
+    assert_where(f, _train)

@@ -412,6 +412,14 @@ def _moves(value: ast.expr, name: str) -> bool:
     return isinstance(value, ast.Name) and value.id == name
 
 
+def labels_key_line(filename: str) -> int | None:
+    """The one line of the file that puts a value under ``labels``, the key a transformers model reads its targets
+    from when its own loss is computed inside the library (``trainer.train()`` gives no loss call to follow)."""
+    tree = _tree(filename)
+    lines = {found for found, _ in _key_sets(tree, LABEL_KEY)} if tree is not None else set()
+    return lines.pop() if len(lines) == 1 else None
+
+
 def label_line(filename: str, line: int) -> int | None:
     """Where the targets reaching the loss call on ``line`` were put under their key.
 
@@ -438,7 +446,8 @@ def label_line(filename: str, line: int) -> int | None:
 
 
 def _key_sets(tree: ast.AST, key: str) -> list[tuple[int, ast.expr]]:
-    """Every place the file puts a value under ``key`` (``item[key] = v``, ``{key: v}``): its line and the value."""
+    """Every place the file puts a value under ``key`` (``item[key] = v``, ``{key: v}``, ``dict(key=v)``): its line
+    and the value."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(_key_of(t) == key for t in node.targets if isinstance(t, ast.Subscript)):
@@ -446,6 +455,8 @@ def _key_sets(tree: ast.AST, key: str) -> list[tuple[int, ast.expr]]:
         elif isinstance(node, ast.Dict):
             found += [(v.lineno, v) for k, v in zip(node.keys, node.values)
                       if isinstance(k, ast.Constant) and k.value == key and _key_of(v) != key]  # not a pass-through
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
+            found += [(k.value.lineno, k.value) for k in node.keywords if k.arg == key]  # dict(enc, labels=y)
     return found
 
 

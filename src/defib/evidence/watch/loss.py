@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from defib.evidence.callsite import is_user_file, make_where, user_frame, where_here
-from defib.evidence.provenance import origin_line
+from defib.evidence.provenance import labels_key_line, origin_line
 from defib.evidence.stats import Moments, Window
 from defib.evidence.watch.graph import GraphLoss
 from defib.evidence.watch.guard import Part, guarded
@@ -108,7 +108,7 @@ class LossEvidence(Part):
                                else make_where(site[0], origin_line(site[0], site[1], weighted_by)) if site
                                else where_here(keyword=weighted_by, skip=4))
             # a loss a library computes (sentence-transformers, a model's own labels=) is called from no user line
-            ls.label_where = self._labels_where(ls.where) if _called_by_user() else self.w.sentence.examples_where()
+            ls.label_where = self._labels_where(ls.where) if _called_by_user() else self._library_labels_where(ls.where)
         ls.calls += 1
         if ls.calls == 1 and family == "classification":  # shapes only: nothing read on the host
             ls.per_token = _per_token(input)
@@ -255,6 +255,18 @@ class LossEvidence(Part):
         """The targets' line: followed in the source from the loss call, else the line that built the examples
         (sentence-transformers' ``InputExample(label=...)``; its loss call is inside the library)."""
         return _label_where(loss_where) or self.w.sentence.examples_where()
+
+    def _library_labels_where(self, loss_where: Any) -> Any:
+        """The targets' line for a loss computed inside a library: the line that built the examples or the labels
+        column (sentence-transformers), else the one line of the user's file that puts values under ``labels``
+        (what a transformers model reads them from). Not the loss call's own arguments: ``trainer.train()``
+        passes no targets."""
+        found = self.w.sentence.examples_where()
+        if found is None and loss_where is not None:
+            path = os.path.abspath(loss_where.file)
+            line = labels_key_line(path)
+            found = make_where(path, line) if line else None
+        return found
 
     def _batch_baseline(self, value: torch.Tensor | float) -> None:
         self._batch_baselines.extend(np.array([float(value)]))
