@@ -124,6 +124,7 @@ class OptimSignals:
     steps: int = 0
     scheduler: str | None = None
     scheduler_where: Where | None = None                     # the scheduler's construction
+    scheduler_cadence_where: Where | None = None             # Lightning's per-epoch stepping of it, if so
     scheduler_step_where: Where | None = None                # the user's first scheduler.step() call
     scheduler_steps: int = 0
     # the run's plan, when something states it: a transformers schedule's num_training_steps and

@@ -22,6 +22,7 @@ from torch import nn
 from defib.evidence import adapters as A
 from defib.evidence import params as P
 from defib.evidence.callsite import is_user_file, make_where, where_here, where_made
+from defib.evidence.lightning_cadence import cadence_line
 from defib.evidence.provenance import step_guard_line
 from defib.evidence.schedules import schedule_plan
 from defib.evidence.watch.graph import ReducedFirst, loss_where, read_loss
@@ -155,6 +156,9 @@ class OptimEvidence(Part):
         o = self.signals()
         o.scheduler = type(scheduler).__name__
         o.scheduler_where = where_here(skip=4)
+        made = o.scheduler_where
+        cadence = made and cadence_line(os.path.abspath(made.file), made.line)
+        o.scheduler_cadence_where = make_where(os.path.abspath(made.file), cadence) if cadence else None
         self._note_plan(scheduler)
 
     def _note_plan(self, scheduler: Any) -> None:

@@ -8,6 +8,9 @@ from defib.rules.optim.common import peak_lr
 from defib.signals.run import Signals
 
 
+LIGHTNING_FIX = 'return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}'
+
+
 @register
 class LearningRateSchedule(Rule):
     """The learning rate sits at a tiny fraction of its configured value for most of training.
@@ -23,7 +26,9 @@ class LearningRateSchedule(Rule):
         near-constant initial output. Common ways to get there: a wrong
         ``num_training_steps`` (steps per epoch instead of total, or a count
         of examples instead of batches), warmup longer than training, a
-        per-epoch scheduler stepped every batch, ``lr=0``.
+        per-epoch scheduler stepped every batch, a per-step warmup schedule
+        that Lightning steps once per epoch (its default without
+        ``"interval": "step"``; ``where`` is then that setting), ``lr=0``.
 
     Example:
         ``get_linear_schedule_with_warmup(opt, 0, num_training_steps=10)``
@@ -48,6 +53,7 @@ class LearningRateSchedule(Rule):
     # len(loader) times too fast, and the misplaced scheduler.step() call is the line to move
     epoch_schedulers = ("StepLR", "MultiStepLR", "ExponentialLR")
     per_batch_share = 0.8  # scheduler steps per optimizer step at or above this: stepped every batch
+    rare_steps = 0.1  # scheduler steps per optimizer step below this, under Lightning's per-epoch default: too rare
 
     def check(self, s: Signals) -> Finding | None:
         o = s.optim
@@ -68,10 +74,16 @@ class LearningRateSchedule(Rule):
                 and o.scheduler_step_where is not None:
             where = o.scheduler_step_where  # an epoch schedule stepped every batch: the step() call is misplaced
         source = f"the {o.scheduler} schedule" if o.scheduler else "the optimizer's configuration"
+        rarely = o.scheduler_cadence_where is not None and o.scheduler_steps < self.rare_steps * s.step
+        if rarely:  # a per-step schedule that Lightning steps once per epoch: the interval is the line to edit
+            where = o.scheduler_cadence_where
+            source += (f", stepped {o.scheduler_steps} times in {s.step} optimizer steps: Lightning steps a scheduler "
+                       "once per epoch unless its configuration says \"interval\": \"step\"")
         return self.finding(
             f"The learning rate is at or below {num(floor)} ({self.low_share:.0%} of {num(peak)}) for {share:.0%} "
             f"of the steps observed, since step {since}; {source} holds it there (now {num(pairs[-1][1])}).",
             confidence=0.9, where=where,
             evidence={"configured_lr": peak, "lr_now": pairs[-1][1], "low_share": round(share, 3),
                       "since_step": since, "scheduler": o.scheduler, "scheduler_steps": o.scheduler_steps},
-            fix="num_training_steps = epochs * len(train_loader); warmup = int(0.06 * num_training_steps)")
+            fix=LIGHTNING_FIX if rarely else
+            "num_training_steps = epochs * len(train_loader); warmup = int(0.06 * num_training_steps)")
