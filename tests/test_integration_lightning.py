@@ -7,10 +7,9 @@ import json
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from rules.helpers import sentences
+from rules.helpers import sentence_loader
 from support import assert_healthy
-from torch.utils.data import DataLoader
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel
 
 from defib.integrations.lightning import DefibCallback
 
@@ -38,13 +37,7 @@ class Regressor(pl.LightningModule):
 
 def _fit(model_dir, *, broadcast=False, json_path=None):
     pl.seed_everything(0, verbose=False)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-
-    def collate(batch):
-        texts, ys = zip(*batch)
-        return tok(list(texts), padding=True, truncation=True, max_length=32, return_tensors="pt"), torch.tensor(ys)
-
-    loader = DataLoader(sentences(1000), batch_size=16, shuffle=True, collate_fn=collate)
+    loader = sentence_loader(model_dir)
     callback = DefibCallback(json_path=json_path, report=False)
     trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[callback])

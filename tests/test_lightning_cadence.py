@@ -13,9 +13,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from rules.helpers import assert_where, find, sentences, watch
-from torch.utils.data import DataLoader
-from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+from rules.helpers import assert_where, find, sentence_loader, watch
+from transformers import AutoModel, get_linear_schedule_with_warmup
 
 from defib.evidence.lightning_cadence import cadence_line
 
@@ -50,13 +49,7 @@ class StepWarmup(Warmup):
 
 def _fit(model_dir, module):
     pl.seed_everything(0, verbose=False)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-
-    def collate(batch):
-        texts, ys = zip(*batch)
-        return tok(list(texts), padding=True, truncation=True, max_length=32, return_tensors="pt"), torch.tensor(ys)
-
-    loader = DataLoader(sentences(1000), batch_size=16, shuffle=True, collate_fn=collate)
+    loader = sentence_loader(model_dir)
     trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     with watch() as w:

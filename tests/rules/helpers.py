@@ -132,6 +132,19 @@ class BagOfWords(nn.Module):
         return self.head(self.embeddings(input_ids).mean(1))  # (B, T, D) -> (B, D) -> (B, n_out)
 
 
+def sentence_loader(model_dir: str | Path, n: int = 1000, batch_size: int = 16):
+    """A shuffled DataLoader of ``sentences(n)``: (tokenized batch, scores), padded per batch to at most 32 tokens."""
+    from torch.utils.data import DataLoader
+
+    tok = tokenizer(str(model_dir))
+
+    def collate(batch):
+        texts, ys = zip(*batch)
+        return tok(list(texts), padding=True, truncation=True, max_length=32, return_tensors="pt"), torch.tensor(ys)
+
+    return DataLoader(sentences(n), batch_size=batch_size, shuffle=True, collate_fn=collate)
+
+
 def word_data(n: int, seed: int = 0, vocab: int = 32, length: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Random ids (n, length) and a learnable score: #ids below 8 minus #ids in 8..15, standardised-ish."""
     gen = torch.Generator().manual_seed(seed)
