@@ -9,6 +9,7 @@ says how to --resume.
 from __future__ import annotations
 
 import json
+import functools
 import os
 import signal
 import subprocess
@@ -89,7 +90,11 @@ def test_interrupted_train_says_how_to_resume(tmp_path, tiny_model_dir):
     proc = subprocess.Popen([sys.executable, "-m", "defib.cli", "train", "d.csv", "--model", str(tiny_model_dir),
                              "--out", "model", "--epochs", "1000", "--eval-every", "2", "--patience", "1000",
                              "--no-progress", "--no-check"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
+                            # a child inherits an ignored SIGINT: whatever an earlier test left in this process, the
+                            # train gets Python's own Ctrl-C, as from a terminal
+                            preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL))
+    parent_sigint = signal.getsignal(signal.SIGINT)
     deadline = time.time() + 240
     while not list((tmp_path / ".model.partial" / "checkpoints").glob("checkpoint-*")) and time.time() < deadline:
         assert proc.poll() is None, proc.communicate()
@@ -97,7 +102,8 @@ def test_interrupted_train_says_how_to_resume(tmp_path, tiny_model_dir):
     time.sleep(1)  # into the next steps
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, (out[-2000:], err)  # stdout too: a run that ended by itself says so there
+    # stdout too: a run that ended by itself says so there
+    assert proc.returncode == 130, (out[-2000:], err, f"SIGINT in the test process: {parent_sigint}")
     lines = err.strip().splitlines()
     assert lines[-1].startswith("defib: interrupted; to continue from checkpoint-") and "--resume" in lines[-1], err
     assert "Traceback" not in err and not (tmp_path / "model").exists()
