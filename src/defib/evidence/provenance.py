@@ -413,10 +413,14 @@ def _moves(value: ast.expr, name: str) -> bool:
 
 
 def labels_key_line(filename: str) -> int | None:
-    """The one line of the file that puts a value under ``labels``, the key a transformers model reads its targets
-    from when its own loss is computed inside the library (``trainer.train()`` gives no loss call to follow)."""
+    """The one line that puts a value under ``labels``, where a transformers model computing its own loss reads
+    its targets (``trainer.train()`` gives no loss call to follow)."""
     tree = _tree(filename)
-    lines = {found for found, _ in _key_sets(tree, LABEL_KEY)} if tree is not None else set()
+    return _key_line(tree, LABEL_KEY) if tree is not None else None
+
+
+def _key_line(tree: ast.AST, key: str) -> int | None:
+    lines = {found for found, _ in _key_sets(tree, key)}
     return lines.pop() if len(lines) == 1 else None
 
 
@@ -441,8 +445,7 @@ def label_line(filename: str, line: int) -> int | None:
         if not isinstance(target, (ast.Name, ast.Subscript)):
             return None
         return _made_by_function(tree, target, line) or _made_line(tree, target, line)
-    lines = {found for found, _ in _key_sets(tree, key)}
-    return lines.pop() if len(lines) == 1 else None
+    return _key_line(tree, key)
 
 
 def _key_sets(tree: ast.AST, key: str) -> list[tuple[int, ast.expr]]:
@@ -575,32 +578,3 @@ def step_guard_line(filename: str, line: int) -> int | None:
         return min(guards, key=lambda g: (g < line, abs(g - line)))  # the nearest guard after the backward first
     calls = [n.lineno for n in ast.walk(scope) if _steps_optimizer(n)]
     return min(calls) if calls else None
-
-
-def column_line(filename: str, line: int, column: str) -> int | None:
-    """The line that gave a dataset's ``column`` its values in the call on ``line``; None when the file does not
-    show it.
-
-    ``Dataset.from_dict({"text": t, "label": [1.0] * n})`` over several lines: the ``"label"`` entry;
-    ``ds.map(lambda r: {"label": ...})``: the entry in the function's dict; ``Dataset.from_dict(cols)`` or
-    ``ds.map(relabel)``: the one place in the file that puts a value under that key (``cols["label"] = ...``,
-    ``row["label"] = ...``), if only one does, else for a ``map`` (which rewrote the column) its own line.
-    ``ds.add_column("label", values)`` names the column at its line.
-    """
-    tree = _tree(filename)
-    if tree is None:
-        return None
-    calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)
-                    and n.lineno <= line <= (n.end_lineno or n.lineno)), key=lambda n: (n.end_lineno or n.lineno) - n.lineno)
-    for call in calls:
-        entries = [v.lineno for arg in (*call.args, *(k.value for k in call.keywords)) for d in ast.walk(arg)
-                   if isinstance(d, ast.Dict) for k, v in zip(d.keys, d.values)
-                   if isinstance(k, ast.Constant) and k.value == column]
-        if entries:
-            return entries[0]
-        if any(isinstance(a, ast.Constant) and a.value == column for a in call.args):
-            return line  # add_column("label", ...): named here
-        if call.args and isinstance(call.args[0], ast.Name):
-            mapped = isinstance(call.func, ast.Attribute) and call.func.attr == "map"
-            return _key_origin(tree, column) or (line if mapped else None)
-    return None

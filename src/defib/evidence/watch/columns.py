@@ -13,11 +13,12 @@ rewrite a column in place, compares the first rows of the columns it kept with i
 
 from __future__ import annotations
 
+import ast
 from types import FrameType
 from typing import Any
 
-from defib.evidence.callsite import is_user_file, make_where
-from defib.evidence.provenance import column_line
+from defib.evidence.callsite import _tree, is_user_file, make_where
+from defib.evidence.provenance import _key_origin
 from defib.signals.common import Where
 
 LABEL_COLUMNS = ("label", "labels", "score", "scores")  # the columns sentence-transformers' collators read, in order
@@ -63,3 +64,32 @@ def label_where(ds: Any) -> Where | None:
     file, line = lines[column]
     found = column_line(file, line, column)
     return make_where(file, found) if found else None
+
+
+def column_line(filename: str, line: int, column: str) -> int | None:
+    """The line that gave a dataset's ``column`` its values in the call on ``line``; None when the file does not
+    show it.
+
+    ``Dataset.from_dict({"text": t, "label": [1.0] * n})`` over several lines: the ``"label"`` entry;
+    ``ds.map(lambda r: {"label": ...})``: the entry in the function's dict; ``Dataset.from_dict(cols)`` or
+    ``ds.map(relabel)``: the one place in the file that puts a value under that key (``cols["label"] = ...``,
+    ``row["label"] = ...``), if only one does, else for a ``map`` (which rewrote the column) its own line.
+    ``ds.add_column("label", values)`` names the column at its line.
+    """
+    tree = _tree(filename)
+    if tree is None:
+        return None
+    calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                    and n.lineno <= line <= (n.end_lineno or n.lineno)), key=lambda n: (n.end_lineno or n.lineno) - n.lineno)
+    for call in calls:
+        entries = [v.lineno for arg in (*call.args, *(k.value for k in call.keywords)) for d in ast.walk(arg)
+                   if isinstance(d, ast.Dict) for k, v in zip(d.keys, d.values)
+                   if isinstance(k, ast.Constant) and k.value == column]
+        if entries:
+            return entries[0]
+        if any(isinstance(a, ast.Constant) and a.value == column for a in call.args):
+            return line  # add_column("label", ...): named here
+        if call.args and isinstance(call.args[0], ast.Name):
+            mapped = isinstance(call.func, ast.Attribute) and call.func.attr == "map"
+            return _key_origin(tree, column) or (line if mapped else None)
+    return None
